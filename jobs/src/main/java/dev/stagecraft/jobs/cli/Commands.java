@@ -1,0 +1,213 @@
+package dev.stagecraft.jobs.cli;
+
+import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.Json;
+import dev.stagecraft.jobs.engine.LedgerStore;
+import dev.stagecraft.jobs.engine.OutputRecord;
+import dev.stagecraft.jobs.engine.RunLedger;
+import dev.stagecraft.jobs.engine.RunStatus;
+import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ThreadLocalRandom;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** The subcommands of {@code stagecraft}. */
+public final class Commands {
+  private Commands() {}
+
+  /** Options shared by the commands that run workflows. */
+  static class RunOptions {
+    @Option(names = "--workspace", paramLabel = "URI",
+        description = "Workspace (file://, hdfs://, s3a://, or a path); overrides the workflow's 'workspace'.")
+    String workspace;
+
+    @Option(names = "--set", paramLabel = "KEY=VALUE", description = "Override a workflow parameter (repeatable).")
+    Map<String, String> overrides = new LinkedHashMap<>();
+  }
+
+  @Command(name = "run", mixinStandardHelpOptions = true,
+      description = "Run a workflow: every step in dependency order; independent steps concurrently.")
+  public static final class Run implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "WORKFLOW", description = "The workflow YAML file.")
+    Path workflow;
+
+    @Option(names = "--run-id", paramLabel = "ID", description = "The run's id (default: a new one from the time).")
+    String runId;
+
+    @Option(names = "--resume", description = "Continue run --run-id: re-run only the steps that did not succeed.")
+    boolean resume;
+
+    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+
+    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+
+    @Override
+    public Integer call() {
+      if (resume && runId == null) {
+        throw StagecraftException.user("Invalid --resume: it needs --run-id (the run to continue)");
+      }
+      String id = runId != null ? runId : newRunId();
+      return execute(workflow, id, resume, Optional.empty(), options, main.verbose(), "stagecraft run " + workflow);
+    }
+  }
+
+  @Command(name = "step", mixinStandardHelpOptions = true,
+      description = "Run one step of a run (what an Airflow task calls); its upstream steps must have succeeded.")
+  public static final class Step implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "WORKFLOW", description = "The workflow YAML file.")
+    Path workflow;
+
+    @Parameters(index = "1", paramLabel = "STEP", description = "The step id.")
+    String step;
+
+    @Option(names = "--run-id", required = true, paramLabel = "ID", description = "The run the step belongs to.")
+    String runId;
+
+    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+
+    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+
+    @Override
+    public Integer call() {
+      return execute(workflow, runId, false, Optional.of(step), options, main.verbose(),
+          "stagecraft step " + workflow + " " + step);
+    }
+  }
+
+  @Command(name = "status", mixinStandardHelpOptions = true, description = "Show a run's ledger.")
+  public static final class Status implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "RUN-ID")
+    String runId;
+
+    @Option(names = "--workspace", paramLabel = "URI", description = "The workspace (default: ./.stagecraft).")
+    String workspace = Workspace.DEFAULT;
+
+    @Option(names = "--json", description = "Print the ledger itself (JSON).")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+      Workspace ws = new Workspace(workspace, new Configuration());
+      RunLedger ledger = new LedgerStore(ws).read(runId).orElseThrow(() -> StagecraftException.user(
+          "Cannot show run '%s': no ledger at %s", runId, ws.ledger(runId)));
+      if (json) {
+        System.out.println(Json.MAPPER.writeValueAsString(ledger));
+      } else {
+        StatusTable.print(ledger, System.out);
+      }
+      return 0;
+    }
+  }
+
+  @Command(name = "demo", mixinStandardHelpOptions = true,
+      description = "Run the example workflow (jobs/examples/a9a) on local Spark, workspace ./.stagecraft.")
+  public static final class Demo implements Callable<Integer> {
+    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+
+    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+
+    @Override
+    public Integer call() {
+      Path workflow = exampleWorkflow();
+      return execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(), "stagecraft demo");
+    }
+
+    static Path exampleWorkflow() {
+      String home = System.getProperty("stagecraft.home", System.getenv().getOrDefault("STAGECRAFT_HOME", "."));
+      Path p = Path.of(home, "jobs", "examples", "a9a", "workflow.yaml");
+      if (!Files.isRegularFile(p)) {
+        throw StagecraftException.user("Cannot find the example workflow %s (expected the Stagecraft repository; "
+            + "run bin/stagecraft demo from it, or set STAGECRAFT_HOME to it)", p.toAbsolutePath().normalize());
+      }
+      return p;
+    }
+  }
+
+  /** Loads, validates and runs; prints progress and a summary; returns the exit code. */
+  static int execute(Path file, String runId, boolean resume, Optional<String> only, RunOptions options,
+      boolean verbose, String command) {
+    Workspace.checkRunId(runId);
+    StepKinds kinds = StepKinds.discover();
+    WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
+    SparkSession spark = SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose);
+    PrintStream out = System.out;
+    try (ConsoleProgress progress =
+        new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {
+      Engine.Options opts = Engine.Options.run(runId).withOverrides(options.overrides).withCommand(command);
+      if (resume) {
+        opts = opts.withResume();
+      }
+      if (options.workspace != null) {
+        opts = opts.withWorkspace(options.workspace);
+      }
+      if (only.isPresent()) {
+        opts = opts.withOnlyStep(only.get());
+      }
+      RunLedger ledger = new Engine(spark, kinds, progress).run(spec, opts);
+      progress.close();
+      summarize(ledger, only, file, out);
+      if (ledger.status() == RunStatus.FAILED
+          || only.map(s -> ledger.step(s).status() != StepStatus.SUCCEEDED).orElse(false)) {
+        throw new StagecraftException(ErrorCategory.INTERNAL, failureLine(ledger, only, file));
+      }
+      return 0;
+    } finally {
+      spark.stop();
+    }
+  }
+
+  private static void summarize(RunLedger ledger, Optional<String> only, Path file, PrintStream out) {
+    out.println();
+    out.println((only.isPresent() ? "Step " + only.get() + " of run " : "Run ") + ledger.runId() + " "
+        + (only.isPresent() ? ledger.step(only.get()).status() : ledger.status()));
+    for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
+      if (only.isPresent() && !only.get().equals(e.getKey())) {
+        continue;
+      }
+      for (Map.Entry<String, OutputRecord> o : e.getValue().outputs().entrySet()) {
+        out.printf("  ${steps.%s.%s} = %s%n", e.getKey(), o.getKey(), o.getValue().uri());
+      }
+    }
+    out.println("Ledger: " + ledger.workspace() + "/runs/" + ledger.runId() + "/ledger.json  (stagecraft status "
+        + ledger.runId() + " --workspace " + ledger.workspace() + ")");
+  }
+
+  private static String failureLine(RunLedger ledger, Optional<String> only, Path file) {
+    StringBuilder s = new StringBuilder();
+    for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
+      if (e.getValue().status() == StepStatus.FAILED && (only.isEmpty() || only.get().equals(e.getKey()))) {
+        s.append("step '").append(e.getKey()).append("' failed: ").append(e.getValue().error());
+        break;
+      }
+    }
+    s.append(s.length() == 0 ? "run " + ledger.runId() + " failed" : "");
+    s.append(". Resume with: stagecraft run ").append(file).append(" --run-id ").append(ledger.runId())
+        .append(" --resume");
+    return s.toString();
+  }
+
+  static String newRunId() {
+    return ZonedDateTime.now(ZoneOffset.UTC).format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")) + "-"
+        + String.format("%04x", ThreadLocalRandom.current().nextInt(0x10000));
+  }
+}

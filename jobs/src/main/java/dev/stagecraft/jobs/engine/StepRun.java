@@ -1,0 +1,141 @@
+package dev.stagecraft.jobs.engine;
+
+import static org.apache.spark.sql.functions.count;
+import static org.apache.spark.sql.functions.lit;
+
+import dev.stagecraft.spi.StagecraftException;
+import dev.stagecraft.spi.StepConfig;
+import dev.stagecraft.spi.StepContext;
+import java.net.URI;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.sql.AnalysisException;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Observation;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.SparkSession;
+
+/** The {@link StepContext} of one step attempt: outputs go to the attempt's folder until the engine commits them. */
+final class StepRun implements StepContext {
+  private final String runId;
+  private final StepConfig step;
+  private final SparkSession session;
+  private final Workspace workspace;
+  private final Path attemptDir;
+  private final String workflowDir;
+  private final Set<String> upstream;
+  private final Map<String, OutputRecord> outputs = Collections.synchronizedMap(new LinkedHashMap<>());
+  private final Map<String, Double> metrics = Collections.synchronizedMap(new LinkedHashMap<>());
+
+  StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir,
+      String workflowDir, Set<String> upstream) {
+    this.runId = runId;
+    this.step = step;
+    this.session = session;
+    this.workspace = workspace;
+    this.attemptDir = attemptDir;
+    this.workflowDir = workflowDir;
+    this.upstream = upstream;
+  }
+
+  @Override
+  public String runId() {
+    return runId;
+  }
+
+  @Override
+  public StepConfig step() {
+    return step;
+  }
+
+  @Override
+  public SparkSession spark() {
+    return session;
+  }
+
+  @Override
+  public Configuration hadoopConf() {
+    return session.sparkContext().hadoopConfiguration();
+  }
+
+  @Override
+  public Dataset<Row> input(String field, String reference) {
+    if (upstream.contains(reference)) {
+      return session.table(reference);
+    }
+    String path = resolvePath(reference);
+    try {
+      return session.read().parquet(path);
+    } catch (Exception e) { // Scala's AnalysisException is checked in Java's eyes but never declared
+      if (e instanceof AnalysisException) {
+        throw step.invalid(field, "'" + reference + "' is neither an upstream step nor a readable Parquet path ("
+            + Engine.oneLine(e) + ")");
+      }
+      throw (RuntimeException) e;
+    }
+  }
+
+  @Override
+  public String resolvePath(String path) {
+    if (URI.create(path.replace(" ", "%20")).getScheme() != null || path.startsWith("/")) {
+      return path;
+    }
+    return workflowDir + "/" + path;
+  }
+
+  @Override
+  public long writeTable(String output, Dataset<Row> data) {
+    Path dir = new Path(attemptDir, output);
+    // Count the rows as they are written (one pass), not with a second job.
+    Observation rows = new Observation("stagecraft-rows-" + output);
+    data.observe(rows, count(lit(1)).as("rows")).write().mode(SaveMode.ErrorIfExists).parquet(dir.toString());
+    long n;
+    try {
+      n = ((Number) rows.getAsJava().get("rows")).longValue();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("Interrupted while counting the rows of output '" + output + "'", e);
+    }
+    outputs.put(output, new OutputRecord(qualified(dir), OutputRecord.TABLE, n));
+    return n;
+  }
+
+  @Override
+  public String outputLocation(String output) {
+    Path dir = new Path(attemptDir, output);
+    try {
+      workspace.fs().mkdirs(dir);
+    } catch (java.io.IOException e) {
+      throw StagecraftException.external(e, "Cannot create %s: %s", dir, e.getMessage());
+    }
+    String uri = qualified(dir);
+    outputs.put(output, new OutputRecord(uri, OutputRecord.DIRECTORY, null));
+    return uri;
+  }
+
+  @Override
+  public void metric(String name, double value) {
+    metrics.put(name, value);
+  }
+
+  Map<String, OutputRecord> outputs() {
+    synchronized (outputs) {
+      return new LinkedHashMap<>(outputs);
+    }
+  }
+
+  Map<String, Double> metrics() {
+    synchronized (metrics) {
+      return new LinkedHashMap<>(metrics);
+    }
+  }
+
+  private String qualified(Path p) {
+    return workspace.fs().makeQualified(p).toString();
+  }
+}

@@ -1,0 +1,258 @@
+package dev.stagecraft.jobs.spec;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.stagecraft.jobs.kinds.LoadStep;
+import dev.stagecraft.jobs.kinds.SqlStep;
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class WorkflowLoaderTest {
+  private final WorkflowLoader loader = new WorkflowLoader(StepKinds.of(new LoadStep(), new SqlStep()));
+
+  private WorkflowSpec parse(String yaml) {
+    return loader.parse("wf.yaml", yaml, "file:/flows");
+  }
+
+  private List<String> problems(String yaml) {
+    try {
+      parse(yaml);
+    } catch (WorkflowLoader.WorkflowException e) {
+      assertThat(e.category()).isEqualTo(ErrorCategory.USER);
+      return e.problems();
+    }
+    throw new AssertionError("expected the workflow to be rejected");
+  }
+
+  @Test
+  void readsAValidWorkflowWithDependenciesFromAfterReferencesAndSql() {
+    WorkflowSpec spec = parse("""
+        name: demo
+        workspace: hdfs://nn:8020/ws
+        params: { input: data/x.csv }
+        steps:
+          - id: raw
+            kind: load
+            path: ${input}
+            format: csv
+            options: { header: true }
+          - id: other
+            kind: load
+            path: ${workflow_dir}/y.json
+          - id: features
+            kind: sql
+            sql: SELECT * FROM raw r JOIN (SELECT * FROM other) o ON r.id = o.id
+          - id: report
+            kind: load
+            after: [other]
+            path: ${steps.features.output}
+            format: parquet
+        """);
+    assertThat(spec.name()).isEqualTo("demo");
+    assertThat(spec.workspace()).contains("hdfs://nn:8020/ws");
+    assertThat(spec.params()).containsEntry("input", "data/x.csv");
+    assertThat(spec.upstream().get("raw")).isEmpty();
+    assertThat(spec.upstream().get("features")).containsExactlyInAnyOrder("raw", "other");
+    assertThat(spec.upstream().get("report")).containsExactlyInAnyOrder("other", "features");
+    assertThat(spec.order()).containsExactly("raw", "other", "features", "report");
+    assertThat(spec.allUpstream("report")).containsExactlyInAnyOrder("raw", "other", "features");
+    assertThat(spec.allDownstream("raw")).containsExactlyInAnyOrder("features", "report");
+    assertThat(spec.step("raw").stringMap("options")).containsEntry("header", "true");
+  }
+
+  @Test
+  void sqlTablesInCtesAndSubqueriesAreDependencies() {
+    WorkflowSpec spec = parse("""
+        name: demo
+        steps:
+          - { id: a, kind: load, path: a.csv }
+          - { id: b, kind: load, path: b.csv }
+          - id: c
+            kind: sql
+            sql: WITH x AS (SELECT * FROM a) SELECT * FROM x WHERE id IN (SELECT id FROM b)
+        """);
+    assertThat(spec.upstream().get("c")).containsExactlyInAnyOrder("a", "b");
+  }
+
+  @Test
+  void unknownKind() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: lod, path: x.csv }
+        """)).containsExactly("wf.yaml: step 'a' field 'kind': unknown kind 'lod' (expected one of: load, sql)");
+  }
+
+  @Test
+  void missingField() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: q, kind: sql }
+        """)).containsExactly("wf.yaml: step 'q' field 'sql': is missing (expected a Spark SQL query)");
+  }
+
+  @Test
+  void unknownField() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: q, kind: sql, sql: SELECT 1, sqll: x }
+        """)).containsExactly(
+            "wf.yaml: step 'q' field 'sqll': unknown field for kind 'sql' (expected one of: id, kind, after, policy, sql)");
+  }
+
+  @Test
+  void wrongFieldType() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: load, path: x.csv, options: [header] }
+        """)).containsExactly(
+            "wf.yaml: step 'a' field 'options': is a list (expected a map of Spark reader options, e.g. {header: true})");
+  }
+
+  @Test
+  void duplicateId() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, sql: SELECT 1 }
+          - { id: a, kind: sql, sql: SELECT 2 }
+        """)).containsExactly("wf.yaml: step 'a' field 'id': duplicate id (expected each step id once)");
+  }
+
+  @Test
+  void missingAndMalformedIds() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { kind: sql, sql: SELECT 1 }
+          - { id: my-step, kind: sql, sql: SELECT 1 }
+        """)).containsExactly(
+            "wf.yaml: step #1 field 'id': is missing (expected a unique step id)",
+            "wf.yaml: step 'my-step' field 'id': invalid id (expected letters, digits and '_', starting with a letter)");
+  }
+
+  @Test
+  void referenceToUnknownStepInAfterAndInAReference() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, sql: SELECT 1 }
+          - { id: b, kind: load, after: [zz], path: "${steps.nope.output}", format: parquet }
+        """)).containsExactly(
+            "wf.yaml: step 'b' field 'after': unknown step 'zz' (expected one of: a)",
+            "wf.yaml: step 'b' field 'path': reference ${steps.nope.output} names unknown step 'nope' (expected one of: a, b)");
+  }
+
+  @Test
+  void referenceToUnknownOutput() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, sql: SELECT 1 }
+          - { id: b, kind: load, path: "${steps.a.model}", format: parquet }
+        """)).containsExactly(
+            "wf.yaml: step 'b' field 'path': reference ${steps.a.model} names unknown output 'model' of step 'a' "
+                + "(expected one of: output)");
+  }
+
+  @Test
+  void referenceToUnknownParam() {
+    assertThat(problems("""
+        name: w
+        params: { input: x }
+        steps:
+          - { id: a, kind: sql, sql: "SELECT * FROM parquet.`${inptu}`" }
+        """)).containsExactly(
+            "wf.yaml: step 'a' field 'sql': unknown parameter ${inptu} (expected one of: input, run_id, workflow_dir, "
+                + "workspace, or ${steps.ID.OUTPUT})");
+  }
+
+  @Test
+  void dependencyCycleIsPrinted() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, sql: SELECT * FROM c }
+          - { id: b, kind: sql, sql: SELECT * FROM a }
+          - { id: c, kind: sql, after: [b], sql: SELECT 1 }
+        """)).containsExactly("wf.yaml: dependency cycle: a -> b -> c -> a");
+  }
+
+  @Test
+  void selfDependency() {
+    assertThat(problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, after: [a], sql: SELECT 1 }
+        """)).containsExactly("wf.yaml: step 'a' field 'after': a step cannot run after itself");
+  }
+
+  @Test
+  void topLevelProblemsAreAllReported() {
+    assertThat(problems("""
+        stepz: []
+        params: { run_id: x }
+        """)).containsExactly(
+            "wf.yaml: field 'stepz': unknown field (expected one of: name, workspace, params, policies, steps)",
+            "wf.yaml: field 'name': is missing (expected the workflow's name)",
+            "wf.yaml: field 'params.run_id': 'run_id' is built in (expected another name)",
+            "wf.yaml: field 'steps': is missing (expected a list of steps)");
+  }
+
+  @Test
+  void badSqlAndBadSchemaAreCaughtBeforeRunning() {
+    List<String> p = problems("""
+        name: w
+        steps:
+          - { id: a, kind: sql, sql: SELEC 1 }
+          - { id: b, kind: load, path: x.csv, schema: "id INTEGR" }
+          - { id: c, kind: load, path: x.txt }
+          - { id: d, kind: load, path: x.csv, format: xls }
+        """);
+    assertThat(p).hasSize(4);
+    assertThat(p.get(0)).startsWith("wf.yaml: step 'a' field 'sql': cannot parse the query: ")
+        .endsWith("(expected a Spark SQL query)");
+    assertThat(p.get(1)).startsWith("wf.yaml: step 'b' field 'schema': cannot parse 'id INTEGR': ");
+    assertThat(p.get(2)).isEqualTo("wf.yaml: step 'c' field 'format': is missing and the path 'x.txt' does not tell "
+        + "(expected one of: csv, json, libsvm, parquet)");
+    assertThat(p.get(3)).isEqualTo(
+        "wf.yaml: step 'd' field 'format': unknown format 'xls' (expected one of: csv, json, libsvm, parquet)");
+  }
+
+  @Test
+  void duplicateYamlKeysAndBadYamlAreRejected() {
+    assertThatThrownBy(() -> parse("name: a\nname: b\nsteps: []\n"))
+        .isInstanceOf(StagecraftException.class)
+        .hasMessageStartingWith("wf.yaml: not valid YAML: Duplicate field 'name'");
+    assertThatThrownBy(() -> parse("- just\n- a list\n"))
+        .hasMessage("wf.yaml: expected a YAML map with 'name' and 'steps'");
+  }
+
+  @Test
+  void loadsFromAFileAndResolvesItsFolder(@TempDir Path dir) throws Exception {
+    Path f = dir.resolve("flow.yaml");
+    Files.writeString(f, "name: f\nsteps:\n  - { id: a, kind: sql, sql: SELECT 1 AS x }\n");
+    WorkflowSpec spec = loader.load(f);
+    assertThat(spec.directory()).isEqualTo(dir.toUri().toString().replaceAll("/$", ""));
+    assertThatThrownBy(() -> loader.load(dir.resolve("missing.yaml")))
+        .hasMessage("Cannot read workflow " + dir.resolve("missing.yaml") + ": no such file");
+  }
+
+  @Test
+  void templateSubstitutesAndEscapes() {
+    assertThat(Template.references("a ${x} b $${y} ${ steps.s.output }")).containsExactly("x", "steps.s.output");
+    assertThat(Template.substitute("a ${x} $${y}", n -> n.toUpperCase())).isEqualTo("a X ${y}");
+    assertThat(Set.of(Template.stepOutput("steps.t.model"))).containsExactlyInAnyOrder("t", "model");
+    assertThat(Template.stepOutput("input")).isNull();
+  }
+}

@@ -1,0 +1,42 @@
+package dev.stagecraft.spi;
+
+import static java.util.Objects.requireNonNull;
+
+/** An error Stagecraft reports to its user: a one-line message that says what was wrong and what was expected. */
+public class StagecraftException extends RuntimeException {
+  private static final long serialVersionUID = 1L;
+
+  private final ErrorCategory category;
+
+  public StagecraftException(ErrorCategory category, String message) {
+    super(requireNonNull(message, "message is null"));
+    this.category = requireNonNull(category, "category is null");
+  }
+
+  public StagecraftException(ErrorCategory category, String message, Throwable cause) {
+    super(requireNonNull(message, "message is null"), cause);
+    this.category = requireNonNull(category, "category is null");
+  }
+
+  public static StagecraftException user(String format, Object... args) {
+    return new StagecraftException(ErrorCategory.USER, String.format(format, args));
+  }
+
+  public static StagecraftException external(Throwable cause, String format, Object... args) {
+    return new StagecraftException(ErrorCategory.EXTERNAL, String.format(format, args), cause);
+  }
+
+  public ErrorCategory category() {
+    return category;
+  }
+
+  /** The category of any throwable: a StagecraftException's own, else {@link ErrorCategory#INTERNAL}. */
+  public static ErrorCategory categoryOf(Throwable t) {
+    for (Throwable c = t; c != null; c = c.getCause()) {
+      if (c instanceof StagecraftException se) {
+        return se.category();
+      }
+    }
+    return ErrorCategory.INTERNAL;
+  }
+}

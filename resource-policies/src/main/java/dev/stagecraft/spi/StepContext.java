@@ -1,0 +1,55 @@
+package dev.stagecraft.spi;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * What a running step may use. One context per step attempt; not shared between threads of different steps.
+ *
+ * <p>Outputs written here go to the attempt's staging location and are committed by the engine when
+ * {@link StepKind#run} returns; a failed attempt's outputs are never visible.
+ */
+public interface StepContext {
+
+  /** The run this step belongs to. */
+  String runId();
+
+  /** The step, with parameters and upstream outputs substituted. */
+  StepConfig step();
+
+  /**
+   * A Spark session for this step alone (sharing the application's SparkContext). Every upstream step's table output
+   * is registered in it as a temporary view named by that step's id.
+   */
+  SparkSession spark();
+
+  /** The Hadoop configuration for workspace and data access. */
+  Configuration hadoopConf();
+
+  /**
+   * Reads an input named in the workflow: the id of an upstream step with a table output, or a path/URI to Parquet.
+   *
+   * @throws StagecraftException (user) if the name is neither an upstream step nor a readable path
+   */
+  Dataset<Row> input(String field, String reference);
+
+  /**
+   * Writes {@code data} as this step's table output {@code output} (Parquet) into the attempt's staging location.
+   *
+   * @return the number of rows written
+   */
+  long writeTable(String output, Dataset<Row> data);
+
+  /**
+   * A fresh, empty directory URI in the attempt's staging location for a non-table output (a model bundle, a report).
+   */
+  String outputLocation(String output);
+
+  /** {@code path} as given if it is absolute or a URI, else resolved against the workflow file's folder. */
+  String resolvePath(String path);
+
+  /** Records a metric for the ledger (e.g. {@code accuracy}, {@code loss}). */
+  void metric(String name, double value);
+}

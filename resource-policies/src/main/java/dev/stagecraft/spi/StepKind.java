@@ -1,0 +1,53 @@
+package dev.stagecraft.spi;
+
+import java.util.List;
+import java.util.Set;
+
+/**
+ * A kind of workflow step ({@code load}, {@code sql}, {@code train}, {@code infer}, …).
+ *
+ * <p>Kinds are found with {@link java.util.ServiceLoader}: a module lists its implementations in
+ * {@code META-INF/services/dev.stagecraft.spi.StepKind}. An implementation must have a public no-argument
+ * constructor, hold no per-run state, and be safe to call from several threads (independent steps run concurrently).
+ *
+ * <p>The engine validates every step of a workflow before it runs any: the common fields, then the fields declared
+ * by {@link #fields()} (presence, unknown names, types), then {@link #validate}. Only then does it call {@link #run},
+ * once per attempt, with parameters and references to earlier steps' outputs substituted.
+ */
+public interface StepKind {
+
+  /** The name used in {@code kind:}. */
+  String name();
+
+  /** The kind-specific fields, beyond the common {@code id}, {@code kind}, {@code after}, {@code policy}. */
+  List<FieldSpec> fields();
+
+  /**
+   * The names of the outputs a step of this kind commits, the table output (if any) first; referenced from other
+   * steps as {@code ${steps.ID.NAME}}.
+   */
+  List<String> outputs();
+
+  /**
+   * Checks beyond field presence and types, before anything runs. Throw a {@link StagecraftException} made with
+   * {@link StepConfig#invalid} to reject the step. References to earlier steps' outputs ({@code ${steps.…}}) are
+   * still unsubstituted here.
+   */
+  default void validate(StepConfig step) {}
+
+  /**
+   * Steps this step reads without naming them in {@code after} or in a {@code ${steps.…}} reference, e.g. the tables
+   * a SQL query names. Only ids in {@code stepIds} matter; the engine makes them dependencies.
+   */
+  default Set<String> implicitInputs(StepConfig step, Set<String> stepIds) {
+    return Set.of();
+  }
+
+  /**
+   * Runs one attempt of the step. Outputs are written through {@link StepContext} and committed by the engine only
+   * if this method returns normally; on an exception nothing the attempt wrote becomes visible.
+   *
+   * @throws StagecraftException for failures with a known category; any other exception counts as internal
+   */
+  void run(StepContext context) throws Exception;
+}
