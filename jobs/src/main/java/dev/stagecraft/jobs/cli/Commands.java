@@ -67,7 +67,8 @@ public final class Commands {
         throw StagecraftException.user("Invalid --resume: it needs --run-id (the run to continue)");
       }
       String id = runId != null ? runId : newRunId();
-      return execute(workflow, id, resume, Optional.empty(), options, main.verbose(), "stagecraft run " + workflow);
+      return execute(workflow, id, resume, Optional.empty(), options, main.verbose(), "stagecraft run " + workflow,
+          Optional.empty());
     }
   }
 
@@ -90,7 +91,7 @@ public final class Commands {
     @Override
     public Integer call() {
       return execute(workflow, runId, false, Optional.of(step), options, main.verbose(),
-          "stagecraft step " + workflow + " " + step);
+          "stagecraft step " + workflow + " " + step, Optional.empty());
     }
   }
 
@@ -129,7 +130,8 @@ public final class Commands {
     @Override
     public Integer call() {
       Path workflow = exampleWorkflow();
-      return execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(), "stagecraft demo");
+      return execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(), "stagecraft demo",
+          Optional.of("summary"));
     }
 
     static Path exampleWorkflow() {
@@ -143,9 +145,12 @@ public final class Commands {
     }
   }
 
-  /** Loads, validates and runs; prints progress and a summary; returns the exit code. */
+  /**
+   * Loads, validates and runs; prints progress and a summary (and the first rows of step {@code preview}'s table);
+   * returns the exit code.
+   */
   static int execute(Path file, String runId, boolean resume, Optional<String> only, RunOptions options,
-      boolean verbose, String command) {
+      boolean verbose, String command, Optional<String> preview) {
     Workspace.checkRunId(runId);
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
@@ -166,6 +171,11 @@ public final class Commands {
       RunLedger ledger = new Engine(spark, kinds, progress).run(spec, opts);
       progress.close();
       summarize(ledger, only, file, out);
+      preview.map(s -> ledger.step(s).outputs().get("output")).ifPresent(o -> {
+        out.println();
+        out.println("First rows of " + o.uri() + ":");
+        spark.read().parquet(o.uri()).show(20, false);
+      });
       if (ledger.status() == RunStatus.FAILED
           || only.map(s -> ledger.step(s).status() != StepStatus.SUCCEEDED).orElse(false)) {
         throw new StagecraftException(ErrorCategory.INTERNAL, failureLine(ledger, only, file));
@@ -196,7 +206,8 @@ public final class Commands {
     StringBuilder s = new StringBuilder();
     for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
       if (e.getValue().status() == StepStatus.FAILED && (only.isEmpty() || only.get().equals(e.getKey()))) {
-        s.append("step '").append(e.getKey()).append("' failed: ").append(e.getValue().error());
+        String error = e.getValue().error().replaceAll("\\.+$", "");
+        s.append("step '").append(e.getKey()).append("' failed: ").append(error);
         break;
       }
     }

@@ -13,7 +13,12 @@ final class BlockingKind implements StepKind {
   static volatile CountDownLatch release = new CountDownLatch(1);
 
   static void reset() {
-    started = new CountDownLatch(1);
+    reset(1);
+  }
+
+  /** The next {@code steps} blocking steps count down {@link #started}. */
+  static void reset(int steps) {
+    started = new CountDownLatch(steps);
     release = new CountDownLatch(1);
   }
 

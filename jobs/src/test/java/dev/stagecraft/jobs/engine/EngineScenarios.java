@@ -211,6 +211,29 @@ abstract class EngineScenarios {
   }
 
   @Test
+  void independentStepsRunConcurrently() throws Exception {
+    BlockingKind.reset(2);
+    WorkflowSpec spec = workflow("""
+        name: parallel
+        steps:
+          - { id: left, kind: block }
+          - { id: right, kind: block }
+          - { id: both, kind: sql, sql: "SELECT * FROM left UNION ALL SELECT * FROM right" }
+        """);
+    CompletableFuture<RunLedger> run = CompletableFuture.supplyAsync(() -> engine().run(spec, options("r11")));
+    try {
+      // Both blocking steps are inside run() at once: neither waited for the other.
+      assertThat(BlockingKind.started.await(60, TimeUnit.SECONDS)).isTrue();
+      assertThat(started).containsExactlyInAnyOrder("left", "right");
+    } finally {
+      BlockingKind.release.countDown();
+    }
+    RunLedger ledger = run.get(60, TimeUnit.SECONDS);
+    assertThat(ledger.status()).isEqualTo(RunStatus.SUCCEEDED);
+    assertThat(ledger.step("both").outputs().get("output").rows()).isEqualTo(2);
+  }
+
+  @Test
   void aLeaseLeftByADeadProcessIsTakenOver() throws Exception {
     WorkflowSpec spec = workflow(THREE_STEPS);
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
