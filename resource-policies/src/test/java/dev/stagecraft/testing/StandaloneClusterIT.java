@@ -1,0 +1,33 @@
+package dev.stagecraft.testing;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.TreeSet;
+import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The fixture itself: two workers with one fake GPU each; each task gets a distinct GPU address. */
+class StandaloneClusterIT {
+  @TempDir Path dir;
+
+  @Test
+  void tasksReceiveDistinctGpuAddressesFromTheWorkersDiscoveryScripts() throws Exception {
+    try (StandaloneCluster cluster = StandaloneCluster.start(dir, 2, 1, 1)) {
+      SparkSession spark = cluster.session("fixture-test", 1, true).getOrCreate();
+      try {
+        JavaRDD<Integer> rdd = new JavaSparkContext(spark.sparkContext()).parallelize(List.of(1, 2), 2);
+        List<String> gpus = rdd.map(x -> TaskContext.get().resources().get("gpu").get().addresses()[0]).collect();
+        assertThat(new TreeSet<>(gpus)).containsExactly("0", "1");
+        assertThat(cluster.executors()).hasSize(2);
+      } finally {
+        spark.stop();
+      }
+    }
+  }
+}
