@@ -47,6 +47,16 @@ public interface StepContext {
    */
   String outputLocation(String output);
 
+  /**
+   * A fresh, empty folder {@code models/NAME/VERSION/} in the workspace for a model bundle, registered as output
+   * {@code output}; VERSION names the run and attempt. Committed like every output: a failed attempt's folder is
+   * deleted and never named by the ledger.
+   */
+  String modelLocation(String output, String modelName);
+
+  /** Tells the console how the step is doing, in the step's own terms ("epoch 2/5, loss 0.34, ETA 12s"). */
+  void progress(String status);
+
   /** {@code path} as given if it is absolute or a URI, else resolved against the workflow file's folder. */
   String resolvePath(String path);
 

@@ -33,6 +33,7 @@ public final class ConsoleProgress implements EngineListener, AutoCloseable {
   private final boolean terminal;
   private final Map<String, Active> active = new ConcurrentHashMap<>();
   private final Map<String, String> lastStage = new ConcurrentHashMap<>();
+  private final Map<String, String> status = new ConcurrentHashMap<>();
   private final ScheduledExecutorService ticker;
   private int lastWidth;
 
@@ -70,16 +71,24 @@ public final class ConsoleProgress implements EngineListener, AutoCloseable {
   }
 
   @Override
+  public void stepProgress(String stepId, String text) {
+    status.put(stepId, text);
+  }
+
+  @Override
   public synchronized void stepFinished(String stepId, StepRecord r) {
     active.remove(stepId);
     lastStage.remove(stepId);
+    status.remove(stepId);
     if (r.status() == StepStatus.SUCCEEDED) {
       StringBuilder s = new StringBuilder("✔ " + stepId + " succeeded in " + String.format("%.1f", r.seconds()) + "s");
       for (Map.Entry<String, OutputRecord> o : r.outputs().entrySet()) {
         s.append(o.getValue().rows() != null ? String.format(" — %,d rows", o.getValue().rows()) : "");
       }
       if (!r.metrics().isEmpty()) {
-        s.append(" — ").append(r.metrics());
+        List<String> m = new ArrayList<>();
+        r.metrics().forEach((k, v) -> m.add(k + " " + String.format("%.4g", v)));
+        s.append(" — ").append(String.join(", ", m));
       }
       println(s.toString());
     } else if (r.status() == StepStatus.SKIPPED) {
@@ -101,12 +110,14 @@ public final class ConsoleProgress implements EngineListener, AutoCloseable {
       for (Map.Entry<String, Active> e : active.entrySet()) {
         String step = e.getKey();
         Active a = e.getValue();
-        String stage = stageText(a.group());
+        String own = status.get(step);
+        String stage = own != null ? own : stageText(a.group());
         String line = step + ": " + (stage == null ? "preparing" : stage) + ", "
             + String.format("%.0fs", (now - a.startNanos()) / 1e9);
         parts.add(line);
         if (!terminal) {
-          String stageKey = stage == null ? "" : stage.substring(0, stage.indexOf(':') > 0 ? stage.indexOf(':') : 0);
+          String stageKey = stage == null || own != null ? ""
+              : stage.substring(0, stage.indexOf(':') > 0 ? stage.indexOf(':') : 0);
           boolean newStage = !stageKey.equals(lastStage.put(step, stageKey));
           long ms = System.currentTimeMillis();
           if (stage != null && (newStage || ms - a.lastPrint()[0] >= PLAIN_EVERY_MS)) {

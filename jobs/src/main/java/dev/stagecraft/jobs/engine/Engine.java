@@ -375,7 +375,8 @@ public final class Engine {
       // SPARK-… FAIR pools: a pool per step so concurrent steps share executors instead of queueing FIFO.
       sc.setLocalProperty("spark.scheduler.pool", step.policy().orElse(id));
       listener.stepStarted(id, kind.name(), attempt, group);
-      run = new StepRun(runId, resolved, session, ws, attemptDir, spec.directory(), spec.allUpstream(id));
+      run = new StepRun(runId, resolved, session, ws, attemptDir, attempt, spec.directory(), spec.allUpstream(id),
+          status -> listener.stepProgress(id, status));
       kind.run(run);
       double secs = seconds(start);
       Map<String, OutputRecord> outputs = run.outputs();
@@ -393,12 +394,19 @@ public final class Engine {
       }
       String message = oneLine(t);
       ErrorCategory category = StagecraftException.categoryOf(t);
-      LOG.error("Step '{}' of run '{}' failed: {}", id, runId, message, t);
-      try {
-        deleteIfExists(ws, attemptDir);
-      } catch (RuntimeException cleanup) {
-        LOG.warn("Cannot delete the failed attempt's folder {} (the ledger never names it): {}", attemptDir,
-            cleanup.toString());
+      // INFO with the trace: the console already says it in one line; --verbose shows this too.
+      LOG.info("Step '{}' of run '{}' failed: {}", id, runId, message, t);
+      List<Path> written = new ArrayList<>(List.of(attemptDir));
+      if (run != null) {
+        written.addAll(run.extraDirs());
+      }
+      for (Path dir : written) {
+        try {
+          deleteIfExists(ws, dir);
+        } catch (RuntimeException cleanup) {
+          LOG.warn("Cannot delete the failed attempt's folder {} (the ledger never names it): {}", dir,
+              cleanup.toString());
+        }
       }
       RunLedger after = store.update(runId,
           l -> l.withStep(id, r -> r.failed(now(), secs, message, category.name()), now()));
@@ -524,6 +532,9 @@ public final class Engine {
 
   private static void removeOtherAttempts(Workspace ws, String runId, String step, int keep) {
     try {
+      if (!ws.fs().exists(ws.stepDir(runId, step))) {
+        return; // the step wrote only outside its folder (e.g. a model bundle under models/)
+      }
       FileStatus[] children = ws.fs().listStatus(ws.stepDir(runId, step), p -> p.getName().startsWith("attempt-"));
       for (FileStatus c : children) {
         if (!c.getPath().getName().equals("attempt-" + keep)) {

@@ -13,6 +13,9 @@ public interface EngineListener {
   /** @param jobGroup the Spark job group of the step's jobs (for progress) */
   default void stepStarted(String stepId, String kind, int attempt, String jobGroup) {}
 
+  /** The step's own report of how it is doing (e.g. a training step's epoch, loss and ETA). */
+  default void stepProgress(String stepId, String status) {}
+
   default void stepFinished(String stepId, StepRecord record) {}
 
   default void runFinished(RunLedger ledger) {}

@@ -31,9 +31,14 @@ final class StepRun implements StepContext {
   private final Set<String> upstream;
   private final Map<String, OutputRecord> outputs = Collections.synchronizedMap(new LinkedHashMap<>());
   private final Map<String, Double> metrics = Collections.synchronizedMap(new LinkedHashMap<>());
+  private final java.util.List<Path> extraDirs = Collections.synchronizedList(new java.util.ArrayList<>());
+  private final int attempt;
+  private final java.util.function.Consumer<String> onProgress;
 
-  StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir,
-      String workflowDir, Set<String> upstream) {
+  StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir, int attempt,
+      String workflowDir, Set<String> upstream, java.util.function.Consumer<String> onProgress) {
+    this.attempt = attempt;
+    this.onProgress = onProgress;
     this.runId = runId;
     this.step = step;
     this.session = session;
@@ -116,6 +121,37 @@ final class StepRun implements StepContext {
     String uri = qualified(dir);
     outputs.put(output, new OutputRecord(uri, OutputRecord.DIRECTORY, null));
     return uri;
+  }
+
+  @Override
+  public String modelLocation(String output, String modelName) {
+    if (!modelName.matches("[A-Za-z0-9][A-Za-z0-9._-]*")) {
+      throw step.invalid("name", "'" + modelName + "' is not a valid model name (expected letters, digits, '.', '_' "
+          + "or '-')");
+    }
+    Path dir = new Path(workspace.root(), "models/" + modelName + "/" + runId + "-" + step.id() + "-" + attempt);
+    try {
+      workspace.fs().delete(dir, true); // a crashed attempt with this number may have left files
+      workspace.fs().mkdirs(dir);
+    } catch (java.io.IOException e) {
+      throw StagecraftException.external(e, "Cannot create %s: %s", dir, e.getMessage());
+    }
+    extraDirs.add(dir);
+    String uri = qualified(dir);
+    outputs.put(output, new OutputRecord(uri, OutputRecord.DIRECTORY, null));
+    return uri;
+  }
+
+  @Override
+  public void progress(String status) {
+    onProgress.accept(status);
+  }
+
+  /** Folders outside the attempt folder that this attempt wrote (deleted if it fails). */
+  java.util.List<Path> extraDirs() {
+    synchronized (extraDirs) {
+      return java.util.List.copyOf(extraDirs);
+    }
   }
 
   @Override

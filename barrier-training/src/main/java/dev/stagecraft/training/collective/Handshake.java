@@ -1,0 +1,234 @@
+package dev.stagecraft.training.collective;
+
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.MessageDigest;
+import java.security.SecureRandom;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+/**
+ * Mutual HMAC-SHA256 challenge–response on a fresh connection, client = the rank that connects, server = the rank
+ * that accepts.
+ *
+ * <pre>
+ * S → C  magic, version, nonceS
+ * C → S  magic, version, groupId, worldSize, clientRank, nonceC, HMAC(secret, "client" | group | n | ranks | nonces)
+ * S → C  OK, HMAC(secret, "server" | …)            or  REJECTED, reason
+ * C → S  OK                                         or  REJECTED
+ * </pre>
+ *
+ * The server proves itself only after the client has, so it is never an oracle for a stranger; the role label and
+ * both fresh nonces prevent reflecting or replaying a proof; the ranks inside the MAC stop a peer from claiming a
+ * rank it did not prove. Reads are unbuffered so no frame that follows the handshake is swallowed. Messages of
+ * {@link Rejected} never contain the secret or MAC values.
+ */
+final class Handshake {
+  static final int MAGIC = 0x53544743; // "STGC"
+  static final byte VERSION = 1;
+  static final int NONCE_BYTES = 32;
+  static final int MAC_BYTES = 32;
+  static final byte OK = 0;
+  static final byte REJECTED = 1;
+  private static final byte[] LABEL = "stagecraft-collective-v1".getBytes(StandardCharsets.US_ASCII);
+  private static final byte ROLE_CLIENT = 'C';
+  private static final byte ROLE_SERVER = 'S';
+  private static final SecureRandom RANDOM = new SecureRandom();
+
+  /** The peer failed or refused authentication; the message says why and is safe to log. */
+  static final class Rejected extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    Rejected(String message) {
+      super(message);
+    }
+  }
+
+  private final String groupId;
+  private final byte[] groupIdBytes;
+  private final int worldSize;
+  private final int localRank;
+  private final SecretKeySpec key;
+
+  Handshake(GroupSpec spec, byte[] secret) {
+    this(spec.groupId(), spec.worldSize(), spec.rank(), secret);
+  }
+
+  /** Also used by tests to play a rank with arbitrary claims. */
+  Handshake(String groupId, int worldSize, int localRank, byte[] secret) {
+    this.groupId = groupId;
+    this.groupIdBytes = groupId.getBytes(StandardCharsets.UTF_8);
+    this.worldSize = worldSize;
+    this.localRank = localRank;
+    this.key = new SecretKeySpec(secret, "HmacSHA256"); // copies the secret
+  }
+
+  /**
+   * Server side: returns if the client proved it belongs to the group as {@code expectedRank}; otherwise tells the
+   * client why (when it still can) and throws.
+   */
+  void acceptFrom(Socket socket, int expectedRank) throws IOException, Rejected {
+    DataInputStream in = new DataInputStream(socket.getInputStream());
+    OutputStream out = socket.getOutputStream();
+    byte[] nonceS = nonce();
+    ByteArrayOutputStream hello = new ByteArrayOutputStream();
+    DataOutputStream h = new DataOutputStream(hello);
+    h.writeInt(MAGIC);
+    h.writeByte(VERSION);
+    h.write(nonceS);
+    out.write(hello.toByteArray());
+    out.flush();
+
+    int magic = in.readInt();
+    if (magic != MAGIC) {
+      throw new Rejected("not a Stagecraft collective peer (unexpected greeting)");
+    }
+    int version = in.readUnsignedByte();
+    if (version != VERSION) {
+      throw reject(out, "unsupported protocol version " + version + " (expected " + VERSION + ")");
+    }
+    int groupLength = in.readUnsignedShort();
+    if (groupLength > GroupSpec.MAX_GROUP_ID_BYTES) {
+      throw reject(out, "group id of " + groupLength + " bytes (expected at most " + GroupSpec.MAX_GROUP_ID_BYTES + ")");
+    }
+    byte[] claimedGroup = new byte[groupLength];
+    in.readFully(claimedGroup);
+    int claimedWorldSize = in.readInt();
+    int claimedRank = in.readInt();
+    byte[] nonceC = new byte[NONCE_BYTES];
+    in.readFully(nonceC);
+    byte[] proof = new byte[MAC_BYTES];
+    in.readFully(proof);
+
+    if (!MessageDigest.isEqual(claimedGroup, groupIdBytes)) {
+      throw reject(out, "group '" + printable(claimedGroup) + "' (expected '" + groupId + "')");
+    }
+    if (claimedWorldSize != worldSize) {
+      throw reject(out, "world size " + claimedWorldSize + " (expected " + worldSize + ")");
+    }
+    if (!MessageDigest.isEqual(proof, mac(ROLE_CLIENT, claimedRank, localRank, nonceS, nonceC))) {
+      throw reject(out, "authentication failed for claimed rank " + claimedRank + " (wrong secret?)");
+    }
+    if (claimedRank != expectedRank) {
+      throw reject(out, "unexpected rank " + claimedRank + " (rank " + localRank + " accepts only rank " + expectedRank
+          + ", the previous rank in the ring)");
+    }
+    ByteArrayOutputStream answer = new ByteArrayOutputStream();
+    answer.write(OK);
+    answer.write(mac(ROLE_SERVER, claimedRank, localRank, nonceS, nonceC));
+    out.write(answer.toByteArray());
+    out.flush();
+    if (in.readByte() != OK) {
+      throw new Rejected("rank " + claimedRank + " did not accept this rank's proof (different secret?)");
+    }
+  }
+
+  /** Client side: returns if the server proved it is rank {@code serverRank} of the group and accepted this rank. */
+  void connectTo(Socket socket, int serverRank) throws IOException, Rejected {
+    DataInputStream in = new DataInputStream(socket.getInputStream());
+    OutputStream out = socket.getOutputStream();
+    if (in.readInt() != MAGIC) {
+      throw new Rejected("not a Stagecraft collective peer (unexpected greeting)");
+    }
+    int version = in.readUnsignedByte();
+    if (version != VERSION) {
+      throw new Rejected("unsupported protocol version " + version + " (expected " + VERSION + ")");
+    }
+    byte[] nonceS = new byte[NONCE_BYTES];
+    in.readFully(nonceS);
+    byte[] nonceC = nonce();
+    out.write(clientHello(localRank, nonceC, mac(ROLE_CLIENT, localRank, serverRank, nonceS, nonceC)));
+    out.flush();
+
+    int status = in.readUnsignedByte();
+    if (status == REJECTED) {
+      throw new Rejected("rejected this rank: " + in.readUTF());
+    }
+    if (status != OK) {
+      throw new Rejected("sent an unexpected handshake answer");
+    }
+    byte[] proof = new byte[MAC_BYTES];
+    in.readFully(proof);
+    if (!MessageDigest.isEqual(proof, mac(ROLE_SERVER, localRank, serverRank, nonceS, nonceC))) {
+      out.write(REJECTED);
+      out.flush();
+      throw new Rejected("failed authentication as rank " + serverRank + " (different secret, or not a member)");
+    }
+    out.write(OK);
+    out.flush();
+  }
+
+  /** The client's hello; tests build forged ones from it. */
+  byte[] clientHello(int claimedRank, byte[] nonceC, byte[] proof) throws IOException {
+    ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+    DataOutputStream h = new DataOutputStream(bytes);
+    h.writeInt(MAGIC);
+    h.writeByte(VERSION);
+    h.writeShort(groupIdBytes.length);
+    h.write(groupIdBytes);
+    h.writeInt(worldSize);
+    h.writeInt(claimedRank);
+    h.write(nonceC);
+    h.write(proof);
+    return bytes.toByteArray();
+  }
+
+  /** The client's proof for {@code clientRank} talking to {@code serverRank}. */
+  byte[] clientProof(int clientRank, int serverRank, byte[] nonceS, byte[] nonceC) {
+    return mac(ROLE_CLIENT, clientRank, serverRank, nonceS, nonceC);
+  }
+
+  private byte[] mac(byte role, int clientRank, int serverRank, byte[] nonceS, byte[] nonceC) {
+    try {
+      Mac mac = Mac.getInstance("HmacSHA256"); // one per call: the acceptor and connector threads run concurrently
+      mac.init(key);
+      mac.update(LABEL);
+      mac.update(role);
+      mac.update(ByteBuffer.allocate(4 * Integer.BYTES)
+          .putInt(groupIdBytes.length).putInt(worldSize).putInt(clientRank).putInt(serverRank).array());
+      mac.update(groupIdBytes);
+      mac.update(nonceS);
+      mac.update(nonceC);
+      return mac.doFinal();
+    } catch (GeneralSecurityException e) {
+      throw new IllegalStateException("Cannot compute HMAC-SHA256: " + e.getMessage(), e);
+    }
+  }
+
+  static byte[] nonce() {
+    byte[] nonce = new byte[NONCE_BYTES];
+    RANDOM.nextBytes(nonce);
+    return nonce;
+  }
+
+  private static Rejected reject(OutputStream out, String reason) {
+    try {
+      ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+      DataOutputStream d = new DataOutputStream(bytes);
+      d.writeByte(REJECTED);
+      d.writeUTF(reason);
+      out.write(bytes.toByteArray());
+      out.flush();
+    } catch (IOException e) {
+      // the peer may be gone already; the rejection is logged by the caller either way
+    }
+    return new Rejected(reason);
+  }
+
+  /** Untrusted bytes for a log line: printable ASCII only, at most 64 characters. */
+  private static String printable(byte[] bytes) {
+    StringBuilder s = new StringBuilder();
+    for (int i = 0; i < bytes.length && s.length() < 64; i++) {
+      char c = (char) (bytes[i] & 0xff);
+      s.append(c >= 0x20 && c < 0x7f ? c : '?');
+    }
+    return s.toString();
+  }
+}

@@ -1,0 +1,150 @@
+package dev.stagecraft.training.loop;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.stagecraft.training.collective.Communicator;
+import dev.stagecraft.training.model.FlatModel;
+import dev.stagecraft.training.model.Optimizer;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Synchronous data-parallel SGD on one rank: the loop each barrier task runs.
+ *
+ * <p>Rank 0's initial parameters are broadcast; then every step each rank computes the gradient of the mean loss on
+ * its local batch of {@code ceil(batchSize / workers)} rows, and one all-reduce sums, over all ranks, the gradients
+ * weighted by their batch's row count together with the summed loss and the row count (one vector, one collective
+ * per step). Each rank divides by the total and applies the same optimizer update, so all ranks hold bit-identical
+ * parameters, equal to one rank training on the union of the local batches. A rank whose partition is exhausted for
+ * the epoch contributes zero rows; every rank runs the same number of steps per epoch (that of the largest
+ * partition), so each row is used once per epoch.
+ *
+ * <p>Not thread-safe; the model, optimizer and communicator belong to this loop while it runs.
+ */
+public final class WorkerLoop {
+  /**
+   * @param epochs passes over the data
+   * @param batchSize global batch size (rows per step over all ranks)
+   * @param shuffle reshuffle each rank's rows every epoch (seeded by seed, epoch and rank)
+   */
+  public record Config(int epochs, int batchSize, boolean shuffle, long seed) {
+    public Config {
+      if (epochs < 1 || batchSize < 1) {
+        throw new IllegalArgumentException("epochs and batch size must be at least 1");
+      }
+    }
+  }
+
+  /** A rank's rows: {@code features} row-major ({@code rows × numFeatures}), one label per row. */
+  public record LocalData(float[] features, float[] labels, int rows, int numFeatures) {
+    public LocalData {
+      requireNonNull(features, "features is null");
+      requireNonNull(labels, "labels is null");
+      if (features.length < (long) rows * numFeatures || labels.length < rows) {
+        throw new IllegalArgumentException("buffers smaller than " + rows + " rows");
+      }
+    }
+  }
+
+  /** What rank 0 hears after each step. */
+  public interface Listener {
+    void step(int epoch, long step, long totalSteps, double loss, long samples, double seconds);
+  }
+
+  /**
+   * The outcome on this rank.
+   *
+   * @param lossCurve one point per step: {step, epoch, mean loss over the global batch}
+   */
+  public record Result(float[] parameters, List<double[]> lossCurve, long steps, long samples, double seconds) {}
+
+  private WorkerLoop() {}
+
+  public static Result run(Communicator comm, FlatModel model, Optimizer optimizer, LocalData data, Config config,
+      Listener listener) {
+    int n = comm.worldSize();
+    int rank = comm.rank();
+    int nf = data.numFeatures();
+    float[] params = model.parameters();
+    comm.broadcast(params, 0);
+    model.setParameters(params);
+
+    int localBatch = (config.batchSize() + n - 1) / n;
+    long maxRows = 0;
+    for (byte[] b : comm.allGather(ByteBuffer.allocate(8).putLong(data.rows()).array())) {
+      maxRows = Math.max(maxRows, ByteBuffer.wrap(b).getLong());
+    }
+    long stepsPerEpoch = (maxRows + localBatch - 1) / localBatch;
+    long totalSteps = stepsPerEpoch * config.epochs();
+
+    int p = params.length;
+    float[] exchange = new float[p + 2];
+    float[] mean = new float[p];
+    FloatBuffer xs = ByteBuffer.allocateDirect(localBatch * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+    FloatBuffer ys = ByteBuffer.allocateDirect(localBatch * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+    int[] order = new int[data.rows()];
+    for (int i = 0; i < order.length; i++) {
+      order[i] = i;
+    }
+    List<double[]> curve = new ArrayList<>();
+    long step = 0;
+    long samples = 0;
+    long start = System.nanoTime();
+    for (int epoch = 1; epoch <= config.epochs(); epoch++) {
+      if (config.shuffle()) {
+        shuffle(order, new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank));
+      }
+      for (long s = 0; s < stepsPerEpoch; s++) {
+        int from = (int) Math.min(data.rows(), s * localBatch);
+        int rows = Math.min(localBatch, data.rows() - from);
+        java.util.Arrays.fill(exchange, 0f);
+        if (rows > 0) {
+          xs.clear();
+          ys.clear();
+          for (int r = 0; r < rows; r++) {
+            int row = order[from + r];
+            xs.put(data.features(), row * nf, nf);
+            ys.put(data.labels()[row]);
+          }
+          xs.flip();
+          ys.flip();
+          float loss = model.computeGradients(xs, ys, rows);
+          float[] g = model.gradients();
+          for (int i = 0; i < p; i++) {
+            exchange[i] = g[i] * rows;
+          }
+          exchange[p] = loss * rows;
+          exchange[p + 1] = rows;
+        }
+        comm.allReduceSum(exchange);
+        float total = exchange[p + 1];
+        for (int i = 0; i < p; i++) {
+          mean[i] = exchange[i] / total;
+        }
+        optimizer.update(params, mean);
+        model.setParameters(params);
+        step++;
+        samples += (long) total;
+        double meanLoss = exchange[p] / total;
+        curve.add(new double[] {step, epoch, meanLoss});
+        if (listener != null) {
+          listener.step(epoch, step, totalSteps, meanLoss, samples, (System.nanoTime() - start) / 1e9);
+        }
+      }
+    }
+    return new Result(params, curve, step, samples, (System.nanoTime() - start) / 1e9);
+  }
+
+  private static void shuffle(int[] a, SplittableRandom random) {
+    for (int i = a.length - 1; i > 0; i--) {
+      int j = random.nextInt(i + 1);
+      int t = a[i];
+      a[i] = a[j];
+      a[j] = t;
+    }
+  }
+}

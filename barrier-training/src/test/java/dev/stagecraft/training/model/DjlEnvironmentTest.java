@@ -1,0 +1,31 @@
+package dev.stagecraft.training.model;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import ai.djl.util.Utils;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+class DjlEnvironmentTest {
+
+  @Test
+  void engineLoadsOfflineFromTheBundledNativeJar() {
+    DjlEnvironment.configure();
+    assertThat(DjlEnvironment.bundledPyTorchVersion()).isEqualTo("2.7.1");
+    assertThat(DjlEnvironment.pytorch().getVersion()).isEqualTo("2.7.1");
+    // As DJL itself sees the settings.
+    assertThat(Utils.isOfflineMode()).isTrue();
+    Path engineCache = Utils.getEngineCacheDir();
+    assertThat(engineCache.toString()).isEqualTo(DjlEnvironment.setting(DjlEnvironment.ENGINE_CACHE_DIR));
+    assertThat(Files.isDirectory(engineCache.resolve("pytorch"))).as("libtorch extracted under %s", engineCache).isTrue();
+    assertThat(DjlEnvironment.setting(DjlEnvironment.PYTORCH_VERSION)).isEqualTo("2.7.1");
+    assertThat(DjlEnvironment.setting(DjlEnvironment.PYTORCH_FLAVOR)).isEqualTo("cpu");
+  }
+
+  @Test
+  void defaultCacheIsUnderTheUsersHome() {
+    assertThat(DjlEnvironment.defaultCacheDir())
+        .isEqualTo(Path.of(System.getProperty("user.home"), ".cache", "stagecraft", "djl"));
+  }
+}

@@ -1,0 +1,158 @@
+package dev.stagecraft.jobs.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import dev.stagecraft.inference.bundle.BundleManifest;
+import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.EngineListener;
+import dev.stagecraft.jobs.engine.RunLedger;
+import dev.stagecraft.jobs.engine.RunStatus;
+import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.engine.TestSpark;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.ml.classification.LogisticRegression;
+import org.apache.spark.ml.classification.LogisticRegressionModel;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The {@code train} step through the engine on local[2]: a9a with 2 barrier workers, against MLlib. */
+class TrainWorkflowTest {
+  static final Path DATA = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/data");
+
+  @TempDir Path dir;
+  final SparkSession spark = TestSpark.get();
+  final List<String> progress = new CopyOnWriteArrayList<>();
+
+  RunLedger run(String yaml, String runId) throws Exception {
+    Path f = dir.resolve("wf.yaml");
+    Files.writeString(f, yaml);
+    StepKinds kinds = StepKinds.discover();
+    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
+    return new Engine(spark, kinds, new EngineListener() {
+      @Override
+      public void stepProgress(String stepId, String status) {
+        progress.add(status);
+      }
+    }).run(spec, Engine.Options.run(runId).withWorkspace(dir.resolve("ws").toString()));
+  }
+
+  static String a9a(String trainStep) {
+    return """
+        name: a9a
+        params: { data: %s }
+        steps:
+          - { id: train_raw, kind: load, path: "${data}/a9a.libsvm", format: libsvm, options: { numFeatures: "123" } }
+          - { id: test_raw, kind: load, path: "${data}/a9a.t.libsvm", format: libsvm, options: { numFeatures: "123" } }
+        """.formatted(DATA) + trainStep;
+  }
+
+  @Test
+  void logisticOnA9aWithTwoWorkersMatchesMllibAndWritesABundle() throws Exception {
+    RunLedger ledger = run(a9a("""
+          - id: fit
+            kind: train
+            input: train_raw
+            validation: test_raw
+            label: label
+            workers: 2
+            model: { type: logistic, epochs: 5, batch_size: 256, optimizer: adam, lr: 0.01, seed: 3 }
+        """), "t1");
+
+    StepRecord fit = ledger.step("fit");
+    assertThat(fit.status()).as(String.valueOf(fit.error())).isEqualTo(StepStatus.SUCCEEDED);
+    double accuracy = fit.metrics().get("validation_accuracy");
+    assertThat(accuracy).isGreaterThanOrEqualTo(0.845);
+    assertThat(fit.metrics()).containsKeys("train_loss", "train_auc", "validation_auc", "samples_per_second");
+    assertThat(progress).anyMatch(p -> p.matches("epoch \\d/5, step \\d+/\\d+, loss \\d\\.\\d{4}, .* samples/s, ETA .*"));
+
+    // The peer: Spark MLlib's logistic regression on the same data, in the same run.
+    Dataset<Row> train = spark.read().format("libsvm").option("numFeatures", "123").load(DATA + "/a9a.libsvm");
+    Dataset<Row> test = spark.read().format("libsvm").option("numFeatures", "123").load(DATA + "/a9a.t.libsvm");
+    LogisticRegressionModel mllib = new LogisticRegression().setMaxIter(100).setRegParam(0).fit(train);
+    double mllibAccuracy = mllib.transform(test).filter("prediction = label").count() / (double) test.count();
+    assertThat(accuracy).isCloseTo(mllibAccuracy, within(0.005));
+
+    // The bundle: manifest last, verified files, model shape and standardisation for scoring.
+    String uri = fit.outputs().get("model").uri();
+    assertThat(uri).contains("/models/fit/t1-fit-1");
+    org.apache.hadoop.fs.Path bundleDir = new org.apache.hadoop.fs.Path(uri);
+    ModelBundle bundle = ModelBundle.open(bundleDir.getFileSystem(new Configuration()), bundleDir);
+    BundleManifest m = bundle.manifest();
+    assertThat(m.model()).containsEntry("type", "logistic").containsEntry("task", "binary")
+        .containsEntry("num_features", 123);
+    assertThat(m.features()).hasSize(123).startsWith("features[0]");
+    assertThat(m.featureColumn()).isEqualTo("features");
+    assertThat(m.standardization().mean()).hasSize(123);
+    assertThat(m.labels()).containsExactly(0.0, 1.0);
+    assertThat(m.metrics()).containsEntry("validation_accuracy", accuracy);
+    assertThat(m.files()).containsKeys("weights.bin", "loss.png", "loss.csv");
+    assertThat(bundle.file("loss.png")).startsWith((byte) 0x89, (byte) 'P', (byte) 'N', (byte) 'G');
+    @SuppressWarnings("unchecked")
+    List<java.util.Map<String, Object>> placement = (List<java.util.Map<String, Object>>) m.training().get("placement");
+    assertThat(placement).hasSize(2);
+    assertThat(placement).extracting(p -> p.get("rank")).containsExactlyInAnyOrder(0, 1);
+  }
+
+  @Test
+  void badInputFailsBeforeAnyBarrierStageWithTheStepAndField() throws Exception {
+    Files.writeString(dir.resolve("t.csv"), "a,b,name,y\n1,2,x,0\n3,4,y,1\n5,NaN,z,1\n");
+    String base = """
+        name: bad
+        steps:
+          - { id: raw, kind: load, path: t.csv, options: { header: true, inferSchema: true } }
+        """;
+    RunLedger missing = run(base + """
+          - { id: fit, kind: train, input: raw, label: target, model: { type: logistic } }
+        """, "b1");
+    assertThat(missing.step("fit").error()).endsWith("wf.yaml: step 'fit' field 'label': column 'target' is not in "
+        + "input 'raw' (columns: a, b, name, y)");
+    RunLedger text = run(base + """
+          - { id: fit, kind: train, input: raw, label: y, features: [a, name], model: { type: logistic } }
+        """, "b2");
+    assertThat(text.step("fit").error()).endsWith("step 'fit' field 'features': column 'name' is string (expected a "
+        + "numeric column or one vector column)");
+    RunLedger nan = run(base + """
+          - { id: fit, kind: train, input: raw, label: y, features: [a, b], model: { type: logistic } }
+        """, "b3");
+    assertThat(nan.step("fit").error()).endsWith("step 'fit' field 'features': column 'b' is null, NaN or infinite "
+        + "in 1 of 3 rows (expected a finite number in every row; filter or impute them in a sql step)");
+    RunLedger tooFew = run(base + """
+          - { id: fit, kind: train, input: raw, label: y, features: [a], workers: 4, model: { type: logistic } }
+        """, "b4");
+    assertThat(tooFew.step("fit").error()).endsWith("step 'fit' field 'workers': 4 workers but input 'raw' has only 3 "
+        + "rows (expected at most one worker per row)");
+    assertThat(List.of(missing, text, nan, tooFew)).allMatch(l -> l.status() == RunStatus.FAILED);
+  }
+
+  @Test
+  void anUnknownModelTypeOrOptimizerIsRejectedBeforeTheRun() throws Exception {
+    Path f = dir.resolve("wf.yaml");
+    Files.writeString(f, """
+        name: bad
+        steps:
+          - { id: raw, kind: load, path: t.csv }
+          - { id: a, kind: train, input: raw, label: y, model: { type: forest } }
+          - { id: b, kind: train, input: raw, label: y, model: { type: logistic, optimizer: adamw } }
+          - { id: c, kind: train, input: raw, label: y, model: { type: logistic, epoch: 3 } }
+        """);
+    WorkflowLoader.WorkflowException e = org.assertj.core.api.Assertions.catchThrowableOfType(
+        () -> new WorkflowLoader(StepKinds.discover()).load(f), WorkflowLoader.WorkflowException.class);
+    assertThat(e.problems()).hasSize(3);
+    assertThat(e.problems().get(0)).startsWith(f + ": step 'a' field 'model': Invalid model field 'type': ");
+    assertThat(e.problems().get(1)).startsWith(f + ": step 'b' field 'model': Invalid model field 'optimizer': ");
+    assertThat(e.problems().get(2)).startsWith(f + ": step 'c' field 'model.epoch': unknown field (expected one of: ");
+  }
+}
