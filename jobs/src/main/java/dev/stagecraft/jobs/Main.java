@@ -27,6 +27,7 @@ import picocli.CommandLine.Option;
       Commands.Step.class,
       Commands.Status.class,
       Commands.Demo.class,
+      dev.stagecraft.jobs.bench.Bench.class,
       CommandLine.HelpCommand.class
     })
 public final class Main implements Runnable {

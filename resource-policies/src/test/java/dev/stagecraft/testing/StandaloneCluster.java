@@ -176,7 +176,9 @@ public final class StandaloneCluster implements AutoCloseable {
     cmd.add("-Xmx512m");
     cmd.addAll(props);
     cmd.add("-cp");
-    cmd.add(home.resolve("conf") + ":" + home.resolve("jars") + "/*");
+    // The module's test classpath too: a module may compile-scope a jar that Spark also needs (e.g. jackson-core in
+    // jobs), which then is missing from its provided-scope spark-classpath.txt.
+    cmd.add(home.resolve("conf") + ":" + home.resolve("jars") + "/*:" + testClassPath());
     cmd.add(mainClass);
     cmd.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());

@@ -48,10 +48,10 @@ public interface Communicator extends AutoCloseable {
 
   /**
    * Connects this rank to its ring neighbours and authenticates them, blocking until both connections are
-   * established or {@link GroupSpec#connectTimeout()} expires. Every connection is authenticated in both directions with
-   * an HMAC-SHA256 challenge–response over {@code secret}, the group id, the world size and both ranks; a connection
-   * that fails (stranger, wrong secret, wrong group, unexpected rank) is closed and logged at WARN, and this rank
-   * keeps waiting for the legitimate peer.
+   * established or {@link GroupSpec#connectTimeout()} expires. Every connection is authenticated in both directions
+   * with an HMAC-SHA256 challenge–response over {@code secret}, the group id, the world size and both ranks; a
+   * connection that fails (stranger, wrong secret, wrong group, unexpected rank) is closed and logged at WARN, and
+   * this rank keeps waiting for the legitimate peer.
    *
    * @param server this rank's bound listening socket, whose port is {@code spec.peers().get(spec.rank()).port()};
    *     the communicator takes it over and closes it before this method returns or throws

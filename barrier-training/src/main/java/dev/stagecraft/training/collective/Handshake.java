@@ -96,7 +96,8 @@ final class Handshake {
     }
     int groupLength = in.readUnsignedShort();
     if (groupLength > GroupSpec.MAX_GROUP_ID_BYTES) {
-      throw reject(out, "group id of " + groupLength + " bytes (expected at most " + GroupSpec.MAX_GROUP_ID_BYTES + ")");
+      throw reject(out,
+          "group id of " + groupLength + " bytes (expected at most " + GroupSpec.MAX_GROUP_ID_BYTES + ")");
     }
     byte[] claimedGroup = new byte[groupLength];
     in.readFully(claimedGroup);

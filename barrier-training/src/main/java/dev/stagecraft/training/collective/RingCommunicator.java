@@ -559,7 +559,8 @@ final class RingCommunicator implements Communicator {
       if (failure.get() == null && nextGone == null) {
         nextGone = e instanceof EOFException
             ? Failure.error(rank, List.of(next), "rank " + next + " closed its connection")
-            : Failure.error(rank, List.of(next), "connection to rank " + next + " failed: " + RingConnector.describe(e));
+            : Failure.error(rank, List.of(next),
+                "connection to rank " + next + " failed: " + RingConnector.describe(e));
         LOG.debug("{}: {}", self, nextGone.describeAt(rank));
       }
     }

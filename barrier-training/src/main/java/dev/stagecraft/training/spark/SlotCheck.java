@@ -14,6 +14,9 @@ import org.apache.spark.resource.ResourceProfile;
  * 40 × 15 s by default, SPARK-24819) before it fails.
  */
 public final class SlotCheck {
+  /** How long the slot count must stay put, once executors are there, before too few slots is final. */
+  static final Duration STABLE = Duration.ofSeconds(5);
+
   private SlotCheck() {}
 
   /**
@@ -39,20 +42,29 @@ public final class SlotCheck {
 
   /**
    * Fails fast if the cluster cannot run {@code workers} tasks at once. Executors of a fresh application may still be
-   * registering: waits up to {@code wait} for enough slots before giving up.
+   * registering: waits until their number settles ({@link #STABLE}), or up to {@code wait} if none has come.
    *
    * @throws StagecraftException (resource) with what is missing and what to change
    */
   public static void require(SparkContext sc, String step, int workers, Duration wait) {
     long deadline = System.nanoTime() + wait.toNanos();
+    int seen = -1;
+    long stableSince = System.nanoTime();
     while (true) {
       int slots = slots(sc);
       Optional<String> problem = problem(step, workers, slots, sc.getConf());
       if (problem.isEmpty()) {
         return;
       }
+      if (slots != seen) {
+        seen = slots;
+        stableSince = System.nanoTime();
+      }
+      // Executors of a fresh application register over a few seconds: give up once some are there and their
+      // number has not changed for STABLE, or when none came within `wait`.
+      boolean settled = slots > 0 && System.nanoTime() - stableSince > STABLE.toNanos();
       boolean hopeless = sc.getConf().getBoolean("spark.dynamicAllocation.enabled", false) || sc.isLocal();
-      if (hopeless || System.nanoTime() > deadline) {
+      if (hopeless || settled || System.nanoTime() > deadline) {
         throw new StagecraftException(ErrorCategory.RESOURCE, problem.get());
       }
       try {

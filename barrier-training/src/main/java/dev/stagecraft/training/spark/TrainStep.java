@@ -15,14 +15,11 @@ import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
-import dev.stagecraft.training.collective.PeerAddress;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.ParameterFile;
 import dev.stagecraft.training.model.Task;
-import dev.stagecraft.training.rendezvous.Rendezvous;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.net.InetAddress;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -138,6 +135,7 @@ public final class TrainStep implements StepKind {
     Dataset<Row> input = ctx.input("input", inputRef);
     TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
     Dataset<Row> selected = TrainingInput.select(input, features, label);
+    long fitStart = System.nanoTime();
     ctx.progress("reading the input: statistics of " + inputRef);
     TrainingInput.Stats stats = TrainingInput.stats(step, selected, features, label);
 
@@ -157,21 +155,18 @@ public final class TrainStep implements StepKind {
     SlotCheck.require(sc, step.id(), workers, SLOT_WAIT);
 
     Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", 120));
-    byte[] secret = Rendezvous.newSecret();
-    String driverHost = sc.getConf().get("spark.driver.host", InetAddress.getLocalHost().getHostAddress());
     List<TrainTask.Outcome> outcomes;
     long start = System.nanoTime();
-    try (Rendezvous rdv = Rendezvous.start(InetAddress.getByName(driverHost), workers, secret, ctx::progress)) {
-      PeerAddress service = new PeerAddress(driverHost, rdv.address().port());
-      String group = ctx.runId() + "/" + step.id() + "/" + System.nanoTime();
-      TrainTask fn = new TrainTask(group, service, secret, spec.toMap(), task, numClasses, features, stats.mean(),
-          stats.std(), shuffle, timeout);
+    try {
+      TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle);
       ctx.progress("starting " + workers + " barrier task(s)");
-      outcomes = BarrierStage.collect(selected.repartition(workers).javaRDD(), fn);
+      outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
+          ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, ctx::progress, work);
     } catch (RuntimeException e) {
       throw unwrap(e);
     }
-    double seconds = (System.nanoTime() - start) / 1e9;
+    long fitEnd = System.nanoTime();
+    double seconds = (fitEnd - start) / 1e9;
     TrainTask.Outcome lead = outcomes.stream().filter(o -> o.rank() == 0).findFirst()
         .orElseThrow(() -> new StagecraftException(ErrorCategory.INTERNAL, "rank 0 returned no result"));
     for (TrainTask.Outcome o : outcomes) {
@@ -191,6 +186,8 @@ public final class TrainStep implements StepKind {
     }
     metrics.put("samples_per_second", lead.samples() / Math.max(1e-9, lead.seconds()));
     metrics.put("training_seconds", seconds);
+    // Statistics pass + barrier stage: what a fit costs, without evaluation and bundle writing.
+    metrics.put("fit_seconds", (fitEnd - fitStart) / 1e9);
     metrics.put("final_loss", lead.lossCurve().isEmpty() ? Double.NaN
         : lead.lossCurve().get(lead.lossCurve().size() - 1)[2]);
     metrics.forEach(ctx::metric);

@@ -1,8 +1,6 @@
 package dev.stagecraft.training.spark;
 
 import dev.stagecraft.training.collective.Communicator;
-import dev.stagecraft.training.collective.GroupSpec;
-import dev.stagecraft.training.collective.PeerAddress;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.Devices;
 import dev.stagecraft.training.model.FlatModel;
@@ -11,9 +9,6 @@ import dev.stagecraft.training.model.Optimizer;
 import dev.stagecraft.training.model.Task;
 import dev.stagecraft.training.rendezvous.Rendezvous;
 import java.io.Serializable;
-import java.net.InetAddress;
-import java.net.ServerSocket;
-import java.time.Duration;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
@@ -27,11 +22,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * What each barrier task of a {@code train} step runs: read its partition once into float buffers, bind to the GPU
- * Spark gave it, meet its peers through the driver's rendezvous, and run {@link WorkerLoop}. Rank 0 reports progress
- * to the driver and returns the trained parameters; every rank returns where it ran.
+ * What each barrier task of a {@code train} step runs once connected to its peers ({@link BarrierGroup}): read its
+ * partition once into float buffers, bind to the GPU Spark gave it, and run {@link WorkerLoop}. Rank 0 reports
+ * progress to the driver and returns the trained parameters; every rank returns where it ran.
  */
-final class TrainTask implements BarrierStage.PartitionFunction<Row, TrainTask.Outcome> {
+final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   private static final long serialVersionUID = 1L;
   private static final Logger LOG = LoggerFactory.getLogger(TrainTask.class);
 
@@ -44,9 +39,6 @@ final class TrainTask implements BarrierStage.PartitionFunction<Row, TrainTask.O
     }
   }
 
-  private final String groupId;
-  private final String service; // host:port (PeerAddress is not Serializable)
-  private final byte[] secret;
   private final Map<String, Object> modelSpec;
   private final Task task;
   private final int numClasses;
@@ -54,14 +46,9 @@ final class TrainTask implements BarrierStage.PartitionFunction<Row, TrainTask.O
   private final double[] mean;
   private final double[] std;
   private final boolean shuffle;
-  private final Duration timeout;
 
-  TrainTask(String groupId, PeerAddress service, byte[] secret, Map<String, Object> modelSpec, Task task,
-      int numClasses, TrainingInput.Features features, double[] mean, double[] std, boolean shuffle,
-      Duration timeout) {
-    this.groupId = groupId;
-    this.service = service.toString();
-    this.secret = secret.clone();
+  TrainTask(Map<String, Object> modelSpec, Task task, int numClasses, TrainingInput.Features features, double[] mean,
+      double[] std, boolean shuffle) {
     this.modelSpec = modelSpec;
     this.task = task;
     this.numClasses = numClasses;
@@ -69,46 +56,38 @@ final class TrainTask implements BarrierStage.PartitionFunction<Row, TrainTask.O
     this.mean = mean;
     this.std = std;
     this.shuffle = shuffle;
-    this.timeout = timeout;
   }
 
   @Override
-  public Iterator<Outcome> apply(Iterator<Row> rows) throws Exception {
+  public Outcome run(Communicator comm, Iterator<Row> rows, Rendezvous.Reporter reporter) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
-    int rank = ctx.partitionId();
+    int rank = comm.rank();
     WorkerLoop.LocalData data = materialise(rows);
 
     // GPU binding: exactly the address Spark assigned this task; CPU (logged once) when no CUDA device exists.
     scala.Option<ResourceInformation> gpus = ctx.resources().get("gpu");
     Optional<String> gpu = gpus.isDefined() && gpus.get().addresses().length > 0
         ? Optional.of(gpus.get().addresses()[0]) : Optional.empty();
-    // As many PyTorch intra-op threads as the task has CPUs, so workers sharing an executor do not oversubscribe it.
+    // As many PyTorch intra-op threads as the task has CPUs, so workers sharing an executor do not oversubscribe it
+    // (set on this thread: the one that runs the model).
     Devices.setIntraOpThreads(Math.max(1, ctx.cpus()));
     String host = SparkEnv.get().blockManager().blockManagerId().host();
     ModelSpec spec = ModelSpec.fromMap(modelSpec);
-    try (ServerSocket server = Communicator.listen(InetAddress.getByName(host))) {
-      PeerAddress self = new PeerAddress(host, server.getLocalPort());
-      PeerAddress driver = PeerAddress.parse(service);
-      List<PeerAddress> peers = Rendezvous.Client.register(driver, secret, rank, self, timeout);
-      try (Communicator comm = Communicator.connect(server, new GroupSpec(groupId, rank, peers, timeout), secret);
-          FlatModel model = FlatModel.create(spec, task, mean.length, numClasses, Devices.select(gpu));
-          Rendezvous.Reporter reporter = rank == 0 ? Rendezvous.Client.reporter(driver, secret, 0, timeout) : null) {
-        model.setRandomStream(rank);
-        LOG.info("Rank {} of {} on {} ({}, GPU {}): {} rows", rank, peers.size(), host, model.device(),
-            gpu.orElse("none"), data.rows());
-        WorkerLoop.Listener listener = reporter == null ? null : new ProgressReporter(reporter, spec.epochs());
-        WorkerLoop.Result r = WorkerLoop.run(comm, model, Optimizer.create(spec, model.numParameters()), data,
-            new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed()), listener);
-        if (listener != null) {
-          ((ProgressReporter) listener).flush();
-        }
-        Outcome out = rank == 0
-            ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
-                new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds())
-            : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
-                r.steps(), r.samples(), r.seconds());
-        return List.of(out).iterator();
+    try (FlatModel model = FlatModel.create(spec, task, mean.length, numClasses, Devices.select(gpu))) {
+      model.setRandomStream(rank);
+      LOG.info("Rank {} of {} on {} ({}, GPU {}): {} rows", rank, comm.worldSize(), host, model.device(),
+          gpu.orElse("none"), data.rows());
+      ProgressReporter listener = reporter == null ? null : new ProgressReporter(reporter, spec.epochs());
+      WorkerLoop.Result r = WorkerLoop.run(comm, model, Optimizer.create(spec, model.numParameters()), data,
+          new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed()), listener);
+      if (listener != null) {
+        listener.flush();
       }
+      return rank == 0
+          ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
+              new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds())
+          : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
+              r.steps(), r.samples(), r.seconds());
     }
   }
 

@@ -311,24 +311,30 @@ public final class Engine {
     try {
       while (!waiting.isEmpty() || !running.isEmpty()) {
         RunLedger ledger = store.read(runId).orElseThrow();
-        for (String id : List.copyOf(waiting)) {
-          Set<String> ups = spec.upstream().get(id);
-          Optional<String> failedUp = ups.stream()
-              .filter(u -> ledger.step(u).status() == StepStatus.FAILED || ledger.step(u).status() == StepStatus.SKIPPED)
-              .findFirst();
-          if (failedUp.isPresent()) {
-            waiting.remove(id);
-            StepRecord skipped = store.update(runId, l -> l.withStep(id,
-                r -> r.skipped("upstream step '" + failedUp.get() + "' " + l.step(failedUp.get()).status()
-                    .name().toLowerCase(java.util.Locale.ROOT)), now())).step(id);
-            listener.stepFinished(id, skipped);
-          } else if (ups.stream().allMatch(u -> ledger.step(u).status() == StepStatus.SUCCEEDED)) {
-            waiting.remove(id);
-            running.add(id);
-            done.submit(() -> {
-              runStep(spec, options, ws, store, spec.step(id));
-              return id;
-            });
+        boolean changed = true;
+        while (changed) { // a skip can make a downstream step skippable in the same pass
+          changed = false;
+          for (String id : List.copyOf(waiting)) {
+            Set<String> ups = spec.upstream().get(id);
+            RunLedger l = ledger;
+            Optional<String> failedUp = ups.stream()
+                .filter(u -> l.step(u).status() == StepStatus.FAILED || l.step(u).status() == StepStatus.SKIPPED)
+                .findFirst();
+            if (failedUp.isPresent()) {
+              waiting.remove(id);
+              String reason = "upstream step '" + failedUp.get() + "' "
+                  + l.step(failedUp.get()).status().name().toLowerCase(java.util.Locale.ROOT);
+              ledger = store.update(runId, x -> x.withStep(id, r -> r.skipped(reason), now()));
+              listener.stepFinished(id, ledger.step(id));
+              changed = true;
+            } else if (ups.stream().allMatch(u -> l.step(u).status() == StepStatus.SUCCEEDED)) {
+              waiting.remove(id);
+              running.add(id);
+              done.submit(() -> {
+                runStep(spec, options, ws, store, spec.step(id));
+                return id;
+              });
+            }
           }
         }
         if (running.isEmpty()) {

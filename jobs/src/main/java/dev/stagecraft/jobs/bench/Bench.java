@@ -1,0 +1,82 @@
+package dev.stagecraft.jobs.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.Main;
+import dev.stagecraft.jobs.cli.SparkSessions;
+import dev.stagecraft.spi.StagecraftException;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.apache.spark.sql.SparkSession;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.ParentCommand;
+
+/**
+ * {@code stagecraft bench NAME}: measures one thing against its baseline (and the physical limit, where one exists)
+ * in the same run, and prints one JSON object per result on stdout (DESIGN.md, "Benchmark output"); logs go to
+ * stderr. Absolute times are reported, never asserted.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib.")
+public final class Bench implements Callable<Integer> {
+  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib");
+  static final ObjectMapper JSON = new ObjectMapper();
+
+  @Parameters(index = "0", paramLabel = "NAME", description = "allreduce | train-scaling | train-vs-mllib")
+  String name;
+
+  @Option(names = "--size", paramLabel = "X", defaultValue = "1",
+      description = "Scale the default sizes by X (default 1: a few minutes on 2 cores).")
+  double size;
+
+  @Option(names = "--workers", paramLabel = "N", defaultValue = "2", description = "Workers (barrier tasks).")
+  int workers;
+
+  @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
+  int reps;
+
+  @ParentCommand Main main;
+
+  @Override
+  public Integer call() throws Exception {
+    if (!NAMES.contains(name)) {
+      throw StagecraftException.user("Unknown benchmark '%s' (expected one of: %s)", name, String.join(", ", NAMES));
+    }
+    SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());
+    try {
+      switch (name) {
+        case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Bench::emit);
+        case "train-scaling" -> TrainBench.scaling(spark, workers, size, Bench::emit);
+        default -> TrainBench.versusMllib(spark, workers, size, Bench::emit);
+      }
+      return 0;
+    } finally {
+      spark.stop();
+    }
+  }
+
+  static void emit(ObjectNode line) {
+    System.out.println(line.toString());
+    System.out.flush();
+  }
+
+  static ObjectNode line(String bench) {
+    ObjectNode n = JSON.createObjectNode();
+    n.put("bench", bench);
+    return n;
+  }
+
+  static double median(double[] v) {
+    double[] c = v.clone();
+    Arrays.sort(c);
+    return c.length % 2 == 1 ? c[c.length / 2] : (c[c.length / 2 - 1] + c[c.length / 2]) / 2;
+  }
+
+  static double round(double v, int digits) {
+    double f = Math.pow(10, digits);
+    return Math.round(v * f) / f;
+  }
+}

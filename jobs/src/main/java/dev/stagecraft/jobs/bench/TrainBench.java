@@ -1,0 +1,147 @@
+package dev.stagecraft.jobs.bench;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.EngineListener;
+import dev.stagecraft.jobs.engine.RunLedger;
+import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.function.Consumer;
+import org.apache.spark.ml.classification.LogisticRegression;
+import org.apache.spark.ml.classification.LogisticRegressionModel;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Training benchmarks: scaling from 1 to N workers, and time-to-loss against Spark MLlib's LogisticRegression. */
+final class TrainBench {
+  private static final Logger LOG = LoggerFactory.getLogger(TrainBench.class);
+
+  private TrainBench() {}
+
+  /** a9a (32,560 rows) replicated {@code times} times, written once as Parquet; returns its path. */
+  static String a9a(SparkSession spark, Path dir, int times) {
+    Path data = Path.of(System.getProperty("stagecraft.home", "."), "jobs/examples/a9a/data/a9a.libsvm");
+    if (!Files.isRegularFile(data)) {
+      throw StagecraftException.user("Cannot find %s (run from the Stagecraft repository, or set STAGECRAFT_HOME)",
+          data.toAbsolutePath());
+    }
+    Dataset<Row> one = spark.read().format("libsvm").option("numFeatures", "123").load(data.toString());
+    Dataset<Row> all = one;
+    for (int i = 1; i < times; i++) {
+      all = all.union(one);
+    }
+    String out = dir.resolve("a9a-x" + times + ".parquet").toUri().toString();
+    all.write().mode("overwrite").parquet(out);
+    return out;
+  }
+
+  /** Runs one train step on {@code input} and returns its ledger record. */
+  static StepRecord train(SparkSession spark, Path dir, String input, int workers, String model) throws Exception {
+    Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
+    Files.writeString(f, """
+        name: bench
+        steps:
+          - id: fit
+            kind: train
+            input: "%s"
+            label: label
+            workers: %d
+            model: %s
+        """.formatted(input, workers, model));
+    StepKinds kinds = StepKinds.discover();
+    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
+    RunLedger ledger = new Engine(spark, kinds, EngineListener.NONE).run(spec,
+        Engine.Options.run("bench-" + System.nanoTime()).withWorkspace(dir.resolve("ws").toString()));
+    StepRecord r = ledger.step("fit");
+    if (r.status() != StepStatus.SUCCEEDED) {
+      throw new StagecraftException(ErrorCategory.INTERNAL, "benchmark training failed: " + r.error());
+    }
+    return r;
+  }
+
+  static void scaling(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
+    Path dir = Files.createTempDirectory("stagecraft-bench");
+    int times = (int) Math.max(1, Math.round(4 * scale));
+    String input = a9a(spark, dir, times);
+    String model = "{ type: logistic, epochs: 3, batch_size: 1024, optimizer: adam, lr: 0.01 }";
+    train(spark, dir, input, 1, "{ type: logistic, epochs: 1, batch_size: 1024 }"); // warm-up: JIT, DJL engine
+    StepRecord one = train(spark, dir, input, 1, model);
+    StepRecord many = train(spark, dir, input, workers, model);
+    double s1 = one.metrics().get("samples_per_second");
+    double sn = many.metrics().get("samples_per_second");
+    ObjectNode line = Bench.line("train-scaling");
+    line.putObject("params").put("rows", 32560L * times).put("model", "logistic").put("batch_size", 1024)
+        .put("workers", workers);
+    line.putObject("ours").put("workers", workers).put("samples_per_second", Bench.round(sn, 1));
+    line.putObject("baseline").put("name", "1 worker").put("samples_per_second", Bench.round(s1, 1));
+    line.putObject("limit").put("name", workers + " × 1-worker samples/s").put("samples_per_second",
+        Bench.round(workers * s1, 1));
+    line.put("speedup", Bench.round(sn / s1, 3));
+    line.put("of_limit", Bench.round(sn / (workers * s1), 3));
+    out.accept(line);
+  }
+
+  static void versusMllib(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
+    Path dir = Files.createTempDirectory("stagecraft-bench");
+    for (int base : new int[] {1, 10}) {
+      int times = (int) Math.max(1, Math.round(base * scale));
+      String input = a9a(spark, dir, times);
+      Dataset<Row> data = spark.read().parquet(input).repartition(workers).cache();
+      long rows = data.count();
+
+      // MLlib: same objective (logistic loss, no regularisation), timed after one warm-up fit.
+      LogisticRegression lr = new LogisticRegression().setRegParam(0).setMaxIter(100).setTol(1e-6);
+      lr.fit(data);
+      long start = System.nanoTime();
+      LogisticRegressionModel m = lr.fit(data);
+      double mllibSeconds = (System.nanoTime() - start) / 1e9;
+      double[] history = m.summary().objectiveHistory();
+      double target = history[history.length - 1];
+      data.unpersist();
+      LOG.warn("train-vs-mllib: a9a×{} ({} rows): MLlib loss {} in {} s ({} iterations)", times, rows, target,
+          mllibSeconds, history.length - 1);
+
+      // Ours: fresh runs with more epochs until the training loss is within 1% of MLlib's; time of that run's fit.
+      train(spark, dir, input, workers, "{ type: logistic, epochs: 1, batch_size: 512 }"); // warm-up
+      StepRecord reached = null;
+      int epochs = 0;
+      for (int e = 1; e <= 12 && reached == null; e++) {
+        StepRecord r = train(spark, dir, input, workers,
+            "{ type: logistic, epochs: " + e + ", batch_size: 512, optimizer: adam, lr: 0.005 }");
+        LOG.warn("train-vs-mllib: {} epoch(s): loss {} in {} s", e, r.metrics().get("train_loss"),
+            r.metrics().get("fit_seconds"));
+        if (r.metrics().get("train_loss") <= target * 1.01) {
+          reached = r;
+          epochs = e;
+        }
+      }
+      ObjectNode line = Bench.line("train-vs-mllib");
+      line.putObject("params").put("rows", rows).put("workers", workers).put("target_loss", Bench.round(target, 5))
+          .put("tolerance", 0.01);
+      ObjectNode ours = line.putObject("ours");
+      if (reached != null) {
+        ours.put("seconds", Bench.round(reached.metrics().get("fit_seconds"), 3)).put("epochs", epochs)
+            .put("loss", Bench.round(reached.metrics().get("train_loss"), 5));
+      } else {
+        ours.putNull("seconds").put("epochs", "not reached in 12");
+      }
+      line.putObject("baseline").put("name", "MLlib LogisticRegression (L-BFGS)")
+          .put("seconds", Bench.round(mllibSeconds, 3)).put("iterations", history.length - 1)
+          .put("loss", Bench.round(target, 5));
+      if (reached != null) {
+        line.put("speedup", Bench.round(mllibSeconds / reached.metrics().get("fit_seconds"), 3));
+      }
+      out.accept(line);
+    }
+  }
+}
