@@ -31,11 +31,36 @@ public final class WorkerLoop {
    * @param batchSize global batch size (rows per step over all ranks)
    * @param shuffle reshuffle each rank's rows every epoch (seeded by seed, epoch and rank)
    */
-  public record Config(int epochs, int batchSize, boolean shuffle, long seed) {
+  public record Config(int epochs, int batchSize, boolean shuffle, long seed, Schedule schedule) {
     public Config {
       if (epochs < 1 || batchSize < 1) {
         throw new IllegalArgumentException("epochs and batch size must be at least 1");
       }
+    }
+
+    public Config(int epochs, int batchSize, boolean shuffle, long seed) {
+      this(epochs, batchSize, shuffle, seed, Schedule.CONSTANT);
+    }
+  }
+
+  /** How the learning rate changes over the run, as a factor of the configured rate. */
+  public enum Schedule {
+    CONSTANT,
+    /** Half a cosine from 1 at the first step to 0 at the last: large steps early, fine ones at the end. */
+    COSINE;
+
+    /** The factor at step {@code step} (0-based) of {@code total}. */
+    public double factor(long step, long total) {
+      return this == CONSTANT || total <= 1 ? 1 : 0.5 * (1 + Math.cos(Math.PI * step / total));
+    }
+
+    public static Schedule parse(String value) {
+      for (Schedule s : values()) {
+        if (s.name().equalsIgnoreCase(value)) {
+          return s;
+        }
+      }
+      throw new IllegalArgumentException("Invalid lr_schedule: '" + value + "' (expected one of: constant, cosine)");
     }
   }
 
@@ -91,6 +116,7 @@ public final class WorkerLoop {
       order[i] = i;
     }
     List<double[]> curve = new ArrayList<>();
+    float baseLr = optimizer.lr();
     long step = 0;
     long samples = 0;
     long start = System.nanoTime();
@@ -124,6 +150,10 @@ public final class WorkerLoop {
         float total = exchange[p + 1];
         for (int i = 0; i < p; i++) {
           mean[i] = exchange[i] / total;
+        }
+        if (config.schedule() != Schedule.CONSTANT) {
+          // Never exactly 0: the last step still moves a little.
+          optimizer.setLr((float) Math.max(baseLr * config.schedule().factor(step, totalSteps), baseLr * 1e-3));
         }
         optimizer.update(params, mean);
         model.setParameters(params);

@@ -12,7 +12,7 @@ public final class Adam implements Optimizer {
   public static final float EPSILON_DEFAULT = 1e-8f;
 
   private final int numParameters;
-  private final float lr;
+  private float lr;
   private final float beta1;
   private final float beta2;
   private final float epsilon;
@@ -65,6 +65,14 @@ public final class Adam implements Optimizer {
 
   public float lr() {
     return lr;
+  }
+
+  @Override
+  public void setLr(float value) {
+    if (!(value > 0) || Float.isInfinite(value)) {
+      throw new IllegalArgumentException("Invalid learning rate: " + value + " (expected a positive number)");
+    }
+    lr = value;
   }
 
   @Override

@@ -26,6 +26,17 @@ public interface Optimizer {
   /** Updates applied so far (restored by {@link #importState}). */
   long steps();
 
+  /** The learning rate of the next updates. */
+  float lr();
+
+  /**
+   * Changes the learning rate of the next updates (a schedule; not part of the exported state, which a schedule
+   * recomputes from the step count).
+   *
+   * @throws IllegalArgumentException if {@code value} is not a positive finite number
+   */
+  void setLr(float value);
+
   /**
    * Applies one update: {@code params} is changed in place from {@code grads}, which is not modified.
    *

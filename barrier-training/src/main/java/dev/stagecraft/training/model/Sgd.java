@@ -9,7 +9,7 @@ public final class Sgd implements Optimizer {
   public static final String NAME = "sgd";
 
   private final int numParameters;
-  private final float lr;
+  private float lr;
   private final float momentum;
   private final boolean nesterov;
   private final float[] velocity;
@@ -59,6 +59,14 @@ public final class Sgd implements Optimizer {
 
   public float lr() {
     return lr;
+  }
+
+  @Override
+  public void setLr(float value) {
+    if (!(value > 0) || Float.isInfinite(value)) {
+      throw new IllegalArgumentException("Invalid learning rate: " + value + " (expected a positive number)");
+    }
+    lr = value;
   }
 
   public float momentum() {

@@ -15,6 +15,7 @@ import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
+import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.ParameterFile;
 import dev.stagecraft.training.model.Task;
@@ -50,6 +51,7 @@ public final class TrainStep implements StepKind {
   private static final Logger LOG = LoggerFactory.getLogger(TrainStep.class);
   /** Extra keys of {@code model:} beyond {@link ModelSpec#KEYS}. */
   static final String SHUFFLE = "shuffle";
+  static final String LR_SCHEDULE = "lr_schedule";
   static final List<String> TASKS = List.of("binary", "multiclass", "regression");
   /** How long the driver waits for executors to offer enough slots before it fails the step. */
   static final Duration SLOT_WAIT = Duration.ofSeconds(60);
@@ -88,17 +90,25 @@ public final class TrainStep implements StepKind {
   }
 
   static ModelSpec modelSpec(StepConfig step) {
-    Map<String, String> raw = step.stringMap("model");
+    Map<String, Object> raw = modelMap(step);
     Set<String> allowed = new TreeSet<>(ModelSpec.KEYS);
     allowed.add(SHUFFLE);
+    allowed.add(LR_SCHEDULE);
     for (String k : raw.keySet()) {
       if (!allowed.contains(k)) {
         throw step.invalid("model." + k, "unknown field (expected one of: " + String.join(", ", allowed) + ")");
       }
     }
-    Map<String, Object> values = new LinkedHashMap<>(step.fields().get("model") instanceof Map<?, ?> m
-        ? castMap(m) : Map.of());
+    Map<String, Object> values = new LinkedHashMap<>(raw);
     values.remove(SHUFFLE);
+    Object schedule = values.remove(LR_SCHEDULE);
+    if (schedule != null && !schedule.toString().contains("${")) {
+      try {
+        WorkerLoop.Schedule.parse(schedule.toString());
+      } catch (IllegalArgumentException e) {
+        throw step.invalid("model." + LR_SCHEDULE, e.getMessage().replace("Invalid lr_schedule: ", ""));
+      }
+    }
     if (values.values().stream().anyMatch(v -> v != null && v.toString().contains("${"))) {
       return null; // checked when the step runs, once substituted
     }
@@ -109,9 +119,19 @@ public final class TrainStep implements StepKind {
     }
   }
 
+  /** The {@code model} map as written (values may be lists, e.g. {@code hidden}). */
   @SuppressWarnings("unchecked")
-  private static Map<String, Object> castMap(Map<?, ?> m) {
+  static Map<String, Object> modelMap(StepConfig step) {
+    Object m = step.fields().get("model");
+    if (!(m instanceof Map<?, ?>)) {
+      throw step.invalid("model", "is missing or not a map (expected a map with 'type' and training settings)");
+    }
     return (Map<String, Object>) m;
+  }
+
+  private static String modelOption(StepConfig step, String key, String defaultValue) {
+    Object v = modelMap(step).get(key);
+    return v == null ? defaultValue : v.toString();
   }
 
   private static Task task(StepConfig step, String value) {
@@ -125,7 +145,8 @@ public final class TrainStep implements StepKind {
   public void run(StepContext ctx) throws Exception {
     StepConfig step = ctx.step();
     ModelSpec spec = modelSpec(step);
-    boolean shuffle = !"false".equalsIgnoreCase(step.stringMap("model").getOrDefault(SHUFFLE, "true"));
+    boolean shuffle = !"false".equalsIgnoreCase(modelOption(step, SHUFFLE, "true"));
+    WorkerLoop.Schedule schedule = WorkerLoop.Schedule.parse(modelOption(step, LR_SCHEDULE, "constant"));
     int workers = step.intValue("workers", 1);
     if (workers < 1) {
       throw step.invalid("workers", workers + " (expected at least 1)");
@@ -134,7 +155,20 @@ public final class TrainStep implements StepKind {
     String inputRef = step.requireString("input");
     Dataset<Row> input = ctx.input("input", inputRef);
     TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
-    Dataset<Row> selected = TrainingInput.select(input, features, label);
+    // Read three times (statistics, training, evaluation): keep it after the first read instead of decoding the
+    // source again.
+    Dataset<Row> selected = TrainingInput.select(input, features, label)
+        .persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
+    try {
+      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected);
+    } finally {
+      selected.unpersist(false);
+    }
+  }
+
+  private void runOn(StepContext ctx, StepConfig step, ModelSpec spec, boolean shuffle, WorkerLoop.Schedule schedule,
+      int workers, String label, String inputRef, TrainingInput.Features features, Dataset<Row> selected)
+      throws Exception {
     long fitStart = System.nanoTime();
     ctx.progress("reading the input: statistics of " + inputRef);
     TrainingInput.Stats stats = TrainingInput.stats(step, selected, features, label);
@@ -158,7 +192,8 @@ public final class TrainStep implements StepKind {
     List<TrainTask.Outcome> outcomes;
     long start = System.nanoTime();
     try {
-      TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle);
+      TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
+          schedule);
       ctx.progress("starting " + workers + " barrier task(s)");
       outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
           ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, ctx::progress, work);
@@ -231,6 +266,7 @@ public final class TrainStep implements StepKind {
     Map<String, Object> training = new LinkedHashMap<>();
     training.put("workers", workers);
     training.put("shuffle", shuffle);
+    training.put("lr_schedule", modelOption(ctx.step(), LR_SCHEDULE, "constant"));
     training.put("rows", stats.rows());
     training.put("steps", lead.steps());
     training.put("samples", lead.samples());

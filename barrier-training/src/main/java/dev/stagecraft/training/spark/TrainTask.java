@@ -46,9 +46,11 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   private final double[] mean;
   private final double[] std;
   private final boolean shuffle;
+  private final WorkerLoop.Schedule schedule;
 
   TrainTask(Map<String, Object> modelSpec, Task task, int numClasses, TrainingInput.Features features, double[] mean,
-      double[] std, boolean shuffle) {
+      double[] std, boolean shuffle, WorkerLoop.Schedule schedule) {
+    this.schedule = schedule;
     this.modelSpec = modelSpec;
     this.task = task;
     this.numClasses = numClasses;
@@ -79,7 +81,7 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
           gpu.orElse("none"), data.rows());
       ProgressReporter listener = reporter == null ? null : new ProgressReporter(reporter, spec.epochs());
       WorkerLoop.Result r = WorkerLoop.run(comm, model, Optimizer.create(spec, model.numParameters()), data,
-          new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed()), listener);
+          new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed(), schedule), listener);
       if (listener != null) {
         listener.flush();
       }

@@ -9,15 +9,12 @@ import java.util.function.Consumer;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * Our ring all-reduce between the barrier tasks of one stage, against Spark's {@code treeAggregate} summing the same
  * float vectors from the same number of partitions, and against one loopback TCP stream (the limit on one machine).
  */
 final class AllReduceBench {
-  private static final Logger LOG = LoggerFactory.getLogger(AllReduceBench.class);
   static final long[] SIZES = {1L << 20, 1L << 24};
 
   private AllReduceBench() {}
@@ -26,17 +23,20 @@ final class AllReduceBench {
     JavaSparkContext jsc = new JavaSparkContext(spark.sparkContext());
     for (long base : SIZES) {
       int floats = (int) Math.max(1, Math.round(base * scale));
-      LOG.warn("allreduce: {} floats × {} workers, {} repetitions", floats, workers, reps);
+      Bench.log("allreduce: {} floats × {} workers, {} repetitions", floats, workers, reps);
       double ours = ours(jsc, workers, floats, reps);
       double baseline = treeAggregate(jsc, workers, floats, reps);
       double limitGbps = LoopbackLimit.gbps(floats * 4L, reps);
+      // What the ring's n streams get when they run at once on this machine's cores (context, not the goal's limit).
+      double concurrentGbps = LoopbackLimit.gbpsPerStream(floats * 4L, reps, workers);
       // Bus bandwidth: what each rank sends and receives in a ring all-reduce, 2(n-1)/n times the array.
       double busGbps = floats * 4.0 * 8 * 2 * (workers - 1) / workers / ours / 1e9;
       ObjectNode line = Bench.line("allreduce");
       line.putObject("params").put("floats", floats).put("workers", workers).put("reps", reps);
       line.putObject("ours").put("seconds", Bench.round(ours, 5)).put("bus_gbps", Bench.round(busGbps, 3));
       line.putObject("baseline").put("name", "treeAggregate").put("seconds", Bench.round(baseline, 5));
-      line.putObject("limit").put("name", "loopback-tcp").put("gbps", Bench.round(limitGbps, 3));
+      line.putObject("limit").put("name", "loopback-tcp").put("gbps", Bench.round(limitGbps, 3))
+          .put("per_stream_gbps_with_" + workers + "_concurrent", Bench.round(concurrentGbps, 3));
       line.put("speedup", Bench.round(baseline / ours, 3));
       line.put("of_limit", Bench.round(busGbps / limitGbps, 3));
       out.accept(line);

@@ -63,6 +63,15 @@ public final class Bench implements Callable<Integer> {
     System.out.flush();
   }
 
+  /** A progress line on stderr ("{}" placeholders, as in SLF4J): stdout carries only the JSON results. */
+  static void log(String format, Object... args) {
+    String s = format;
+    for (Object a : args) {
+      s = s.replaceFirst("\\{}", java.util.regex.Matcher.quoteReplacement(String.valueOf(a)));
+    }
+    System.err.println("bench: " + s);
+  }
+
   static ObjectNode line(String bench) {
     ObjectNode n = JSON.createObjectNode();
     n.put("bench", bench);

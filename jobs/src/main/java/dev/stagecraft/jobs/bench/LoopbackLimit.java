@@ -6,12 +6,33 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
-import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 
 /** The physical limit a collective on one machine runs against: one TCP stream over loopback, measured here. */
 final class LoopbackLimit {
   private LoopbackLimit() {}
+
+  /**
+   * Gigabits per second of each of {@code streams} loopback TCP connections moving {@code bytes} at the same time
+   * (median of {@code reps}); on one machine they share the CPUs that copy the bytes, as a ring's streams do.
+   */
+  static double gbpsPerStream(long bytes, int reps, int streams) throws Exception {
+    java.util.List<CompletableFuture<Double>> all = new java.util.ArrayList<>();
+    for (int i = 0; i < streams; i++) {
+      all.add(CompletableFuture.supplyAsync(() -> {
+        try {
+          return gbps(bytes, reps);
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      }));
+    }
+    double sum = 0;
+    for (CompletableFuture<Double> f : all) {
+      sum += f.get();
+    }
+    return sum / streams;
+  }
 
   /** Median gigabits per second of moving {@code bytes} over one loopback TCP connection, {@code reps} times. */
   static double gbps(long bytes, int reps) throws Exception {
@@ -66,9 +87,4 @@ final class LoopbackLimit {
     }
   }
 
-  static double[] sorted(double[] v) {
-    double[] c = v.clone();
-    Arrays.sort(c);
-    return c;
-  }
 }

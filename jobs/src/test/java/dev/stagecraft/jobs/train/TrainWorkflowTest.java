@@ -107,6 +107,41 @@ class TrainWorkflowTest {
   }
 
   @Test
+  void anMlpLearnsThreeClassesFromNumericColumns() throws Exception {
+    StringBuilder csv = new StringBuilder("x,y,noise,cls\n");
+    java.util.Random r = new java.util.Random(5);
+    for (int i = 0; i < 900; i++) {
+      int c = i % 3;
+      double angle = 2 * Math.PI * c / 3;
+      csv.append(String.format(java.util.Locale.ROOT, "%.4f,%.4f,%.4f,%d%n", 3 * Math.cos(angle) + r.nextGaussian(),
+          3 * Math.sin(angle) + r.nextGaussian(), r.nextGaussian(), c));
+    }
+    Files.writeString(dir.resolve("blobs.csv"), csv.toString());
+    RunLedger ledger = run("""
+        name: blobs
+        steps:
+          - { id: raw, kind: load, path: blobs.csv, options: { header: true, inferSchema: true } }
+          - id: fit
+            kind: train
+            input: raw
+            label: cls
+            workers: 2
+            model: { type: mlp, hidden: [16, 8], activation: tanh, epochs: 20, batch_size: 64, lr: 0.01,
+                     lr_schedule: cosine }
+        """, "m1");
+    StepRecord fit = ledger.step("fit");
+    assertThat(fit.status()).as(String.valueOf(fit.error())).isEqualTo(StepStatus.SUCCEEDED);
+    assertThat(fit.metrics().get("train_accuracy")).isGreaterThan(0.9);
+    org.apache.hadoop.fs.Path bundleDir = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
+    BundleManifest m = ModelBundle.open(bundleDir.getFileSystem(new Configuration()), bundleDir).manifest();
+    assertThat(m.model()).containsEntry("task", "multiclass").containsEntry("num_classes", 3)
+        .containsEntry("hidden", List.of(16, 8));
+    assertThat(m.features()).containsExactly("x", "y", "noise");
+    assertThat(m.labels()).containsExactly(0.0, 1.0, 2.0);
+    assertThat(m.training()).containsEntry("lr_schedule", "cosine");
+  }
+
+  @Test
   void badInputFailsBeforeAnyBarrierStageWithTheStepAndField() throws Exception {
     Files.writeString(dir.resolve("t.csv"), "a,b,name,y\n1,2,x,0\n3,4,y,1\n5,NaN,z,1\n");
     String base = """
