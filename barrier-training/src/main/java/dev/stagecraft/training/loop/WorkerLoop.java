@@ -84,8 +84,11 @@ public final class WorkerLoop {
    * The outcome on this rank.
    *
    * @param lossCurve one point per step: {step, epoch, mean loss over the global batch}
+   * @param computeSeconds time in this rank's forward/backward (batch copy included)
+   * @param exchangeSeconds time in the per-step all-reduce, waiting for slower ranks included
    */
-  public record Result(float[] parameters, List<double[]> lossCurve, long steps, long samples, double seconds) {}
+  public record Result(float[] parameters, List<double[]> lossCurve, long steps, long samples, double seconds,
+      double computeSeconds, double exchangeSeconds) {}
 
   private WorkerLoop() {}
 
@@ -120,6 +123,8 @@ public final class WorkerLoop {
     long step = 0;
     long samples = 0;
     long start = System.nanoTime();
+    long computeNanos = 0;
+    long exchangeNanos = 0;
     for (int epoch = 1; epoch <= config.epochs(); epoch++) {
       if (config.shuffle()) {
         shuffle(order, new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank));
@@ -127,6 +132,7 @@ public final class WorkerLoop {
       for (long s = 0; s < stepsPerEpoch; s++) {
         int from = (int) Math.min(data.rows(), s * localBatch);
         int rows = Math.min(localBatch, data.rows() - from);
+        long t0 = System.nanoTime();
         java.util.Arrays.fill(exchange, 0f);
         if (rows > 0) {
           xs.clear();
@@ -146,7 +152,11 @@ public final class WorkerLoop {
           exchange[p] = loss * rows;
           exchange[p + 1] = rows;
         }
+        long t1 = System.nanoTime();
         comm.allReduceSum(exchange);
+        long t2 = System.nanoTime();
+        computeNanos += t1 - t0;
+        exchangeNanos += t2 - t1;
         float total = exchange[p + 1];
         for (int i = 0; i < p; i++) {
           mean[i] = exchange[i] / total;
@@ -166,7 +176,8 @@ public final class WorkerLoop {
         }
       }
     }
-    return new Result(params, curve, step, samples, (System.nanoTime() - start) / 1e9);
+    return new Result(params, curve, step, samples, (System.nanoTime() - start) / 1e9, computeNanos / 1e9,
+        exchangeNanos / 1e9);
   }
 
   private static void shuffle(int[] a, SplittableRandom random) {

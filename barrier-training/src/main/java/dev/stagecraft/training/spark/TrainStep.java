@@ -221,6 +221,10 @@ public final class TrainStep implements StepKind {
     }
     metrics.put("samples_per_second", lead.samples() / Math.max(1e-9, lead.seconds()));
     metrics.put("training_seconds", seconds);
+    // Where rank 0's training loop spent its time: forward/backward vs the per-step all-reduce.
+    metrics.put("compute_seconds", lead.computeSeconds());
+    metrics.put("allreduce_seconds", lead.exchangeSeconds());
+    metrics.put("loop_seconds", lead.seconds());
     // Statistics pass + barrier stage: what a fit costs, without evaluation and bundle writing.
     metrics.put("fit_seconds", (fitEnd - fitStart) / 1e9);
     metrics.put("final_loss", lead.lossCurve().isEmpty() ? Double.NaN

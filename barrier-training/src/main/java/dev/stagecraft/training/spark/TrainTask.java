@@ -32,7 +32,8 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
 
   /** What one task reports back to the driver. Parameters and the loss curve come from rank 0 only. */
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
-      List<double[]> lossCurve, long steps, long samples, double seconds) implements Serializable {
+      List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
+      double exchangeSeconds) implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -87,9 +88,10 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
       }
       return rank == 0
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
-              new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds())
+              new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
+              r.exchangeSeconds())
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
-              r.steps(), r.samples(), r.seconds());
+              r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds());
     }
   }
 

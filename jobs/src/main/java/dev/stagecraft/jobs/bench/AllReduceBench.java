@@ -31,7 +31,7 @@ final class AllReduceBench {
       double concurrentGbps = LoopbackLimit.gbpsPerStream(floats * 4L, reps, workers);
       // Bus bandwidth: what each rank sends and receives in a ring all-reduce, 2(n-1)/n times the array.
       double busGbps = floats * 4.0 * 8 * 2 * (workers - 1) / workers / ours / 1e9;
-      ObjectNode line = Bench.line("allreduce");
+      ObjectNode line = Results.line("allreduce");
       line.putObject("params").put("floats", floats).put("workers", workers).put("reps", reps);
       line.putObject("ours").put("seconds", Bench.round(ours, 5)).put("bus_gbps", Bench.round(busGbps, 3));
       line.putObject("baseline").put("name", "treeAggregate").put("seconds", Bench.round(baseline, 5));

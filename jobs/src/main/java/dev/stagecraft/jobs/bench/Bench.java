@@ -1,7 +1,5 @@
 package dev.stagecraft.jobs.bench;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.Main;
 import dev.stagecraft.jobs.cli.SparkSessions;
 import dev.stagecraft.spi.StagecraftException;
@@ -18,12 +16,14 @@ import picocli.CommandLine.ParentCommand;
  * {@code stagecraft bench NAME}: measures one thing against its baseline (and the physical limit, where one exists)
  * in the same run, and prints one JSON object per result on stdout (DESIGN.md, "Benchmark output"); logs go to
  * stderr. Absolute times are reported, never asserted.
+ *
+ * <p>No Jackson or Spark type may appear in this class's fields or method signatures: picocli reflects over them
+ * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib.")
 public final class Bench implements Callable<Integer> {
   static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib");
-  static final ObjectMapper JSON = new ObjectMapper();
 
   @Parameters(index = "0", paramLabel = "NAME", description = "allreduce | train-scaling | train-vs-mllib")
   String name;
@@ -48,19 +48,14 @@ public final class Bench implements Callable<Integer> {
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());
     try {
       switch (name) {
-        case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Bench::emit);
-        case "train-scaling" -> TrainBench.scaling(spark, workers, size, Bench::emit);
-        default -> TrainBench.versusMllib(spark, workers, size, Bench::emit);
+        case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Results::emit);
+        case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
+        default -> TrainBench.versusMllib(spark, workers, size, Results::emit);
       }
       return 0;
     } finally {
       spark.stop();
     }
-  }
-
-  static void emit(ObjectNode line) {
-    System.out.println(line.toString());
-    System.out.flush();
   }
 
   /** A progress line on stderr ("{}" placeholders, as in SLF4J): stdout carries only the JSON results. */
@@ -70,12 +65,6 @@ public final class Bench implements Callable<Integer> {
       s = s.replaceFirst("\\{}", java.util.regex.Matcher.quoteReplacement(String.valueOf(a)));
     }
     System.err.println("bench: " + s);
-  }
-
-  static ObjectNode line(String bench) {
-    ObjectNode n = JSON.createObjectNode();
-    n.put("bench", bench);
-    return n;
   }
 
   static double median(double[] v) {

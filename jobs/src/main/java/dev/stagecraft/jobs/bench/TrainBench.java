@@ -80,17 +80,30 @@ final class TrainBench {
       StepRecord many = train(spark, dir, input, workers, m[1]);
       double s1 = one.metrics().get("samples_per_second");
       double sn = many.metrics().get("samples_per_second");
-      ObjectNode line = Bench.line("train-scaling");
+      ObjectNode line = Results.line("train-scaling");
       line.putObject("params").put("rows", 32560L * times).put("model", m[0]).put("batch_size", 1024)
           .put("workers", workers);
-      line.putObject("ours").put("workers", workers).put("samples_per_second", Bench.round(sn, 1));
-      line.putObject("baseline").put("name", "1 worker").put("samples_per_second", Bench.round(s1, 1));
+      line.putObject("ours").put("workers", workers).put("samples_per_second", Bench.round(sn, 1))
+          .set("split", split(many));
+      line.putObject("baseline").put("name", "1 worker").put("samples_per_second", Bench.round(s1, 1))
+          .set("split", split(one));
       line.putObject("limit").put("name", workers + " × 1-worker samples/s").put("samples_per_second",
           Bench.round(workers * s1, 1));
       line.put("speedup", Bench.round(sn / s1, 3));
       line.put("of_limit", Bench.round(sn / (workers * s1), 3));
       out.accept(line);
     }
+  }
+
+  /** Rank 0's loop time: forward/backward, all-reduce, and the rest (batch bookkeeping, optimizer). */
+  private static ObjectNode split(StepRecord r) {
+    ObjectNode n = Results.JSON.createObjectNode();
+    double loop = r.metrics().get("loop_seconds");
+    double compute = r.metrics().get("compute_seconds");
+    double exchange = r.metrics().get("allreduce_seconds");
+    n.put("loop_s", Bench.round(loop, 3)).put("compute_s", Bench.round(compute, 3))
+        .put("allreduce_s", Bench.round(exchange, 3)).put("other_s", Bench.round(loop - compute - exchange, 3));
+    return n;
   }
 
   static void versusMllib(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
@@ -130,7 +143,7 @@ final class TrainBench {
           break;
         }
       }
-      ObjectNode line = Bench.line("train-vs-mllib");
+      ObjectNode line = Results.line("train-vs-mllib");
       line.putObject("params").put("rows", rows).put("workers", workers).put("batch_size", 4096).put("lr", 0.1)
           .put("lr_schedule", "cosine").put("target_loss", Bench.round(target, 5))
           .put("tolerance", 0.01);

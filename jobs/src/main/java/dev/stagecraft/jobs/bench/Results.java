@@ -1,0 +1,22 @@
+package dev.stagecraft.jobs.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+/** The JSON lines benchmarks print (DESIGN.md, "Benchmark output"). */
+final class Results {
+  static final ObjectMapper JSON = new ObjectMapper();
+
+  private Results() {}
+
+  static ObjectNode line(String bench) {
+    ObjectNode n = JSON.createObjectNode();
+    n.put("bench", bench);
+    return n;
+  }
+
+  static void emit(ObjectNode line) {
+    System.out.println(line.toString());
+    System.out.flush();
+  }
+}
