@@ -4,7 +4,6 @@ import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.Template;
-import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
