@@ -5,16 +5,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.stagecraft.fs.AtomicFiles;
+import dev.stagecraft.fs.VerifiedFiles;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.IOException;
-import java.io.InputStream;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
-import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
@@ -47,15 +43,11 @@ public final class ModelBundle {
   public static BundleManifest write(FileSystem fs, Path dir, BundleManifest manifest, Map<String, byte[]> files)
       throws IOException {
     Map<String, BundleManifest.FileEntry> entries = new LinkedHashMap<>();
-    for (Map.Entry<String, byte[]> f : files.entrySet()) {
-      if (f.getKey().equals(MANIFEST) || f.getKey().contains("/") || f.getKey().startsWith(".")) {
-        throw new IllegalArgumentException("Invalid bundle file name: '" + f.getKey() + "'");
-      }
-      try (FSDataOutputStream out = fs.create(new Path(dir, f.getKey()), true)) {
-        out.write(f.getValue());
-      }
-      entries.put(f.getKey(), new BundleManifest.FileEntry(f.getValue().length, sha256(f.getValue())));
+    if (files.containsKey(MANIFEST)) {
+      throw new IllegalArgumentException("Invalid bundle file name: '" + MANIFEST + "' (written by the bundle)");
     }
+    VerifiedFiles.write(fs, dir, files).forEach((name, e) ->
+        entries.put(name, new BundleManifest.FileEntry(e.bytes(), e.sha256())));
     BundleManifest complete = manifest.withFiles(entries);
     AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(complete));
     return complete;
@@ -109,26 +101,12 @@ public final class ModelBundle {
       throw StagecraftException.user("Invalid model bundle %s: no file '%s' in its manifest (has: %s)", dir, name,
           String.join(", ", manifest.files().keySet()));
     }
-    byte[] content;
-    try (InputStream in = fs.open(new Path(dir, name))) {
-      content = in.readAllBytes();
-    } catch (java.io.FileNotFoundException e) {
-      throw StagecraftException.user("Invalid model bundle %s: file '%s' is missing", dir, name);
+    try {
+      return VerifiedFiles.read(fs, dir, name, new VerifiedFiles.Entry(entry.bytes(), entry.sha256()));
+    } catch (VerifiedFiles.Mismatch e) {
+      throw StagecraftException.user("Invalid model bundle %s: %s", dir, e.getMessage());
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot read %s of model bundle %s: %s", name, dir, e.getMessage());
-    }
-    if (content.length != entry.bytes() || !sha256(content).equals(entry.sha256())) {
-      throw StagecraftException.user("Invalid model bundle %s: file '%s' does not match its manifest (%d bytes, "
-          + "expected %d with SHA-256 %s)", dir, name, content.length, entry.bytes(), entry.sha256());
-    }
-    return content;
-  }
-
-  static String sha256(byte[] data) {
-    try {
-      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(data));
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
     }
   }
 }

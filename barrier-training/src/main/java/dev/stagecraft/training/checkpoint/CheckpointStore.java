@@ -1,0 +1,162 @@
+package dev.stagecraft.training.checkpoint;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import dev.stagecraft.fs.AtomicFiles;
+import dev.stagecraft.fs.VerifiedFiles;
+import dev.stagecraft.spi.StagecraftException;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Checkpoints of one training step in a folder of any Hadoop FileSystem ({@code checkpoints/RUN-ID/STEP/}):
+ * {@code step-N/} holds the data files and, written last as one object, {@code manifest.json} listing each file's
+ * size and SHA-256. A checkpoint exists only once its manifest does — no rename anywhere, so the protocol holds on S3.
+ * Retention keeps the newest {@code keep} complete checkpoints and deletes older ones only after a newer one is
+ * complete. Groundwork for issue #4: the training loop does not call it yet.
+ */
+public final class CheckpointStore {
+  private static final Logger LOG = LoggerFactory.getLogger(CheckpointStore.class);
+  static final String MANIFEST = "manifest.json";
+  private static final Pattern STEP_DIR = Pattern.compile("step-(\\d+)");
+  private static final ObjectMapper JSON = new ObjectMapper()
+      .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+      .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
+
+  /**
+   * What a checkpoint says about itself.
+   *
+   * @param fingerprint of the model and training configuration; a checkpoint of another fingerprint is refused
+   * @param files file name → size and SHA-256, filled in by {@link #write}
+   */
+  @JsonInclude(JsonInclude.Include.NON_NULL)
+  public record Manifest(int formatVersion, long globalStep, int epoch, String fingerprint, String created,
+      Map<String, VerifiedFiles.Entry> files) {
+    public static final int FORMAT_VERSION = 1;
+
+    public Manifest {
+      files = files == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(files));
+    }
+  }
+
+  /** A checkpoint read back and verified, with the newer ones skipped on the way and why. */
+  public record Loaded(Path dir, Manifest manifest, Map<String, byte[]> files, List<String> skipped) {}
+
+  private final FileSystem fs;
+  private final Path root;
+  private final int keep;
+
+  public CheckpointStore(FileSystem fs, Path root, int keep) {
+    if (keep < 1) {
+      throw new IllegalArgumentException("Invalid checkpoint 'keep': " + keep + " (expected at least 1)");
+    }
+    this.fs = fs;
+    this.root = root;
+    this.keep = keep;
+  }
+
+  /** Writes a checkpoint of {@code globalStep}: data files, then the manifest; then applies retention. */
+  public Path write(long globalStep, int epoch, String fingerprint, Map<String, byte[]> files) throws IOException {
+    Path dir = new Path(root, "step-" + globalStep);
+    fs.delete(dir, true); // an interrupted write of this step left files without a manifest
+    Map<String, VerifiedFiles.Entry> entries = VerifiedFiles.write(fs, dir, files);
+    Manifest m = new Manifest(Manifest.FORMAT_VERSION, globalStep, epoch, fingerprint,
+        java.time.Instant.now().toString(), entries);
+    AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(m));
+    retain();
+    return fs.makeQualified(dir);
+  }
+
+  /**
+   * The newest checkpoint whose manifest verifies, skipping incomplete (no manifest) and corrupt (missing file,
+   * size or checksum mismatch) ones, each named with its reason in {@link Loaded#skipped()}.
+   *
+   * @throws StagecraftException (user) if the newest valid checkpoint belongs to another model or configuration
+   */
+  public Optional<Loaded> latestValid(String fingerprint) throws IOException {
+    List<String> skipped = new ArrayList<>();
+    for (Long step : steps()) {
+      Path dir = new Path(root, "step-" + step);
+      Optional<byte[]> bytes = AtomicFiles.read(fs, new Path(dir, MANIFEST));
+      if (bytes.isEmpty()) {
+        skipped.add("step-" + step + ": incomplete (no manifest)");
+        continue;
+      }
+      Manifest m;
+      try {
+        m = JSON.readValue(bytes.get(), Manifest.class);
+      } catch (IOException e) {
+        skipped.add("step-" + step + ": corrupt manifest (" + e.getMessage().lines().findFirst().orElse("") + ")");
+        continue;
+      }
+      Map<String, byte[]> files = new LinkedHashMap<>();
+      String problem = null;
+      for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
+        try {
+          files.put(f.getKey(), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
+        } catch (VerifiedFiles.Mismatch e) {
+          problem = e.getMessage();
+          break;
+        }
+      }
+      if (problem != null) {
+        skipped.add("step-" + step + ": corrupt (" + problem + ")");
+        continue;
+      }
+      if (!m.fingerprint().equals(fingerprint)) {
+        throw StagecraftException.user("Cannot resume from checkpoint %s: it was written for another model or "
+            + "training configuration (fingerprint %s, expected %s); start fresh to discard it", dir,
+            m.fingerprint(), fingerprint);
+      }
+      skipped.forEach(s -> LOG.warn("Skipped checkpoint {}", s));
+      return Optional.of(new Loaded(fs.makeQualified(dir), m, files, List.copyOf(skipped)));
+    }
+    skipped.forEach(s -> LOG.warn("Skipped checkpoint {}", s));
+    return Optional.empty();
+  }
+
+  /** Keeps the newest {@code keep} complete checkpoints; removes older complete and incomplete ones. */
+  private void retain() throws IOException {
+    int complete = 0;
+    for (Long step : steps()) {
+      Path dir = new Path(root, "step-" + step);
+      boolean hasManifest = fs.exists(new Path(dir, MANIFEST));
+      if (complete >= keep) {
+        fs.delete(dir, true);
+      } else if (hasManifest) {
+        complete++;
+      }
+    }
+  }
+
+  /** Checkpoint step numbers, newest first. */
+  private List<Long> steps() throws IOException {
+    if (!fs.exists(root)) {
+      return List.of();
+    }
+    List<Long> out = new ArrayList<>();
+    for (FileStatus s : fs.listStatus(root)) {
+      Matcher m = STEP_DIR.matcher(s.getPath().getName());
+      if (s.isDirectory() && m.matches()) {
+        out.add(Long.parseLong(m.group(1)));
+      }
+    }
+    out.sort(Comparator.reverseOrder());
+    return out;
+  }
+}
