@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.djl.Device;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
+import dev.stagecraft.training.testing.LogCapture;
 import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ExecutorService;
@@ -17,7 +18,7 @@ class DevicesTest {
   void fakeGpuAddressOnThisCpuOnlyMachineGivesCpuAndWarnsOnce() {
     assertThat(Devices.cudaDeviceCount()).as("this test expects a machine without CUDA").isZero();
     Devices.resetLoggedWarnings();
-    try (LogLines log = new LogLines(Devices.class)) {
+    try (LogCapture log = new LogCapture(Devices.class)) {
       assertThat(Devices.select(Optional.of("3"))).isEqualTo(Device.cpu());
       assertThat(Devices.select(Optional.of("0"))).isEqualTo(Device.cpu());
       assertThat(Devices.select(Optional.empty())).isEqualTo(Device.cpu());

@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.training.testing;
 
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -8,15 +8,18 @@ import org.apache.logging.log4j.core.Logger;
 import org.apache.logging.log4j.core.appender.AbstractAppender;
 import org.apache.logging.log4j.core.config.Property;
 
-/** What one class logs while open, as "LEVEL message" lines (the test JVM logs slf4j through Log4j 2). */
-final class LogLines implements AutoCloseable {
+/**
+ * Captures what a class logs, as "LEVEL message" lines. The package logs through slf4j; the test JVM's backend is
+ * Log4j 2 (bin/log4j2-test.properties), so this hooks an appender onto the class's Log4j logger.
+ */
+public final class LogCapture implements AutoCloseable {
   private final List<String> lines = new CopyOnWriteArrayList<>();
   private final Logger logger;
   private final AbstractAppender appender;
 
-  LogLines(Class<?> source) {
-    logger = (Logger) LogManager.getLogger(source);
-    appender = new AbstractAppender("lines-" + source.getName(), null, null, true, Property.EMPTY_ARRAY) {
+  public LogCapture(Class<?> source) {
+    this.logger = (Logger) LogManager.getLogger(source);
+    this.appender = new AbstractAppender("capture-" + source.getSimpleName(), null, null, true, Property.EMPTY_ARRAY) {
       @Override
       public void append(LogEvent event) {
         lines.add(event.getLevel() + " " + event.getMessage().getFormattedMessage());
@@ -26,7 +29,7 @@ final class LogLines implements AutoCloseable {
     logger.addAppender(appender);
   }
 
-  List<String> lines() {
+  public List<String> lines() {
     return List.copyOf(lines);
   }
 
