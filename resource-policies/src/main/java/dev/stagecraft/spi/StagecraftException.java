@@ -32,11 +32,26 @@ public class StagecraftException extends RuntimeException {
 
   /** The category of any throwable: a StagecraftException's own, else {@link ErrorCategory#INTERNAL}. */
   public static ErrorCategory categoryOf(Throwable t) {
+    return find(t).map(StagecraftException::category).orElse(ErrorCategory.INTERNAL);
+  }
+
+  /** The first StagecraftException in {@code t}'s cause chain (Spark wraps what tasks and steps throw). */
+  public static java.util.Optional<StagecraftException> find(Throwable t) {
     for (Throwable c = t; c != null; c = c.getCause()) {
       if (c instanceof StagecraftException se) {
-        return se.category();
+        return java.util.Optional.of(se);
       }
     }
-    return ErrorCategory.INTERNAL;
+    return java.util.Optional.empty();
+  }
+
+  /** The first non-empty line of a (Spark, parser) message: the rest is usually a plan or a stack. */
+  public static String firstLine(String message) {
+    if (message == null) {
+      return "";
+    }
+    String t = message.strip();
+    int nl = t.indexOf('\n');
+    return nl < 0 ? t : t.substring(0, nl);
   }
 }

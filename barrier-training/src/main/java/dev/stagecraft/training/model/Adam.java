@@ -29,9 +29,6 @@ public final class Adam implements Optimizer {
     if (numParameters < 0) {
       throw new IllegalArgumentException("Invalid parameter count: " + numParameters + " (expected >= 0)");
     }
-    if (!(lr > 0) || Float.isInfinite(lr)) {
-      throw new IllegalArgumentException("Invalid Adam learning rate: " + lr + " (expected a positive number)");
-    }
     if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
       throw new IllegalArgumentException(
           "Invalid Adam betas: " + beta1 + ", " + beta2 + " (expected each in [0, 1))");
@@ -40,7 +37,7 @@ public final class Adam implements Optimizer {
       throw new IllegalArgumentException("Invalid Adam epsilon: " + epsilon + " (expected > 0)");
     }
     this.numParameters = numParameters;
-    this.lr = lr;
+    this.lr = OptimizerStates.requireLr("Adam", lr);
     this.beta1 = beta1;
     this.beta2 = beta2;
     this.epsilon = epsilon;
@@ -69,10 +66,7 @@ public final class Adam implements Optimizer {
 
   @Override
   public void setLr(float value) {
-    if (!(value > 0) || Float.isInfinite(value)) {
-      throw new IllegalArgumentException("Invalid learning rate: " + value + " (expected a positive number)");
-    }
-    lr = value;
+    lr = OptimizerStates.requireLr("Adam", value);
   }
 
   @Override

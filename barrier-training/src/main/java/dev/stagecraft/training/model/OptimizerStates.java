@@ -20,6 +20,15 @@ final class OptimizerStates {
   static final int VERSION = 1;
 
   /** The exported form shared by the implementations: header, step count, then whole buffers. */
+  /** {@code lr} if it is a positive finite number; else names the optimizer and the value. */
+  static float requireLr(String optimizer, float lr) {
+    if (!(lr > 0) || Float.isInfinite(lr)) {
+      throw new IllegalArgumentException(
+          "Invalid " + optimizer + " learning rate: " + lr + " (expected a positive number)");
+    }
+    return lr;
+  }
+
   static byte[] encodeState(String name, int numParameters, long steps, float[]... buffers) {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream(32 + buffers.length * numParameters * Float.BYTES);
     try (DataOutputStream out = new DataOutputStream(bytes)) {

@@ -24,14 +24,11 @@ public final class Sgd implements Optimizer {
     if (numParameters < 0) {
       throw new IllegalArgumentException("Invalid parameter count: " + numParameters + " (expected >= 0)");
     }
-    if (!(lr > 0) || Float.isInfinite(lr)) {
-      throw new IllegalArgumentException("Invalid SGD learning rate: " + lr + " (expected a positive number)");
-    }
     if (!(momentum >= 0 && momentum < 1)) {
       throw new IllegalArgumentException("Invalid SGD momentum: " + momentum + " (expected 0 <= momentum < 1)");
     }
     this.numParameters = numParameters;
-    this.lr = lr;
+    this.lr = OptimizerStates.requireLr("SGD", lr);
     this.momentum = momentum;
     this.nesterov = nesterov;
     this.velocity = new float[momentum == 0 ? 0 : numParameters];
@@ -63,10 +60,7 @@ public final class Sgd implements Optimizer {
 
   @Override
   public void setLr(float value) {
-    if (!(value > 0) || Float.isInfinite(value)) {
-      throw new IllegalArgumentException("Invalid learning rate: " + value + " (expected a positive number)");
-    }
-    lr = value;
+    lr = OptimizerStates.requireLr("SGD", value);
   }
 
   public float momentum() {

@@ -197,7 +197,8 @@ public final class TrainStep implements StepKind {
       outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
           ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, ctx::progress, work);
     } catch (RuntimeException e) {
-      throw unwrap(e);
+      // The user should see our message, not Spark's wrapper around it.
+      throw StagecraftException.find(e).<RuntimeException>map(x -> x).orElse(e);
     }
     long fitEnd = System.nanoTime();
     double seconds = (fitEnd - start) / 1e9;
@@ -309,15 +310,4 @@ public final class TrainStep implements StepKind {
     Path dir = new Path(uri);
     ModelBundle.write(dir.getFileSystem(ctx.hadoopConf()), dir, manifest, files);
   }
-
-  /** The first StagecraftException in a Spark failure's chain, so the user sees our message, not Spark's wrapper. */
-  private static RuntimeException unwrap(RuntimeException e) {
-    for (Throwable c = e; c != null; c = c.getCause()) {
-      if (c instanceof StagecraftException se) {
-        return se;
-      }
-    }
-    return e;
-  }
-
 }

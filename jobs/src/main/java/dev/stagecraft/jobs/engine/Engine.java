@@ -161,7 +161,7 @@ public final class Engine {
       // Re-check after taking ours: a run and a step racing to start both see the other.
       refuseIfLive(ws, spec, runId, only, options);
       RunLedger ledger = prepare(spec, options, ws, store);
-      List<String> toRun = only.map(List::of).orElseGet(() -> pendingSteps(spec, ledger));
+      List<String> toRun = only.map(List::of).orElseGet(() -> notSucceeded(spec, ledger));
       List<String> kept = new ArrayList<>(spec.order());
       kept.removeAll(toRun);
       listener.runStarted(runId, ws, toRun, only.isPresent() ? List.of() : kept);
@@ -232,7 +232,7 @@ public final class Engine {
         return base.withStatus(RunStatus.RUNNING, now);
       }
       // A whole run: anything not kept goes back to PENDING so the ledger shows what is left to do.
-      Set<String> rerun = new LinkedHashSet<>(pendingSteps(spec, base, params, ws));
+      Set<String> rerun = new LinkedHashSet<>(stepsToRerun(spec, base, params, ws));
       Map<String, StepRecord> reset = new LinkedHashMap<>();
       base.steps().forEach((id, r) -> reset.put(id, rerun.contains(id) ? r.reset() : r));
       return base.withSteps(reset, now).withStatus(RunStatus.RUNNING, now);
@@ -240,7 +240,7 @@ public final class Engine {
   }
 
   /** The steps a whole run still has to run, as the (prepared) ledger says. */
-  private static List<String> pendingSteps(WorkflowSpec spec, RunLedger ledger) {
+  private static List<String> notSucceeded(WorkflowSpec spec, RunLedger ledger) {
     List<String> out = new ArrayList<>();
     for (String id : spec.order()) {
       if (ledger.step(id).status() != StepStatus.SUCCEEDED) {
@@ -254,7 +254,7 @@ public final class Engine {
    * Steps to run again: every step that did not succeed, that changed since it succeeded (its substituted
    * configuration has another fingerprint), whose committed outputs are gone, or whose upstream step runs again.
    */
-  private List<String> pendingSteps(WorkflowSpec spec, RunLedger ledger, Map<String, String> params, Workspace ws) {
+  private List<String> stepsToRerun(WorkflowSpec spec, RunLedger ledger, Map<String, String> params, Workspace ws) {
     List<String> out = new ArrayList<>();
     Set<String> rerun = new LinkedHashSet<>();
     for (String id : spec.order()) {
@@ -562,22 +562,9 @@ public final class Engine {
 
   /** The first line of the most useful message in {@code t}'s chain, at most 1000 characters. */
   static String oneLine(Throwable t) {
-    Throwable best = t;
-    for (Throwable c = t; c != null; c = c.getCause()) {
-      if (c instanceof StagecraftException) {
-        best = c;
-        break;
-      }
-    }
+    Throwable best = StagecraftException.find(t).<Throwable>map(e -> e).orElse(t);
     String m = best.getMessage();
-    if (m == null || m.isBlank()) {
-      m = best.getClass().getName();
-    }
-    m = m.strip();
-    int nl = m.indexOf('\n');
-    if (nl > 0) {
-      m = m.substring(0, nl);
-    }
+    m = m == null || m.isBlank() ? best.getClass().getName() : StagecraftException.firstLine(m);
     return m.length() > 1000 ? m.substring(0, 1000) + "…" : m;
   }
 

@@ -4,6 +4,7 @@ import static dev.stagecraft.spi.FieldSpec.Type.MAP;
 import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
@@ -58,7 +59,7 @@ public final class LoadStep implements StepKind {
       try {
         StructType.fromDDL(schema.get());
       } catch (Exception e) { // ParseException: checked in Java's eyes, never declared by Scala
-        throw step.invalid("schema", "cannot parse '" + schema.get() + "': " + firstLine(e.getMessage())
+        throw step.invalid("schema", "cannot parse '" + schema.get() + "': " + StagecraftException.firstLine(e.getMessage())
             + " (expected a DDL schema such as \"id INT, name STRING\")");
       }
     }
@@ -77,7 +78,7 @@ public final class LoadStep implements StepKind {
       data = reader.load(ctx.resolvePath(path));
     } catch (Exception e) { // Scala's AnalysisException is checked in Java's eyes but never declared
       if (e instanceof AnalysisException) {
-        throw step.invalid("path", "cannot read '" + path + "' as " + format + ": " + firstLine(e.getMessage()));
+        throw step.invalid("path", "cannot read '" + path + "' as " + format + ": " + StagecraftException.firstLine(e.getMessage()));
       }
       throw (RuntimeException) e;
     }
@@ -106,14 +107,5 @@ public final class LoadStep implements StepKind {
     }
     throw step.invalid("format", "is missing and the path '" + step.string("path").orElse("")
         + "' does not tell (expected one of: " + String.join(", ", FORMATS) + ")");
-  }
-
-  static String firstLine(String s) {
-    if (s == null) {
-      return "";
-    }
-    String t = s.strip();
-    int nl = t.indexOf('\n');
-    return nl < 0 ? t : t.substring(0, nl);
   }
 }

@@ -4,6 +4,7 @@ import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
@@ -49,7 +50,7 @@ public final class SqlStep implements StepKind {
       try {
         CatalystSqlParser$.MODULE$.parsePlan(sql);
       } catch (Exception e) { // ParseException: checked in Java's eyes, never declared by Scala
-        throw step.invalid("sql", "cannot parse the query: " + LoadStep.firstLine(e.getMessage())
+        throw step.invalid("sql", "cannot parse the query: " + StagecraftException.firstLine(e.getMessage())
             + " (expected a Spark SQL query)");
       }
     }
@@ -70,7 +71,7 @@ public final class SqlStep implements StepKind {
       result = ctx.spark().sql(step.requireString("sql"));
     } catch (Exception e) { // Scala's AnalysisException is checked in Java's eyes but never declared
       if (e instanceof AnalysisException) {
-        throw step.invalid("sql", LoadStep.firstLine(e.getMessage()));
+        throw step.invalid("sql", StagecraftException.firstLine(e.getMessage()));
       }
       throw (RuntimeException) e;
     }

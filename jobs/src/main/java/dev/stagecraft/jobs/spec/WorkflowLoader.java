@@ -77,7 +77,8 @@ public final class WorkflowLoader {
     try {
       root = yaml.readTree(text);
     } catch (JsonProcessingException e) {
-      throw StagecraftException.user("%s: not valid YAML: %s", source, firstLine(e.getOriginalMessage()));
+      throw StagecraftException.user("%s: not valid YAML: %s", source,
+          StagecraftException.firstLine(e.getOriginalMessage()));
     }
     if (root == null || !root.isObject()) {
       throw StagecraftException.user("%s: expected a YAML map with 'name' and 'steps'", source);
@@ -417,14 +418,6 @@ public final class WorkflowLoader {
     path.remove(path.size() - 1);
     state.put(id, 2);
     return Optional.empty();
-  }
-
-  private static String firstLine(String s) {
-    if (s == null) {
-      return "";
-    }
-    int nl = s.indexOf('\n');
-    return nl < 0 ? s : s.substring(0, nl);
   }
 
   /** Collected problems; thrown together as one user error, one problem per line. */
