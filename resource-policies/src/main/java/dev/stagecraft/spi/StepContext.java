@@ -54,6 +54,13 @@ public interface StepContext {
    */
   String modelLocation(String output, String modelName);
 
+  /**
+   * The folder {@code checkpoints/RUN-ID/STEP/} in the workspace for this step's checkpoints. Unlike outputs it is
+   * the same for every attempt and survives failures, so a later attempt (or {@code run --resume} after the whole
+   * application died) continues from what an earlier one saved.
+   */
+  String checkpointLocation();
+
   /** Tells the console how the step is doing, in the step's own terms ("epoch 2/5, loss 0.34, ETA 12s"). */
   void progress(String status);
 
@@ -62,4 +69,11 @@ public interface StepContext {
 
   /** Records a metric for the ledger (e.g. {@code accuracy}, {@code loss}). */
   void metric(String name, double value);
+
+  /**
+   * Records a structured detail for the ledger, kept also when the attempt fails (e.g. the training attempts of a
+   * step and the checkpoint each resumed from). {@code value} is anything Jackson writes as JSON: strings, numbers,
+   * lists and maps of them.
+   */
+  void detail(String name, Object value);
 }

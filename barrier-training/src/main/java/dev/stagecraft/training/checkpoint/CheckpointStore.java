@@ -28,7 +28,8 @@ import org.slf4j.LoggerFactory;
  * {@code step-N/} holds the data files and, written last as one object, {@code manifest.json} listing each file's
  * size and SHA-256. A checkpoint exists only once its manifest does — no rename anywhere, so the protocol holds on S3.
  * Retention keeps the newest {@code keep} complete checkpoints and deletes older ones only after a newer one is
- * complete. Groundwork for issue #4: the training loop does not call it yet.
+ * complete. The training loop writes through a {@link CheckpointWriter} (in the background) and resumes from
+ * {@link #latestValid}.
  */
 public final class CheckpointStore {
   private static final Logger LOG = LoggerFactory.getLogger(CheckpointStore.class);
@@ -70,6 +71,11 @@ public final class CheckpointStore {
     this.keep = keep;
   }
 
+  /** The folder of this store's checkpoints. */
+  public Path root() {
+    return root;
+  }
+
   /** Writes a checkpoint of {@code globalStep}: data files, then the manifest; then applies retention. */
   public Path write(long globalStep, int epoch, String fingerprint, Map<String, byte[]> files) throws IOException {
     Path dir = new Path(root, "step-" + globalStep);
@@ -91,43 +97,124 @@ public final class CheckpointStore {
   public Optional<Loaded> latestValid(String fingerprint) throws IOException {
     List<String> skipped = new ArrayList<>();
     for (Long step : steps()) {
-      Path dir = new Path(root, "step-" + step);
-      Optional<byte[]> bytes = AtomicFiles.read(fs, new Path(dir, MANIFEST));
-      if (bytes.isEmpty()) {
-        skipped.add("step-" + step + ": incomplete (no manifest)");
-        continue;
-      }
-      Manifest m;
+      Loaded loaded;
       try {
-        m = JSON.readValue(bytes.get(), Manifest.class);
-      } catch (IOException e) {
-        skipped.add("step-" + step + ": corrupt manifest (" + e.getMessage().lines().findFirst().orElse("") + ")");
+        loaded = read(step, List.of());
+      } catch (Invalid e) {
+        skipped.add(e.getMessage());
         continue;
       }
-      Map<String, byte[]> files = new LinkedHashMap<>();
-      String problem = null;
-      for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
-        try {
-          files.put(f.getKey(), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
-        } catch (VerifiedFiles.Mismatch e) {
-          problem = e.getMessage();
-          break;
-        }
-      }
-      if (problem != null) {
-        skipped.add("step-" + step + ": corrupt (" + problem + ")");
-        continue;
-      }
+      Manifest m = loaded.manifest();
       if (!m.fingerprint().equals(fingerprint)) {
-        throw StagecraftException.user("Cannot resume from checkpoint %s: it was written for another model or "
-            + "training configuration (fingerprint %s, expected %s); start fresh to discard it", dir,
-            m.fingerprint(), fingerprint);
+        throw refusal(loaded.dir(), m.fingerprint(), fingerprint);
       }
       skipped.forEach(s -> LOG.warn("Skipped checkpoint {}", s));
-      return Optional.of(new Loaded(fs.makeQualified(dir), m, files, List.copyOf(skipped)));
+      return Optional.of(new Loaded(loaded.dir(), m, loaded.files(), List.copyOf(skipped)));
     }
     skipped.forEach(s -> LOG.warn("Skipped checkpoint {}", s));
     return Optional.empty();
+  }
+
+  /**
+   * Reads and verifies the checkpoint of {@code step} (the one {@link #latestValid} chose on another worker).
+   *
+   * @throws IOException if it is missing, incomplete or corrupt, or belongs to another fingerprint
+   */
+  public Loaded load(long step, String fingerprint) throws IOException {
+    Loaded l;
+    try {
+      l = read(step, List.of());
+    } catch (Invalid e) {
+      throw new IOException("Cannot load checkpoint " + new Path(root, "step-" + step) + ": " + e.getMessage());
+    }
+    if (!l.manifest().fingerprint().equals(fingerprint)) {
+      throw new IOException("Cannot load checkpoint " + l.dir() + ": fingerprint " + l.manifest().fingerprint()
+          + ", expected " + fingerprint);
+    }
+    return l;
+  }
+
+  /**
+   * Refuses, before any worker starts, a store whose newest checkpoint with a readable manifest belongs to another
+   * model or configuration; reads manifests only. Returns how many checkpoints the store holds.
+   *
+   * @throws StagecraftException (user) naming the checkpoint and both fingerprints
+   */
+  public int requireCompatible(String fingerprint) throws IOException {
+    List<Long> all = steps();
+    for (Long step : all) {
+      Path dir = new Path(root, "step-" + step);
+      Optional<byte[]> bytes = AtomicFiles.read(fs, new Path(dir, MANIFEST));
+      Manifest m;
+      try {
+        m = bytes.isEmpty() ? null : JSON.readValue(bytes.get(), Manifest.class);
+      } catch (IOException e) {
+        m = null;
+      }
+      if (m == null || m.fingerprint() == null) {
+        continue;
+      }
+      if (!m.fingerprint().equals(fingerprint)) {
+        throw refusal(fs.makeQualified(dir), m.fingerprint(), fingerprint);
+      }
+      break;
+    }
+    return all.size();
+  }
+
+  private static StagecraftException refusal(Path dir, String found, String expected) {
+    return StagecraftException.user("Cannot resume from checkpoint %s: it was written for another model or "
+        + "training configuration (fingerprint %s, expected %s); to discard it and start fresh, set "
+        + "'checkpoint: { resume: fresh }' in the step", dir, found, expected);
+  }
+
+  /** Deletes every checkpoint newer than {@code step} (all for -1); returns how many. */
+  public int discardAfter(long step) throws IOException {
+    int n = 0;
+    for (Long s : steps()) {
+      if (s > step) {
+        fs.delete(new Path(root, "step-" + s), true);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** A checkpoint that cannot be used; the message says which and why, e.g. "step-30: incomplete (no manifest)". */
+  private static final class Invalid extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    Invalid(String message) {
+      super(message, null, false, false);
+    }
+  }
+
+  private Loaded read(long step, List<String> skipped) throws IOException, Invalid {
+    Path dir = new Path(root, "step-" + step);
+    Optional<byte[]> bytes = AtomicFiles.read(fs, new Path(dir, MANIFEST));
+    if (bytes.isEmpty()) {
+      throw new Invalid("step-" + step + ": incomplete (no manifest)");
+    }
+    Manifest m;
+    try {
+      m = JSON.readValue(bytes.get(), Manifest.class);
+    } catch (IOException e) {
+      throw new Invalid("step-" + step + ": corrupt manifest (" + e.getMessage().lines().findFirst().orElse("")
+          + ")");
+    }
+    if (m.formatVersion() != Manifest.FORMAT_VERSION || m.fingerprint() == null) {
+      throw new Invalid("step-" + step + ": unsupported manifest (format version " + m.formatVersion()
+          + ", expected " + Manifest.FORMAT_VERSION + ")");
+    }
+    Map<String, byte[]> files = new LinkedHashMap<>();
+    for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
+      try {
+        files.put(f.getKey(), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
+      } catch (VerifiedFiles.Mismatch e) {
+        throw new Invalid("step-" + step + ": corrupt (" + e.getMessage() + ")");
+      }
+    }
+    return new Loaded(fs.makeQualified(dir), m, files, skipped);
   }
 
   /** Keeps the newest {@code keep} complete checkpoints; removes older complete and incomplete ones. */

@@ -2,6 +2,8 @@ package dev.stagecraft.training.loop;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.training.checkpoint.Checkpointing;
+import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.Optimizer;
@@ -11,6 +13,7 @@ import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.function.Supplier;
 
 /**
  * Synchronous data-parallel SGD on one rank: the loop each barrier task runs.
@@ -83,21 +86,39 @@ public final class WorkerLoop {
   /**
    * The outcome on this rank.
    *
-   * @param lossCurve one point per step: {step, epoch, mean loss over the global batch}
-   * @param computeSeconds time in this rank's forward/backward (batch copy included)
-   * @param exchangeSeconds time in the per-step all-reduce, waiting for slower ranks included
+   * @param lossCurve one point per step: {step, epoch, mean loss over the global batch}, earlier attempts included
+   * @param steps steps completed, earlier attempts included
+   * @param seconds training-loop time, earlier attempts included
+   * @param computeSeconds time in this rank's forward/backward (batch copy included), this attempt
+   * @param exchangeSeconds time in the per-step all-reduce, waiting for slower ranks included, this attempt
+   * @param resumedFromStep the step this attempt started after (0 for a fresh start)
+   * @param pauseSeconds time the loop stood still for checkpoint snapshots (and waits, if any), this attempt
    */
   public record Result(float[] parameters, List<double[]> lossCurve, long steps, long samples, double seconds,
-      double computeSeconds, double exchangeSeconds) {}
+      double computeSeconds, double exchangeSeconds, long resumedFromStep, double pauseSeconds) {}
 
   private WorkerLoop() {}
 
   public static Result run(Communicator comm, FlatModel model, Optimizer optimizer, LocalData data, Config config,
       Listener listener) {
+    return run(comm, model, optimizer, data, config, listener, null, Checkpointing.NONE);
+  }
+
+  /**
+   * Runs the loop, from {@code resume} if given (a checkpoint of the same model, configuration, data and number of
+   * ranks; every rank must pass the same one), calling {@code checkpointing} after every step.
+   */
+  public static Result run(Communicator comm, FlatModel model, Optimizer optimizer, LocalData data, Config config,
+      Listener listener, TrainingState resume, Checkpointing checkpointing) {
+    requireNonNull(checkpointing, "checkpointing is null");
     int n = comm.worldSize();
     int rank = comm.rank();
     int nf = data.numFeatures();
-    float[] params = model.parameters();
+    float[] params = resume == null ? model.parameters() : resume.parameters().clone();
+    if (resume != null) {
+      optimizer.importState(resume.optimizerState());
+      model.setTrainingSteps(resume.globalStep());
+    }
     comm.broadcast(params, 0);
     model.setParameters(params);
 
@@ -122,14 +143,38 @@ public final class WorkerLoop {
     float baseLr = optimizer.lr();
     long step = 0;
     long samples = 0;
+    double earlierSeconds = 0;
+    int firstEpoch = 1;
+    long firstStep = 0;
+    if (resume != null) {
+      step = resume.globalStep();
+      samples = resume.samples();
+      earlierSeconds = resume.seconds();
+      firstEpoch = resume.epoch();
+      firstStep = resume.nextStepInEpoch();
+      double[] c = resume.curve();
+      for (int i = 0; i < c.length; i += 3) {
+        curve.add(new double[] {c[i], c[i + 1], c[i + 2]});
+      }
+      if (firstStep > stepsPerEpoch || step != (firstEpoch - 1) * stepsPerEpoch + firstStep) {
+        throw new IllegalArgumentException("Cannot resume at step " + step + " (epoch " + firstEpoch + ", step "
+            + firstStep + " of the epoch): this run has " + stepsPerEpoch + " steps per epoch");
+      }
+    }
+    long resumedFrom = step;
     long start = System.nanoTime();
     long computeNanos = 0;
     long exchangeNanos = 0;
-    for (int epoch = 1; epoch <= config.epochs(); epoch++) {
+    long pauseNanos = 0;
+    // Each epoch's order is the previous one shuffled again, so a resume replays the shuffles of the epochs before.
+    for (int epoch = 1; epoch < firstEpoch && config.shuffle(); epoch++) {
+      shuffle(order, epochRandom(config, epoch, rank));
+    }
+    for (int epoch = firstEpoch; epoch <= config.epochs(); epoch++) {
       if (config.shuffle()) {
-        shuffle(order, new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank));
+        shuffle(order, epochRandom(config, epoch, rank));
       }
-      for (long s = 0; s < stepsPerEpoch; s++) {
+      for (long s = epoch == firstEpoch ? firstStep : 0; s < stepsPerEpoch; s++) {
         int from = (int) Math.min(data.rows(), s * localBatch);
         int rows = Math.min(localBatch, data.rows() - from);
         long t0 = System.nanoTime();
@@ -172,12 +217,40 @@ public final class WorkerLoop {
         double meanLoss = exchange[p] / total;
         curve.add(new double[] {step, epoch, meanLoss});
         if (listener != null) {
-          listener.step(epoch, step, totalSteps, meanLoss, samples, (System.nanoTime() - start) / 1e9);
+          listener.step(epoch, step, totalSteps, meanLoss, samples,
+              earlierSeconds + (System.nanoTime() - start) / 1e9);
         }
+        long t3 = System.nanoTime();
+        int nextEpoch = s + 1 < stepsPerEpoch ? epoch : epoch + 1;
+        long nextStep = s + 1 < stepsPerEpoch ? s + 1 : 0;
+        checkpointing.afterStep(step, snapshot(step, nextEpoch, nextStep, samples, earlierSeconds, start, params,
+            optimizer, curve));
+        pauseNanos += System.nanoTime() - t3;
       }
     }
-    return new Result(params, curve, step, samples, (System.nanoTime() - start) / 1e9, computeNanos / 1e9,
-        exchangeNanos / 1e9);
+    long t4 = System.nanoTime();
+    checkpointing.end(step, snapshot(step, config.epochs() + 1, 0, samples, earlierSeconds, start, params, optimizer,
+        curve));
+    pauseNanos += System.nanoTime() - t4;
+    return new Result(params, curve, step, samples, earlierSeconds + (t4 - start) / 1e9, computeNanos / 1e9,
+        exchangeNanos / 1e9, resumedFrom, pauseNanos / 1e9);
+  }
+
+  /** Copies the loop's state when called (not before): the snapshot a checkpoint saves. */
+  private static Supplier<TrainingState> snapshot(long step, int nextEpoch, long nextStep, long samples,
+      double earlierSeconds, long start, float[] params, Optimizer optimizer, List<double[]> curve) {
+    return () -> {
+      double[] c = new double[curve.size() * 3];
+      for (int i = 0; i < curve.size(); i++) {
+        System.arraycopy(curve.get(i), 0, c, i * 3, 3);
+      }
+      return new TrainingState(step, nextEpoch, nextStep, samples,
+          earlierSeconds + (System.nanoTime() - start) / 1e9, params.clone(), optimizer.exportState(), c);
+    };
+  }
+
+  private static SplittableRandom epochRandom(Config config, int epoch, int rank) {
+    return new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank);
   }
 
   private static void shuffle(int[] a, SplittableRandom random) {

@@ -15,6 +15,9 @@ import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
+import dev.stagecraft.training.checkpoint.CheckpointLocation;
+import dev.stagecraft.training.checkpoint.CheckpointPolicy;
+import dev.stagecraft.training.checkpoint.CheckpointStore;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.ParameterFile;
@@ -54,6 +57,8 @@ public final class TrainStep implements StepKind {
   static final List<String> TASKS = List.of("binary", "multiclass", "regression");
   /** How long the driver waits for executors to offer enough slots before it fails the step. */
   static final Duration SLOT_WAIT = Duration.ofSeconds(60);
+  static final int DEFAULT_MAX_ATTEMPTS = 3;
+  static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
   public String name() {
@@ -71,7 +76,11 @@ public final class TrainStep implements StepKind {
         FieldSpec.optional("workers", INTEGER, "the number of barrier tasks (at least 1)"),
         FieldSpec.optional("task", STRING, "one of: " + String.join(", ", TASKS)),
         FieldSpec.optional("name", STRING, "the model's name under models/ (default: the step id)"),
-        FieldSpec.optional("timeout_seconds", INTEGER, "how long a worker waits for its peers (default 120)"));
+        FieldSpec.optional("timeout_seconds", INTEGER, "how long a worker waits for its peers (default 120)"),
+        FieldSpec.optional("checkpoint", MAP, "a map with every_steps and/or every_seconds, keep, when_busy "
+            + "(wait, skip), resume (latest, fresh)"),
+        FieldSpec.optional("max_attempts", INTEGER, "how many times the barrier stage may run when workers are lost "
+            + "(default " + DEFAULT_MAX_ATTEMPTS + "); each retry resumes from the latest checkpoint"));
   }
 
   @Override
@@ -86,6 +95,75 @@ public final class TrainStep implements StepKind {
       throw step.invalid("workers", step.intValue("workers", 1) + " (expected at least 1)");
     }
     step.string("task").filter(t -> !t.contains("${")).ifPresent(t -> task(step, t));
+    checkpointPolicy(step);
+    if (!step.string("max_attempts").orElse("1").contains("${") && step.intValue("max_attempts", 1) < 1) {
+      throw step.invalid("max_attempts", step.intValue("max_attempts", 1) + " (expected at least 1)");
+    }
+  }
+
+  /** The step's checkpoint policy; empty without a {@code checkpoint} map, or while it holds unsubstituted values. */
+  static java.util.Optional<CheckpointPolicy> checkpointPolicy(StepConfig step) {
+    Object raw = step.fields().get("checkpoint");
+    if (raw == null) {
+      return java.util.Optional.empty();
+    }
+    if (!(raw instanceof Map<?, ?> map)) {
+      throw step.invalid("checkpoint", "is not a map (expected e.g. { every_steps: 200, keep: 2 })");
+    }
+    for (Object k : map.keySet()) {
+      if (!CHECKPOINT_KEYS.contains(String.valueOf(k))) {
+        throw step.invalid("checkpoint." + k, "unknown field (expected one of: " + String.join(", ", CHECKPOINT_KEYS)
+            + ")");
+      }
+    }
+    if (map.values().stream().anyMatch(v -> v != null && v.toString().contains("${"))) {
+      return java.util.Optional.empty();
+    }
+    long everySteps = wholeNumber(step, map, "every_steps", 0);
+    double everySeconds = number(step, map, "every_seconds", 0);
+    long keep = wholeNumber(step, map, "keep", CheckpointPolicy.DEFAULT_KEEP);
+    if (everySteps == 0 && everySeconds == 0) {
+      throw step.invalid("checkpoint", "has neither every_steps nor every_seconds (expected at least one of them)");
+    }
+    if (keep < 1 || keep > 1000) {
+      throw step.invalid("checkpoint.keep", keep + " (expected 1 to 1000)");
+    }
+    CheckpointPolicy.WhenBusy whenBusy;
+    CheckpointPolicy.Resume resume;
+    try {
+      whenBusy = CheckpointPolicy.whenBusy(String.valueOf(map.containsKey("when_busy") ? map.get("when_busy")
+          : "wait"));
+    } catch (IllegalArgumentException e) {
+      throw step.invalid("checkpoint.when_busy", e.getMessage());
+    }
+    try {
+      resume = CheckpointPolicy.resume(String.valueOf(map.containsKey("resume") ? map.get("resume") : "latest"));
+    } catch (IllegalArgumentException e) {
+      throw step.invalid("checkpoint.resume", e.getMessage());
+    }
+    return java.util.Optional.of(new CheckpointPolicy(everySteps, everySeconds, (int) keep, whenBusy, resume));
+  }
+
+  private static long wholeNumber(StepConfig step, Map<?, ?> map, String key, long defaultValue) {
+    Object v = map.get(key);
+    if (v == null) {
+      return defaultValue;
+    }
+    if (!(v instanceof Integer || v instanceof Long) || ((Number) v).longValue() < 1) {
+      throw step.invalid("checkpoint." + key, "'" + v + "' (expected a whole number of at least 1)");
+    }
+    return ((Number) v).longValue();
+  }
+
+  private static double number(StepConfig step, Map<?, ?> map, String key, double defaultValue) {
+    Object v = map.get(key);
+    if (v == null) {
+      return defaultValue;
+    }
+    if (!(v instanceof Number n) || !(n.doubleValue() > 0) || Double.isInfinite(n.doubleValue())) {
+      throw step.invalid("checkpoint." + key, "'" + v + "' (expected a number of seconds above 0)");
+    }
+    return n.doubleValue();
   }
 
   static ModelSpec modelSpec(StepConfig step) {
@@ -185,21 +263,57 @@ public final class TrainStep implements StepKind {
     }
 
     SparkContext sc = ctx.spark().sparkContext();
-    SlotCheck.require(sc, step.id(), workers, SLOT_WAIT);
-
     Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", 120));
-    List<TrainTask.Outcome> outcomes;
+    int maxAttempts = step.intValue("max_attempts", DEFAULT_MAX_ATTEMPTS);
+    TrainTask.Checkpoints checkpoints = checkpoints(ctx, step, spec, task, numClasses, features, stats, workers,
+        shuffle, label);
+    TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
+        schedule, checkpoints);
+    List<Map<String, Object>> attempts = new ArrayList<>();
+    ctx.detail("training_attempts", attempts);
+    List<TrainTask.Outcome> outcomes = null;
     long start = System.nanoTime();
-    try {
-      TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
-          schedule);
-      ctx.progress("starting " + workers + " barrier task(s)");
-      outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
-          ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, ctx::progress, work);
-    } catch (RuntimeException e) {
-      // The user should see our message, not Spark's wrapper around it.
-      throw StagecraftException.find(e).<RuntimeException>map(x -> x).orElse(e);
+    for (int attempt = 1; outcomes == null; attempt++) {
+      SlotCheck.require(sc, step.id(), workers, SLOT_WAIT);
+      Map<String, Object> record = new LinkedHashMap<>();
+      record.put("attempt", attempt);
+      record.put("started", Instant.now().toString());
+      attempts.add(record);
+      ctx.detail("training_attempts", List.copyOf(attempts));
+      java.util.concurrent.atomic.AtomicLong resumedFrom = new java.util.concurrent.atomic.AtomicLong(-1);
+      java.util.function.Consumer<String> progress = line -> {
+        if (line.startsWith(TrainTask.RESUME_EVENT)) {
+          String digits = line.substring(TrainTask.RESUME_EVENT.length()).replaceAll("\\D.*", "");
+          resumedFrom.set(Long.parseLong(digits));
+        }
+        ctx.progress(line);
+      };
+      try {
+        ctx.progress("starting " + workers + " barrier task(s)" + (attempt > 1 ? ", attempt " + attempt : ""));
+        outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
+            ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, progress, work);
+        record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
+      } catch (RuntimeException e) {
+        // The user should see our message, not Spark's wrapper around it.
+        RuntimeException shown = StagecraftException.find(e).<RuntimeException>map(x -> x).orElse(e);
+        record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
+        record.put("error", StagecraftException.firstLine(String.valueOf(shown.getMessage())));
+        ctx.detail("training_attempts", List.copyOf(attempts));
+        ErrorCategory category = StagecraftException.categoryOf(shown);
+        if (category == ErrorCategory.USER || category == ErrorCategory.RESOURCE || attempt >= maxAttempts) {
+          if (attempt >= maxAttempts && attempt > 1) {
+            throw new StagecraftException(category, "Training failed in all " + maxAttempts + " attempts; the last: "
+                + StagecraftException.firstLine(String.valueOf(shown.getMessage())), shown);
+          }
+          throw shown;
+        }
+        LOG.warn("Training attempt {} of {} of step '{}' failed: {}; retrying{}", attempt, maxAttempts, step.id(),
+            StagecraftException.firstLine(String.valueOf(shown.getMessage())), checkpoints == null ? " from the start (no checkpoints)"
+                : " from the latest checkpoint");
+        ctx.progress("attempt " + attempt + " failed (" + StagecraftException.firstLine(String.valueOf(shown.getMessage())) + "); retrying");
+      }
     }
+    ctx.detail("training_attempts", List.copyOf(attempts));
     long fitEnd = System.nanoTime();
     double seconds = (fitEnd - start) / 1e9;
     TrainTask.Outcome lead = outcomes.stream().filter(o -> o.rank() == 0).findFirst()
@@ -225,6 +339,16 @@ public final class TrainStep implements StepKind {
     metrics.put("compute_seconds", lead.computeSeconds());
     metrics.put("allreduce_seconds", lead.exchangeSeconds());
     metrics.put("loop_seconds", lead.seconds());
+    metrics.put("training_attempts", (double) attempts.size());
+    metrics.put("resumed_from_step", (double) lead.resumedFromStep());
+    if (lead.checkpoints() != null) {
+      metrics.put("checkpoints_written", (double) lead.checkpoints().written());
+      metrics.put("checkpoints_deferred", (double) lead.checkpoints().skipped());
+      metrics.put("checkpoint_failures", (double) lead.checkpoints().failed());
+      metrics.put("checkpoint_bytes", (double) lead.checkpoints().bytes());
+      metrics.put("checkpoint_write_seconds", lead.checkpoints().writeSeconds());
+      metrics.put("checkpoint_pause_seconds", lead.pauseSeconds());
+    }
     // Statistics pass + barrier stage: what a fit costs, without evaluation and bundle writing.
     metrics.put("fit_seconds", (fitEnd - fitStart) / 1e9);
     metrics.put("final_loss", lead.lossCurve().isEmpty() ? Double.NaN
@@ -235,6 +359,52 @@ public final class TrainStep implements StepKind {
     String uri = ctx.modelLocation("model", modelName);
     writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, outcomes, shuffle,
         workers);
+  }
+
+  /**
+   * The step's checkpoint setup, or null without a {@code checkpoint} map. Starting fresh discards what is there;
+   * otherwise a store holding another configuration's checkpoints is refused here, before any worker starts.
+   */
+  private static TrainTask.Checkpoints checkpoints(StepContext ctx, StepConfig step, ModelSpec spec, Task task,
+      int numClasses, TrainingInput.Features features, TrainingInput.Stats stats, int workers, boolean shuffle,
+      String label) throws IOException {
+    java.util.Optional<CheckpointPolicy> policy = checkpointPolicy(step);
+    if (policy.isEmpty()) {
+      return null;
+    }
+    String fingerprint = fingerprint(spec, task, numClasses, features, stats, workers, shuffle, label);
+    CheckpointLocation location = new CheckpointLocation(ctx.checkpointLocation(), policy.get().keep(),
+        ctx.hadoopConf());
+    CheckpointStore store = location.open();
+    if (policy.get().resume() == CheckpointPolicy.Resume.FRESH) {
+      int discarded = store.discardAfter(-1);
+      if (discarded > 0) {
+        LOG.info("Starting fresh (checkpoint.resume: fresh): deleted {} checkpoint(s) under {}", discarded,
+            store.root());
+      }
+    } else {
+      store.requireCompatible(fingerprint);
+    }
+    ctx.detail("checkpoints", store.root().toString());
+    return new TrainTask.Checkpoints(location, policy.get(), fingerprint);
+  }
+
+  /**
+   * What a checkpoint must match to be resumed from: the network and optimizer, the task and labels, the features
+   * and their statistics (the same data), the workers, batch size, seed and shuffling (the same order of batches).
+   * Epochs, learning rate and schedule may change between runs: a resume then continues with the new values.
+   */
+  static String fingerprint(ModelSpec spec, Task task, int numClasses, TrainingInput.Features features,
+      TrainingInput.Stats stats, int workers, boolean shuffle, String label) {
+    Map<String, Object> m = new java.util.TreeMap<>(spec.toMap());
+    m.remove("epochs");
+    m.remove("lr");
+    StringBuilder b = new StringBuilder().append(m).append('|').append(task).append('|').append(numClasses)
+        .append('|').append(features).append('|').append(label).append('|').append(stats.rows()).append('|')
+        .append(java.util.Arrays.toString(stats.mean())).append(java.util.Arrays.toString(stats.std()))
+        .append('|').append(workers).append('|').append(shuffle);
+    return dev.stagecraft.fs.VerifiedFiles.sha256(b.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8))
+        .substring(0, 16);
   }
 
   private static Task inferTask(ModelSpec spec, TrainingInput.Stats stats) {

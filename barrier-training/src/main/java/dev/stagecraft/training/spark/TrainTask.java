@@ -1,5 +1,12 @@
 package dev.stagecraft.training.spark;
 
+import dev.stagecraft.training.checkpoint.CheckpointLocation;
+import dev.stagecraft.training.checkpoint.CheckpointPolicy;
+import dev.stagecraft.training.checkpoint.CheckpointStore;
+import dev.stagecraft.training.checkpoint.CheckpointWriter;
+import dev.stagecraft.training.checkpoint.Checkpointer;
+import dev.stagecraft.training.checkpoint.Checkpointing;
+import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.Devices;
@@ -8,7 +15,9 @@ import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Optimizer;
 import dev.stagecraft.training.model.Task;
 import dev.stagecraft.training.rendezvous.Rendezvous;
+import java.io.IOException;
 import java.io.Serializable;
+import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
@@ -23,17 +32,28 @@ import org.slf4j.LoggerFactory;
 
 /**
  * What each barrier task of a {@code train} step runs once connected to its peers ({@link BarrierGroup}): read its
- * partition once into float buffers, bind to the GPU Spark gave it, and run {@link WorkerLoop}. Rank 0 reports
- * progress to the driver and returns the trained parameters; every rank returns where it ran.
+ * partition once into float buffers, bind to the GPU Spark gave it, agree with the others on the checkpoint to
+ * resume from (if any) and run {@link WorkerLoop}. Rank 0 reports progress to the driver, writes the checkpoints and
+ * returns the trained parameters; every rank returns where it ran.
  */
 final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   private static final long serialVersionUID = 1L;
   private static final Logger LOG = LoggerFactory.getLogger(TrainTask.class);
 
-  /** What one task reports back to the driver. Parameters and the loss curve come from rank 0 only. */
+  /** The progress line rank 0 sends when it resumes; the driver records the step that follows it. */
+  static final String RESUME_EVENT = "resuming from checkpoint step-";
+
+  /** Checkpointing of a step: where, when, and the fingerprint of what may resume from it. */
+  record Checkpoints(CheckpointLocation location, CheckpointPolicy policy, String fingerprint)
+      implements Serializable {}
+
+  /**
+   * What one task reports back to the driver. Parameters, the loss curve and checkpoint figures come from rank 0 only.
+   */
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
       List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
-      double exchangeSeconds) implements Serializable {
+      double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints)
+      implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -48,10 +68,13 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   private final double[] std;
   private final boolean shuffle;
   private final WorkerLoop.Schedule schedule;
+  private final Checkpoints checkpoints;
 
+  /** @param checkpoints null: no checkpoints */
   TrainTask(Map<String, Object> modelSpec, Task task, int numClasses, TrainingInput.Features features, double[] mean,
-      double[] std, boolean shuffle, WorkerLoop.Schedule schedule) {
+      double[] std, boolean shuffle, WorkerLoop.Schedule schedule, Checkpoints checkpoints) {
     this.schedule = schedule;
+    this.checkpoints = checkpoints;
     this.modelSpec = modelSpec;
     this.task = task;
     this.numClasses = numClasses;
@@ -62,7 +85,7 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   }
 
   @Override
-  public Outcome run(Communicator comm, Iterator<Row> rows, Rendezvous.Reporter reporter) {
+  public Outcome run(Communicator comm, Iterator<Row> rows, Rendezvous.Reporter reporter) throws IOException {
     BarrierTaskContext ctx = BarrierTaskContext.get();
     int rank = comm.rank();
     WorkerLoop.LocalData data = materialise(rows);
@@ -81,18 +104,73 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
       LOG.info("Rank {} of {} on {} ({}, GPU {}): {} rows", rank, comm.worldSize(), host, model.device(),
           gpu.orElse("none"), data.rows());
       ProgressReporter listener = reporter == null ? null : new ProgressReporter(reporter, spec.epochs());
-      WorkerLoop.Result r = WorkerLoop.run(comm, model, Optimizer.create(spec, model.numParameters()), data,
-          new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed(), schedule), listener);
+      Optimizer optimizer = Optimizer.create(spec, model.numParameters());
+      WorkerLoop.Config config = new WorkerLoop.Config(spec.epochs(), spec.batchSize(), shuffle, spec.seed(), schedule);
+      WorkerLoop.Result r;
+      Checkpointer checkpointer = null;
+      if (checkpoints == null) {
+        r = WorkerLoop.run(comm, model, optimizer, data, config, listener, null, Checkpointing.NONE);
+      } else {
+        CheckpointStore store = checkpoints.location().open();
+        TrainingState resume = agreeOnCheckpoint(comm, store, reporter);
+        if (rank == 0) {
+          checkpointer = new Checkpointer(checkpoints.policy(),
+              new CheckpointWriter(store, checkpoints.fingerprint()), resume == null ? 0 : resume.globalStep());
+        }
+        try {
+          r = WorkerLoop.run(comm, model, optimizer, data, config, listener, resume,
+              checkpointer == null ? Checkpointing.NONE : checkpointer);
+        } finally {
+          if (checkpointer != null) {
+            checkpointer.close();
+          }
+        }
+      }
       if (listener != null) {
         listener.flush();
       }
       return rank == 0
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
               new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
-              r.exchangeSeconds())
+              r.exchangeSeconds(), r.resumedFromStep(), r.pauseSeconds(),
+              checkpointer == null ? null : checkpointer.stats())
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
-              r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds());
+              r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds(), r.resumedFromStep(),
+              r.pauseSeconds(), null);
     }
+  }
+
+  /**
+   * Rank 0 picks the newest checkpoint whose manifest verifies (the store logs the ones it skipped and why) and drops
+   * the newer, unusable ones; every rank learns its step and loads the same checkpoint. Null: start from step 0.
+   */
+  private TrainingState agreeOnCheckpoint(Communicator comm, CheckpointStore store, Rendezvous.Reporter reporter)
+      throws IOException {
+    TrainingState state = null;
+    long chosen = -1;
+    if (comm.rank() == 0) {
+      Optional<CheckpointStore.Loaded> found = store.latestValid(checkpoints.fingerprint());
+      if (found.isPresent()) {
+        state = TrainingState.fromFiles(found.get().files());
+        chosen = state.globalStep();
+        LOG.info("Resuming from checkpoint {} (step {}, epoch {}){}", found.get().dir(), chosen,
+            found.get().manifest().epoch(), found.get().skipped().isEmpty() ? ""
+                : "; skipped newer: " + String.join("; ", found.get().skipped()));
+        if (reporter != null) {
+          reporter.send(RESUME_EVENT + chosen + " (" + found.get().dir() + ")");
+        }
+      }
+      int dropped = store.discardAfter(chosen);
+      if (dropped > 0) {
+        LOG.info("Deleted {} unusable checkpoint(s) newer than step {} under {}", dropped, chosen, store.root());
+      }
+    }
+    byte[] mine = comm.rank() == 0 ? ByteBuffer.allocate(Long.BYTES).putLong(chosen).array() : new byte[0];
+    chosen = ByteBuffer.wrap(comm.allGather(mine).get(0)).getLong();
+    if (comm.rank() != 0 && chosen >= 0) {
+      state = TrainingState.fromFiles(store.load(chosen, checkpoints.fingerprint()).files());
+    }
+    return state;
   }
 
   /** The partition, read once into compact float buffers (label first in each row; features standardised). */

@@ -58,7 +58,7 @@ class CheckpointStoreTest {
     assertThatThrownBy(() -> store.latestValid("new"))
         .hasMessageStartingWith("Cannot resume from checkpoint ")
         .hasMessageEndingWith("it was written for another model or training configuration (fingerprint old, "
-            + "expected new); start fresh to discard it");
+            + "expected new); to discard it and start fresh, set 'checkpoint: { resume: fresh }' in the step");
     assertThat(new CheckpointStore(fs(), new Path(tmp.toUri().toString(), "none"), 1).latestValid("x")).isEmpty();
   }
 }

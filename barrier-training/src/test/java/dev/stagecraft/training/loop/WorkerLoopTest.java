@@ -2,6 +2,8 @@ package dev.stagecraft.training.loop;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.training.checkpoint.Checkpointing;
+import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.collective.GroupSpec;
 import dev.stagecraft.training.collective.PeerAddress;
@@ -61,6 +63,12 @@ class WorkerLoopTest {
 
   static List<WorkerLoop.Result> train(List<WorkerLoop.LocalData> parts, ModelSpec spec, WorkerLoop.Config cfg)
       throws Exception {
+    return train(parts, spec, cfg, null, Checkpointing.NONE);
+  }
+
+  /** Trains with every rank starting from {@code resume} (or fresh); rank 0 calls {@code checkpointing}. */
+  static List<WorkerLoop.Result> train(List<WorkerLoop.LocalData> parts, ModelSpec spec, WorkerLoop.Config cfg,
+      TrainingState resume, Checkpointing checkpointing) throws Exception {
     int n = parts.size();
     List<ServerSocket> servers = new ArrayList<>();
     List<PeerAddress> peers = new ArrayList<>();
@@ -76,8 +84,9 @@ class WorkerLoopTest {
         GroupSpec g = new GroupSpec("loop-test", rank, peers, Duration.ofSeconds(30));
         try (Communicator comm = Communicator.connect(servers.get(rank), g, SECRET);
             FlatModel model = FlatModel.create(spec, Task.BINARY, NF, 2, Devices.select(Optional.empty()))) {
+          model.setRandomStream(rank);
           return WorkerLoop.run(comm, model, Optimizer.create(spec, model.numParameters()), parts.get(rank), cfg,
-              null);
+              null, resume, rank == 0 ? checkpointing : Checkpointing.NONE);
         }
       }));
     }
@@ -122,5 +131,77 @@ class WorkerLoopTest {
     double firstLoss = r.get(0).lossCurve().get(0)[2];
     double lastLoss = r.get(0).lossCurve().get(r.get(0).lossCurve().size() - 1)[2];
     assertThat(lastLoss).isLessThan(firstLoss * 0.6);
+  }
+
+  /** Keeps the snapshot of one chosen step, and the one at the end. */
+  static final class Keep implements Checkpointing {
+    final long at;
+    TrainingState state;
+    TrainingState last;
+
+    Keep(long at) {
+      this.at = at;
+    }
+
+    @Override
+    public void afterStep(long step, java.util.function.Supplier<TrainingState> snapshot) {
+      if (step == at) {
+        state = snapshot.get();
+      }
+    }
+
+    @Override
+    public void end(long step, java.util.function.Supplier<TrainingState> snapshot) {
+      last = snapshot.get();
+    }
+  }
+
+  @Test
+  void resumingFromASnapshotEndsBitForBitWhereAnUninterruptedRunEnds() throws Exception {
+    // Dropout (masks from seed, rank, step), Adam state, a cosine schedule and per-epoch shuffles: all must resume.
+    ModelSpec spec = ModelSpec.fromMap(Map.of("type", "mlp", "hidden", List.of(16), "dropout", 0.2,
+        "optimizer", "adam", "lr", 0.01, "seed", 11));
+    WorkerLoop.Config cfg = new WorkerLoop.Config(3, 64, true, 11, WorkerLoop.Schedule.COSINE);
+    WorkerLoop.LocalData all = data(1000, 3);
+    List<WorkerLoop.LocalData> parts = List.of(slice(all, 2, 0, 32), slice(all, 2, 1, 32));
+
+    Keep keep = new Keep(21); // 16 steps per epoch: mid-epoch 2
+    List<WorkerLoop.Result> whole = train(parts, spec, cfg, null, keep);
+    assertThat(keep.state.globalStep()).isEqualTo(21);
+    assertThat(keep.state.epoch()).isEqualTo(2);
+    assertThat(keep.state.nextStepInEpoch()).isEqualTo(5);
+
+    // Through the checkpoint files and back, as a resume reads them.
+    TrainingState restored = TrainingState.fromFiles(keep.state.toFiles());
+    List<WorkerLoop.Result> resumed = train(parts, spec, cfg, restored, Checkpointing.NONE);
+    assertThat(resumed.get(0).resumedFromStep()).isEqualTo(21);
+    assertThat(resumed.get(0).steps()).isEqualTo(whole.get(0).steps()).isEqualTo(48);
+    assertThat(resumed.get(0).samples()).isEqualTo(whole.get(0).samples());
+    assertThat(resumed.get(0).parameters()).containsExactly(whole.get(0).parameters());
+    assertThat(resumed.get(1).parameters()).containsExactly(whole.get(0).parameters());
+    assertThat(resumed.get(0).lossCurve()).hasSize(48);
+    for (int i = 0; i < 48; i++) {
+      assertThat(resumed.get(0).lossCurve().get(i)).containsExactly(whole.get(0).lossCurve().get(i));
+    }
+
+    // From the final snapshot nothing is left to train.
+    List<WorkerLoop.Result> done = train(parts, spec, cfg, TrainingState.fromFiles(keep.last.toFiles()),
+        Checkpointing.NONE);
+    assertThat(done.get(0).steps()).isEqualTo(48);
+    assertThat(done.get(0).parameters()).containsExactly(whole.get(0).parameters());
+  }
+
+  @Test
+  void aSnapshotFromARunWithOtherStepsPerEpochIsRefused() throws Exception {
+    ModelSpec spec = ModelSpec.fromMap(Map.of("type", "logistic", "optimizer", "sgd", "lr", 0.1));
+    WorkerLoop.LocalData all = data(200, 4);
+    Keep keep = new Keep(6);
+    train(List.of(all), spec, new WorkerLoop.Config(2, 50, false, 1), null, keep); // 4 steps per epoch
+    TrainingState s = keep.state;
+    // The same state claimed for a run of 10 steps per epoch does not add up.
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> train(List.of(all), spec,
+            new WorkerLoop.Config(2, 20, false, 1), s, Checkpointing.NONE))
+        .hasRootCauseMessage("Cannot resume at step 6 (epoch 2, step 2 of the epoch): this run has 10 steps per "
+            + "epoch");
   }
 }

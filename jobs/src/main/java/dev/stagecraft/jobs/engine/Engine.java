@@ -386,10 +386,11 @@ public final class Engine {
       double secs = seconds(start);
       Map<String, OutputRecord> outputs = run.outputs();
       Map<String, Double> metrics = run.metrics();
+      Map<String, Object> details = run.details();
       String fingerprint = fingerprint(resolved);
       // The commit point: the ledger names the attempt's outputs.
       RunLedger after = store.update(runId,
-          l -> l.withStep(id, r -> r.succeeded(now(), secs, outputs, metrics, fingerprint), now()));
+          l -> l.withStep(id, r -> r.succeeded(now(), secs, outputs, metrics, fingerprint, details), now()));
       removeOtherAttempts(ws, runId, id, attempt);
       listener.stepFinished(id, after.step(id));
     } catch (Throwable t) {
@@ -413,8 +414,9 @@ public final class Engine {
               cleanup.toString());
         }
       }
+      Map<String, Object> details = run == null ? Map.of() : run.details();
       RunLedger after = store.update(runId,
-          l -> l.withStep(id, r -> r.failed(now(), secs, message, category.name()), now()));
+          l -> l.withStep(id, r -> r.failed(now(), secs, message, category.name(), details), now()));
       listener.stepFinished(id, after.step(id));
     } finally {
       sc.setLocalProperty("spark.scheduler.pool", null);

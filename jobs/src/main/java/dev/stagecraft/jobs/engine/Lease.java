@@ -87,14 +87,14 @@ public final class Lease implements AutoCloseable {
         if (other.isEmpty()) {
           continue; // released between our attempt and the read
         }
-        if (now - other.get().heartbeat() < staleAfter.toMillis()) {
+        if (!isDead(other.get(), now, staleAfter)) {
           throw new StagecraftException(ErrorCategory.USER,
               "Cannot start " + what + ": it is live in another process: " + other.get().describe(now)
                   + ". Wait for it to end; if that process is gone, its lease expires "
                   + staleAfter.toSeconds() + "s after its last heartbeat.");
         }
-        LOG.warn("Taking over the lease of {}: its holder stopped sending heartbeats ({})", what,
-            other.get().describe(now));
+        LOG.warn("Taking over the lease of {}: its holder {} ({})", what,
+            exitedHere(other.get()) ? "exited" : "stopped sending heartbeats", other.get().describe(now));
         fs.delete(path, false);
       }
       throw new StagecraftException(ErrorCategory.USER, "Cannot start " + what + ": another process keeps taking its lease " + path);
@@ -107,10 +107,30 @@ public final class Lease implements AutoCloseable {
   public static Optional<Holder> liveHolder(FileSystem fs, Path path, Duration staleAfter) {
     try {
       long now = System.currentTimeMillis();
-      return read(fs, path).filter(h -> now - h.heartbeat() < staleAfter.toMillis());
+      return read(fs, path).filter(h -> !isDead(h, now, staleAfter));
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot read the lease %s: %s", path, e.getMessage());
     }
+  }
+
+  /**
+   * A holder is dead when its heartbeat is stale, or at once when it ran on this host and its process is gone (a
+   * killed driver: `run --resume` need not wait for the lease to expire). A process id reused by a process started
+   * after the lease was taken does not count as the holder.
+   */
+  static boolean isDead(Holder h, long now, Duration staleAfter) {
+    return now - h.heartbeat() >= staleAfter.toMillis() || exitedHere(h);
+  }
+
+  private static boolean exitedHere(Holder h) {
+    if (h.pid() <= 0 || !host().equals(h.host())) {
+      return false;
+    }
+    Optional<ProcessHandle> p = ProcessHandle.of(h.pid());
+    if (p.isEmpty() || !p.get().isAlive()) {
+      return true;
+    }
+    return p.get().info().startInstant().map(t -> t.toEpochMilli() > h.since() + 1_000).orElse(false);
   }
 
   /** True if another process took this lease over (this one missed its heartbeats). */

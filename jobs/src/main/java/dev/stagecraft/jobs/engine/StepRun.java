@@ -31,6 +31,7 @@ final class StepRun implements StepContext {
   private final Set<String> upstream;
   private final Map<String, OutputRecord> outputs = Collections.synchronizedMap(new LinkedHashMap<>());
   private final Map<String, Double> metrics = Collections.synchronizedMap(new LinkedHashMap<>());
+  private final Map<String, Object> details = Collections.synchronizedMap(new LinkedHashMap<>());
   private final java.util.List<Path> extraDirs = Collections.synchronizedList(new java.util.ArrayList<>());
   private final int attempt;
   private final java.util.function.Consumer<String> onProgress;
@@ -157,6 +158,22 @@ final class StepRun implements StepContext {
   @Override
   public void metric(String name, double value) {
     metrics.put(name, value);
+  }
+
+  @Override
+  public void detail(String name, Object value) {
+    details.put(name, value);
+  }
+
+  @Override
+  public String checkpointLocation() {
+    return qualified(new Path(workspace.root(), "checkpoints/" + runId + "/" + step.id()));
+  }
+
+  Map<String, Object> details() {
+    synchronized (details) {
+      return new LinkedHashMap<>(details);
+    }
   }
 
   Map<String, OutputRecord> outputs() {
