@@ -15,7 +15,7 @@ import org.apache.spark.resource.ResourceProfile;
  */
 public final class SlotCheck {
   /** How long the slot count must stay put, once executors are there, before too few slots is final. */
-  static final Duration STABLE = Duration.ofSeconds(5);
+  public static final Duration STABLE = Duration.ofSeconds(5);
 
   private SlotCheck() {}
 
@@ -47,6 +47,15 @@ public final class SlotCheck {
    * @throws StagecraftException (resource) with what is missing and what to change
    */
   public static void require(SparkContext sc, String step, int workers, Duration wait) {
+    require(sc, step, workers, wait, STABLE);
+  }
+
+  /**
+   * As {@link #require(SparkContext, String, int, Duration)}, giving up early once the slot count has not changed for
+   * {@code settle}. After workers were lost the cluster had the slots a moment ago and replacement executors take a
+   * while to start: retries pass {@code settle = wait}.
+   */
+  public static void require(SparkContext sc, String step, int workers, Duration wait, Duration settle) {
     long deadline = System.nanoTime() + wait.toNanos();
     int seen = -1;
     long stableSince = System.nanoTime();
@@ -62,7 +71,7 @@ public final class SlotCheck {
       }
       // Executors of a fresh application register over a few seconds: give up once some are there and their
       // number has not changed for STABLE, or when none came within `wait`.
-      boolean settled = slots > 0 && System.nanoTime() - stableSince > STABLE.toNanos();
+      boolean settled = slots > 0 && System.nanoTime() - stableSince > settle.toNanos();
       boolean hopeless = sc.getConf().getBoolean("spark.dynamicAllocation.enabled", false) || sc.isLocal();
       if (hopeless || settled || System.nanoTime() > deadline) {
         throw new StagecraftException(ErrorCategory.RESOURCE, problem.get());

@@ -274,7 +274,8 @@ public final class TrainStep implements StepKind {
     List<TrainTask.Outcome> outcomes = null;
     long start = System.nanoTime();
     for (int attempt = 1; outcomes == null; attempt++) {
-      SlotCheck.require(sc, step.id(), workers, SLOT_WAIT);
+      // A retry follows lost workers: their replacements may take a while to register.
+      SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
       Map<String, Object> record = new LinkedHashMap<>();
       record.put("attempt", attempt);
       record.put("started", Instant.now().toString());
@@ -293,9 +294,9 @@ public final class TrainStep implements StepKind {
         outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
             ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, progress, work);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
-      } catch (RuntimeException e) {
+      } catch (Exception e) {
         // The user should see our message, not Spark's wrapper around it.
-        RuntimeException shown = StagecraftException.find(e).<RuntimeException>map(x -> x).orElse(e);
+        Exception shown = StagecraftException.find(e).<Exception>map(x -> x).orElse(e);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
         record.put("error", StagecraftException.firstLine(String.valueOf(shown.getMessage())));
         ctx.detail("training_attempts", List.copyOf(attempts));

@@ -21,11 +21,11 @@ import picocli.CommandLine.ParentCommand;
  * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib.")
+    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint.")
 public final class Bench implements Callable<Integer> {
-  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib");
+  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint");
 
-  @Parameters(index = "0", paramLabel = "NAME", description = "allreduce | train-scaling | train-vs-mllib")
+  @Parameters(index = "0", paramLabel = "NAME", description = "allreduce | train-scaling | train-vs-mllib | checkpoint")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -50,6 +50,7 @@ public final class Bench implements Callable<Integer> {
       switch (name) {
         case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Results::emit);
         case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
+        case "checkpoint" -> CheckpointBench.run(spark, workers, size, reps, Results::emit);
         default -> TrainBench.versusMllib(spark, workers, size, Results::emit);
       }
       return 0;

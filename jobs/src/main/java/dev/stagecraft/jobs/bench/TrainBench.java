@@ -13,6 +13,8 @@ import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
 import java.util.function.Consumer;
 import org.apache.spark.ml.classification.LogisticRegression;
 import org.apache.spark.ml.classification.LogisticRegressionModel;
@@ -44,6 +46,12 @@ final class TrainBench {
 
   /** Runs one train step on {@code input} and returns its ledger record. */
   static StepRecord train(SparkSession spark, Path dir, String input, int workers, String model) throws Exception {
+    return train(spark, dir, input, workers, model, "");
+  }
+
+  /** As {@link #train(SparkSession, Path, String, int, String)}, with more step fields ({@code "checkpoint: …"}). */
+  static StepRecord train(SparkSession spark, Path dir, String input, int workers, String model, String extra)
+      throws Exception {
     Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
     Files.writeString(f, """
         name: bench
@@ -54,7 +62,7 @@ final class TrainBench {
             label: label
             workers: %d
             model: %s
-        """.formatted(input, workers, model));
+        """.formatted(input, workers, model) + (extra.isEmpty() ? "" : "    " + extra + "\n"));
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
     RunLedger ledger = new Engine(spark, kinds, EngineListener.NONE).run(spec,
@@ -91,6 +99,11 @@ final class TrainBench {
           Bench.round(workers * s1, 1));
       line.put("speedup", Bench.round(sn / s1, 3));
       line.put("of_limit", Bench.round(sn / (workers * s1), 3));
+      // Context: the same steps with no Spark and no exchange at all, 1 thread vs N at once, on this machine.
+      Map<String, Object> spec = m[0].equals("logistic") ? Map.of("type", "logistic")
+          : Map.of("type", "mlp", "hidden", List.of(256, 128));
+      double ceiling = ComputeLimit.efficiency(spec, 123, 1024, m[0].equals("logistic") ? 400 : 100, workers, 3);
+      ((ObjectNode) line.get("limit")).put("compute_only_efficiency", Bench.round(ceiling, 3));
       out.accept(line);
     }
   }

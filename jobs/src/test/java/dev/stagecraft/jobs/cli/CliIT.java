@@ -24,6 +24,15 @@ class CliIT {
   record Result(int code, String out, String err) {}
 
   static Result java(boolean withSpark, Path cwd, String... args) throws Exception {
+    Started s = start(withSpark, cwd, args);
+    // The JVM must exit by itself when the command ends (Spark leaves non-daemon threads behind).
+    assertThat(s.process().waitFor(180, TimeUnit.SECONDS)).as("the CLI's JVM exited").isTrue();
+    return new Result(s.process().exitValue(), Files.readString(s.out()), Files.readString(s.err()));
+  }
+
+  record Started(Process process, Path out, Path err) {}
+
+  static Started start(boolean withSpark, Path cwd, String... args) throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     String cp = JAR;
@@ -44,10 +53,7 @@ class CliIT {
     ProcessBuilder pb = new ProcessBuilder(cmd).directory(cwd.toFile())
         .redirectOutput(out.toFile()).redirectError(err.toFile());
     pb.environment().put("STAGECRAFT_PROGRESS", "plain");
-    Process p = pb.start();
-    // The JVM must exit by itself when the command ends (Spark leaves non-daemon threads behind).
-    assertThat(p.waitFor(180, TimeUnit.SECONDS)).as("the CLI's JVM exited").isTrue();
-    return new Result(p.exitValue(), Files.readString(out), Files.readString(err));
+    return new Started(pb.start(), out, err);
   }
 
   @Test
@@ -106,5 +112,55 @@ class CliIT {
     Result invalid = java(true, dir, "run", "nope.yaml");
     assertThat(invalid.code()).isEqualTo(2);
     assertThat(invalid.err().strip()).isEqualTo("stagecraft: Cannot read workflow nope.yaml: no such file");
+  }
+
+  @Test
+  void aRunKilledMidTrainingResumesFromItsLatestCheckpoint() throws Exception {
+    Path data = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/data/a9a.t.libsvm");
+    Files.writeString(dir.resolve("wf.yaml"), """
+        name: killed
+        steps:
+          - { id: raw, kind: load, path: "%s", format: libsvm, options: { numFeatures: "123" } }
+          - id: fit
+            kind: train
+            input: raw
+            label: label
+            workers: 2
+            model: { type: mlp, hidden: [64], epochs: 30, batch_size: 128, optimizer: adam, lr: 0.002 }
+            checkpoint: { every_steps: 100, keep: 2 }
+        """.formatted(data));
+    String ws = dir.resolve("ws").toString();
+    Path checkpoints = dir.resolve("ws/checkpoints/k1/fit");
+
+    Started first = start(true, dir, "run", "wf.yaml", "--run-id", "k1", "--workspace", ws);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(150);
+    long saved = -1;
+    while (saved < 0 && first.process().isAlive() && System.nanoTime() < deadline) {
+      Thread.sleep(50);
+      if (Files.isDirectory(checkpoints)) {
+        try (var dirs = Files.list(checkpoints)) {
+          saved = dirs.filter(d -> Files.exists(d.resolve("manifest.json")))
+              .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring(5))).max().orElse(-1);
+        }
+      }
+    }
+    assertThat(first.process().isAlive()).as("still training when the first checkpoint appeared: "
+        + Files.readString(first.err())).isTrue();
+    first.process().destroyForcibly(); // SIGKILL: no shutdown hook, the lease stays behind
+    assertThat(first.process().waitFor(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(saved).isPositive();
+
+    // The dead driver's lease does not hold the resume back: its process is gone from this host.
+    Result resumed = java(true, dir, "run", "wf.yaml", "--run-id", "k1", "--workspace", ws, "--resume");
+    assertThat(resumed.code()).as(resumed.err()).isZero();
+    assertThat(resumed.out()).contains("Run k1 SUCCEEDED");
+    com.fasterxml.jackson.databind.JsonNode fit = new com.fasterxml.jackson.databind.ObjectMapper()
+        .readTree(dir.resolve("ws/runs/k1/ledger.json").toFile()).path("steps").path("fit");
+    assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
+    assertThat(fit.path("attempts").asInt()).isEqualTo(2);
+    long resumedFrom = fit.path("details").path("training_attempts").path(0).path("resumed_from_step").asLong();
+    assertThat(resumedFrom).isGreaterThanOrEqualTo(saved);
+    assertThat(fit.path("metrics").path("resumed_from_step").asLong()).isEqualTo(resumedFrom);
+    assertThat(fit.path("metrics").path("train_accuracy").asDouble()).isGreaterThan(0.8);
   }
 }

@@ -82,6 +82,89 @@ class TrainClusterIT {
     assertThat(placement).extracting(p -> p.get("device")).allMatch(d -> d.toString().startsWith("cpu"));
   }
 
+  /** A run of an MLP with a checkpoint every 100 steps, started in the background. */
+  static java.util.concurrent.CompletableFuture<RunLedger> startCheckpointed(String runId) throws Exception {
+    Path f = dir.resolve(runId + ".yaml");
+    Files.writeString(f, """
+        name: a9a-recovery
+        steps:
+          - { id: raw, kind: load, path: "%s/a9a.t.libsvm", format: libsvm, options: { numFeatures: "123" } }
+          - id: fit
+            kind: train
+            input: raw
+            label: label
+            workers: 2
+            model: { type: mlp, hidden: [64], epochs: 12, batch_size: 128, optimizer: adam, lr: 0.002, seed: 5 }
+            checkpoint: { every_steps: 100, keep: 2 }
+        """.formatted(DATA));
+    StepKinds kinds = StepKinds.discover();
+    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
+    return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+      try {
+        return new Engine(spark, kinds, EngineListener.NONE)
+            .run(spec, Engine.Options.run(runId).withWorkspace(dir.resolve("ws").toString()));
+      } catch (Exception e) {
+        throw new java.util.concurrent.CompletionException(e);
+      }
+    });
+  }
+
+  /** The newest step with a complete checkpoint (manifest written) of a run's step, or -1. */
+  static long newestCheckpoint(String runId) throws java.io.IOException {
+    Path root = dir.resolve("ws/checkpoints/" + runId + "/fit");
+    if (!Files.isDirectory(root)) {
+      return -1;
+    }
+    try (var dirs = Files.list(root)) {
+      return dirs.filter(d -> Files.exists(d.resolve("manifest.json")))
+          .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring("step-".length()))).max().orElse(-1);
+    }
+  }
+
+  static float[] weights(StepRecord fit) throws Exception {
+    org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
+    try (var in = bundle.getFileSystem(new Configuration()).open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
+      return dev.stagecraft.training.model.ParameterFile.read(in);
+    }
+  }
+
+  @Test
+  void aKilledExecutorCostsAtMostTheStepsSinceTheLastCheckpoint() throws Exception {
+    var running = startCheckpointed("k1");
+    org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(120))
+        .pollInterval(java.time.Duration.ofMillis(20)).until(() -> newestCheckpoint("k1") > 0 || running.isDone());
+    long savedAtKill = newestCheckpoint("k1");
+    assertThat(savedAtKill).as("training was still running when the first checkpoint appeared").isPositive();
+    List<ProcessHandle> executors = cluster.executors();
+    assertThat(executors).hasSize(2);
+    assertThat(executors.get(0).destroyForcibly()).isTrue(); // SIGKILL
+    RunLedger ledger = running.get(300, java.util.concurrent.TimeUnit.SECONDS);
+
+    StepRecord fit = ledger.step("fit");
+    assertThat(fit.status()).as(String.valueOf(fit.error())).isEqualTo(StepStatus.SUCCEEDED);
+    @SuppressWarnings("unchecked")
+    List<Map<String, Object>> attempts = (List<Map<String, Object>>) fit.details().get("training_attempts");
+    assertThat(attempts).hasSize(2);
+    assertThat(attempts.get(0)).containsKey("error");
+    long resumedFrom = ((Number) attempts.get(1).get("resumed_from_step")).longValue();
+    assertThat(resumedFrom).as("resumed from the newest checkpoint there was at the kill, or a newer one")
+        .isGreaterThanOrEqualTo(savedAtKill);
+    assertThat(fit.metrics().get("resumed_from_step")).isEqualTo((double) resumedFrom);
+    assertThat(fit.metrics().get("train_accuracy")).isGreaterThan(0.8);
+
+    // The same training, never interrupted, ends with the same model.
+    RunLedger clean = startCheckpointed("k2").get(300, java.util.concurrent.TimeUnit.SECONDS);
+    StepRecord cleanFit = clean.step("fit");
+    assertThat(cleanFit.status()).isEqualTo(StepStatus.SUCCEEDED);
+    assertThat(cleanFit.metrics().get("resumed_from_step")).isZero();
+    float[] a = weights(fit);
+    float[] b = weights(cleanFit);
+    assertThat(a).hasSameSizeAs(b);
+    for (int i = 0; i < a.length; i++) {
+      assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-4f));
+    }
+  }
+
   @Test
   void moreWorkersThanSlotsFailsFastAndSaysWhy() throws Exception {
     RunLedger ledger = run("c2", 3);

@@ -37,6 +37,10 @@ class TrainWorkflowTest {
   final List<String> progress = new CopyOnWriteArrayList<>();
 
   RunLedger run(String yaml, String runId) throws Exception {
+    return run(yaml, runId, false);
+  }
+
+  RunLedger run(String yaml, String runId, boolean resume) throws Exception {
     Path f = dir.resolve("wf.yaml");
     Files.writeString(f, yaml);
     StepKinds kinds = StepKinds.discover();
@@ -46,7 +50,8 @@ class TrainWorkflowTest {
       public void stepProgress(String stepId, String status) {
         progress.add(status);
       }
-    }).run(spec, Engine.Options.run(runId).withWorkspace(dir.resolve("ws").toString()));
+    }).run(spec, (resume ? Engine.Options.run(runId).withResume() : Engine.Options.run(runId))
+        .withWorkspace(dir.resolve("ws").toString()));
   }
 
   static String a9a(String trainStep) {
@@ -189,5 +194,47 @@ class TrainWorkflowTest {
     assertThat(e.problems().get(0)).startsWith(f + ": step 'a' field 'model': Invalid model field 'type': ");
     assertThat(e.problems().get(1)).startsWith(f + ": step 'b' field 'model': Invalid model field 'optimizer': ");
     assertThat(e.problems().get(2)).startsWith(f + ": step 'c' field 'model.epoch': unknown field (expected one of: ");
+  }
+
+  @Test
+  void checkpointsAreKeptAndACheckpointOfAnotherConfigurationIsRefusedUntilFresh() throws Exception {
+    String step = """
+          - id: fit
+            kind: train
+            input: train_raw
+            label: label
+            workers: 2
+            model: { type: mlp, hidden: [%d], epochs: 2, batch_size: 512, optimizer: adam, lr: 0.005 }
+            checkpoint: { every_steps: 20, keep: 2%s }
+        """;
+    RunLedger first = run(a9a(step.formatted(8, "")), "ck1");
+    StepRecord fit = first.step("fit");
+    assertThat(fit.status()).as(String.valueOf(fit.error())).isEqualTo(StepStatus.SUCCEEDED);
+    // 64 steps per epoch, 128 in all: saved at 20, 40, …, 120 and at the end; the newest two are kept.
+    assertThat(fit.metrics().get("checkpoints_written")).isEqualTo(7.0);
+    assertThat(fit.metrics().get("checkpoint_failures")).isZero();
+    assertThat(fit.metrics().get("resumed_from_step")).isZero();
+    Path root = dir.resolve("ws/checkpoints/ck1/fit");
+    try (var dirs = Files.list(root)) {
+      assertThat(dirs.map(d -> d.getFileName().toString())).containsExactlyInAnyOrder("step-120", "step-128");
+    }
+    assertThat(root.resolve("step-128/manifest.json")).exists();
+    assertThat(fit.details().get("checkpoints")).isEqualTo(root.toUri().toString().replaceAll("/$", "")
+        .replace("file:///", "file:/"));
+
+    // Another network for the same run and step: the saved state cannot be its starting point.
+    RunLedger changed = run(a9a(step.formatted(16, "")), "ck1", true);
+    StepRecord refused = changed.step("fit");
+    assertThat(refused.status()).isEqualTo(StepStatus.FAILED);
+    assertThat(refused.errorCategory()).isEqualTo("USER");
+    assertThat(refused.error()).startsWith("Cannot resume from checkpoint file:" + root.resolve("step-128"))
+        .contains("it was written for another model or training configuration (fingerprint ")
+        .endsWith("to discard it and start fresh, set 'checkpoint: { resume: fresh }' in the step");
+
+    RunLedger fresh = run(a9a(step.formatted(16, ", resume: fresh")), "ck1", true);
+    StepRecord again = fresh.step("fit");
+    assertThat(again.status()).as(String.valueOf(again.error())).isEqualTo(StepStatus.SUCCEEDED);
+    assertThat(again.metrics().get("resumed_from_step")).isZero();
+    assertThat(again.metrics().get("checkpoints_written")).isEqualTo(7.0);
   }
 }
