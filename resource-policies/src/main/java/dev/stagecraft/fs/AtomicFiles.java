@@ -17,6 +17,7 @@ import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.PathIOException;
 
 /**
  * Small files that readers see whole or not at all, on any Hadoop FileSystem.
@@ -29,7 +30,8 @@ import org.apache.hadoop.fs.Path;
  *   <li>HDFS ({@code hdfs:}, {@code viewfs:}) — write a temporary sibling, then {@link FileContext#rename} with
  *       {@code OVERWRITE}, which the NameNode performs atomically. ({@code FileSystem#rename} refuses to overwrite.)
  *   <li>object stores ({@code s3a:} and every other scheme) — rename is a copy and a delete there, so no rename at all:
- *       the object is written in one stream and becomes visible whole when the stream closes.
+ *       the object is written in one stream and becomes visible whole when the stream closes (a single PUT, or a
+ *       multipart upload completed in one request).
  * </ul>
  *
  * <p>Exclusive creation ({@link #createExclusive}) is atomic on the first two kinds (a hard link, a rename without
@@ -38,6 +40,7 @@ import org.apache.hadoop.fs.Path;
  */
 public final class AtomicFiles {
   private static final Set<String> RENAME_ATOMIC_SCHEMES = Set.of("hdfs", "viewfs");
+  private static final int CHANGED_READ_ATTEMPTS = 5;
 
   private AtomicFiles() {}
 
@@ -113,14 +116,28 @@ public final class AtomicFiles {
     }
   }
 
-  /** The whole content of {@code path}, or empty if it does not exist. */
+  /**
+   * The whole content of {@code path}, or empty if it does not exist.
+   *
+   * <p>On S3A, opening is a HEAD and reading a GET that must match the HEAD's ETag: an object replaced in between
+   * fails the read with {@code RemoteFileChangedException} instead of mixing two versions. The new object is whole, so
+   * the read starts again (a few times at most).
+   */
   public static Optional<byte[]> read(FileSystem fs, Path path) throws IOException {
-    try (InputStream in = fs.open(path)) {
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      in.transferTo(out);
-      return Optional.of(out.toByteArray());
-    } catch (FileNotFoundException | NoSuchFileException e) {
-      return Optional.empty();
+    for (int attempt = 1; ; attempt++) {
+      try (InputStream in = fs.open(path)) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        in.transferTo(out);
+        return Optional.of(out.toByteArray());
+      } catch (FileNotFoundException | NoSuchFileException e) {
+        return Optional.empty();
+      } catch (PathIOException e) {
+        // By name: hadoop-aws is not on every classpath that loads this class.
+        if (!e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")
+            || attempt >= CHANGED_READ_ATTEMPTS) {
+          throw e;
+        }
+      }
     }
   }
 
