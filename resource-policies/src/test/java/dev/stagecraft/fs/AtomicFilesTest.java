@@ -2,21 +2,17 @@ package dev.stagecraft.fs;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.stagecraft.testing.S3Proxy;
+import dev.stagecraft.testing.HadoopStores;
+import dev.stagecraft.testing.HadoopStores.Store;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
-import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.hdfs.MiniDFSCluster;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -27,51 +23,10 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@link #exactlyOneOfManyConcurrentCreatorsWins}).
  */
 class AtomicFilesTest {
-  @RegisterExtension static final S3Proxy.PerClass S3 = new S3Proxy.PerClass();
-  static MiniDFSCluster hdfs;
-
-  @BeforeAll
-  static void start() throws Exception {
-    Configuration conf = new Configuration();
-    conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, Files.createTempDirectory("minidfs").toString());
-    conf.set("dfs.replication", "1");
-    // Let a client close a file once its last block is committed, instead of polling (400 ms, 800 ms, …) until
-    // the DataNode's block report makes it complete: most of a small-file write's time on a one-node cluster.
-    conf.setInt("dfs.namenode.file.close.num-committed-allowed", 1);
-    hdfs = new MiniDFSCluster.Builder(conf).numDataNodes(1).build();
-    hdfs.waitActive();
-  }
-
-  @AfterAll
-  static void stop() {
-    hdfs.shutdown();
-  }
-
-  /** A store under test: a fresh folder and the configuration that reaches it. */
-  record Store(String name, Path root, Configuration conf) {
-    FileSystem fs() throws Exception {
-      return root.getFileSystem(conf);
-    }
-
-    boolean isObjectStore() {
-      return root.toUri().getScheme().equals("s3a");
-    }
-
-    @Override
-    public String toString() {
-      return name;
-    }
-  }
+  @RegisterExtension static final HadoopStores STORES = new HadoopStores();
 
   static Stream<Store> stores() throws Exception {
-    Configuration hdfsConf = new Configuration();
-    hdfsConf.set("dfs.replication", "1");
-    return Stream.of(
-        new Store("file", new Path(Files.createTempDirectory("atomic").toUri()), new Configuration()),
-        new Store("hdfs", new Path("hdfs://127.0.0.1:" + hdfs.getNameNodePort() + "/atomic-" + System.nanoTime()),
-            hdfsConf),
-        new Store("s3", new Path(S3.get().bucketUri().resolve("atomic-" + System.nanoTime())),
-            S3.get().configuration()));
+    return STORES.fresh("atomic");
   }
 
   @ParameterizedTest(name = "{0}")
