@@ -17,7 +17,6 @@ import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Options;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.PathIOException;
 
 /**
  * Small files that readers see whole or not at all, on any Hadoop FileSystem.
@@ -119,9 +118,8 @@ public final class AtomicFiles {
   /**
    * The whole content of {@code path}, or empty if it does not exist.
    *
-   * <p>On S3A, opening is a HEAD and reading a GET that must match the HEAD's ETag: an object replaced in between
-   * fails the read with {@code RemoteFileChangedException} instead of mixing two versions. The new object is whole, so
-   * the read starts again (a few times at most).
+   * <p>A file replaced while it is being read makes some stores fail the read rather than mix two versions (see
+   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most).
    */
   public static Optional<byte[]> read(FileSystem fs, Path path) throws IOException {
     for (int attempt = 1; ; attempt++) {
@@ -131,14 +129,25 @@ public final class AtomicFiles {
         return Optional.of(out.toByteArray());
       } catch (FileNotFoundException | NoSuchFileException e) {
         return Optional.empty();
-      } catch (PathIOException e) {
-        // By name: hadoop-aws is not on every classpath that loads this class.
-        if (!e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")
-            || attempt >= CHANGED_READ_ATTEMPTS) {
+      } catch (IOException e) {
+        if (!replacedWhileReading(e) || attempt >= CHANGED_READ_ATTEMPTS) {
           throw e;
         }
       }
     }
+  }
+
+  /** The store reports that the file changed under an open stream. Both signals were seen in AtomicFilesTest. */
+  private static boolean replacedWhileReading(IOException e) {
+    // S3A opens with a HEAD and reads with a GET that must match the HEAD's ETag. By class name: hadoop-aws is not on
+    // every classpath that loads this class.
+    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+      return true;
+    }
+    // HDFS: after a rename over the file its old blocks go; the reader asks the NameNode for the name's blocks again
+    // and gets the new file's. DFSInputStream says so only in the message of a plain IOException.
+    String m = e.getMessage();
+    return m != null && m.startsWith("Blocklist for ") && m.endsWith(" has changed!");
   }
 
   /** True if this store publishes files by rename (and so leaves temporary siblings while writing). */

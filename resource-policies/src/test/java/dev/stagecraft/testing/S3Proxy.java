@@ -101,9 +101,11 @@ public final class S3Proxy implements AutoCloseable {
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
           .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("s3proxy.log").toFile()));
       pb.environment().keySet().removeIf(k -> k.startsWith("AWS_"));
+      long started = System.nanoTime();
       S3Proxy proxy = new S3Proxy(pb.start(), dir, port, bucket, accessKey, secretKey);
       try {
         proxy.awaitReady();
+        System.err.printf("%s: ready in %.1f s%n", proxy, (System.nanoTime() - started) / 1e9);
         return proxy;
       } catch (IllegalStateException e) {
         proxy.close();
