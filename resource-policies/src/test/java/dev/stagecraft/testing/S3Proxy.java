@@ -140,6 +140,11 @@ public final class S3Proxy implements AutoCloseable {
     return secretKey;
   }
 
+  /** The proxy's JVM. */
+  ProcessHandle process() {
+    return process.toHandle();
+  }
+
   /** s3proxy's own output. */
   public Path log() {
     return dir.resolve("s3proxy.log");

@@ -141,6 +141,7 @@ class CheckpointStoreTest {
 
     assertThat(failures).hasSize(3).doesNotContainNull();
     assertThat(failures.get(0)).hasMessageContaining("written for another model or training configuration");
+    assertThat(failures.get(1)).hasMessageContaining("NoSuchBucket");
     assertThat(failures.get(2)).hasMessageContaining("403");
     for (Throwable t : failures) {
       assertThat(stackTrace(t)).doesNotContain(secret).doesNotContain(wrongSecret);
