@@ -11,7 +11,6 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.security.SecureRandom;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -74,12 +73,12 @@ public final class S3Proxy implements AutoCloseable {
     }
     String bucket = "stagecraft-" + hex(4);
     Path dir = jar.toAbsolutePath().getParent().resolve(bucket);
-    Files.createDirectories(dir.resolve("data").resolve(bucket)); // a folder under the basedir is a bucket
-    Files.createDirectories(dir.resolve("tmp"));
     String accessKey = "AK" + hex(9).toUpperCase(java.util.Locale.ROOT);
     String secretKey = "sk-" + hex(18);
     // A free port can be taken between our probe and s3proxy's bind: try another one then.
     for (int attempt = 1; ; attempt++) {
+      Files.createDirectories(dir.resolve("data").resolve(bucket)); // a folder under the basedir is a bucket
+      Files.createDirectories(dir.resolve("tmp"));
       int port = freePort();
       Path properties = dir.resolve("s3proxy.properties");
       Files.writeString(properties, String.join("\n",
@@ -92,12 +91,12 @@ public final class S3Proxy implements AutoCloseable {
           "jclouds.filesystem.basedir=" + dir.resolve("data"),
           ""));
       Files.setPosixFilePermissions(properties, PosixFilePermissions.fromString("rw-------"));
-      List<String> cmd = new ArrayList<>(List.of(
+      List<String> cmd = List.of(
           Path.of(System.getProperty("java.home"), "bin", "java").toString(),
           // A small server JVM that starts fast: C1 only, serial GC.
           "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
           "-Djava.io.tmpdir=" + dir.resolve("tmp"),
-          "-jar", jar.toString(), "--properties", properties.toString()));
+          "-jar", jar.toString(), "--properties", properties.toString());
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
           .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("s3proxy.log").toFile()));
       pb.environment().keySet().removeIf(k -> k.startsWith("AWS_"));
@@ -153,7 +152,7 @@ public final class S3Proxy implements AutoCloseable {
   /**
    * A new Hadoop configuration for S3A against this proxy (RECIPES.md), credentials included: path-style access,
    * plain HTTP, region us-east-1, only {@code SimpleAWSCredentialsProvider} (never the default chain, which would
-   * look at the environment and the EC2 metadata service), directory markers kept (else S3A deletes parent markers
+   * looks at the environment and the EC2 metadata service), directory markers kept (else S3A deletes parent markers
    * after every write: ~20 s per write against s3proxy), buffers under target/, and short retries so a broken test
    * fails in seconds.
    */
@@ -177,7 +176,7 @@ public final class S3Proxy implements AutoCloseable {
     return conf;
   }
 
-  /** Stops the proxy (and any child process) and waits for it; the log stays, the bucket's files go. */
+  /** Stops the proxy (and any child process) and waits for it; only the log stays. */
   @Override
   public void close() {
     process.descendants().forEach(ProcessHandle::destroyForcibly);
@@ -190,8 +189,9 @@ public final class S3Proxy implements AutoCloseable {
       Thread.currentThread().interrupt();
       process.destroyForcibly();
     }
-    deleteTree(dir.resolve("data"));
-    deleteTree(dir.resolve("s3a-buffer"));
+    for (String leftover : List.of("data", "s3a-buffer", "hadoop-tmp", "tmp", "s3proxy.properties")) {
+      deleteTree(dir.resolve(leftover)); // the bucket's files, buffers and the throw-away keys
+    }
   }
 
   @Override
