@@ -284,7 +284,8 @@ public final class S3Proxy implements AutoCloseable {
 
     @Override
     public void handleTestExecutionException(ExtensionContext context, Throwable t) throws Throwable {
-      if (proxy == null || t instanceof TestAbortedException || (t instanceof Error && !(t instanceof AssertionError))) {
+      boolean fatal = t instanceof Error && !(t instanceof AssertionError);
+      if (proxy == null || fatal || t instanceof TestAbortedException) {
         throw t;
       }
       String note = "\n(" + proxy + (proxy.process.isAlive() ? "" : ", exited") + ")";
