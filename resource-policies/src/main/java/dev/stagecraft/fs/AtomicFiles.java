@@ -29,7 +29,8 @@ import org.apache.hadoop.fs.Path;
  *   <li>HDFS ({@code hdfs:}, {@code viewfs:}) — write a temporary sibling, then {@link FileContext#rename} with
  *       {@code OVERWRITE}, which the NameNode performs atomically. ({@code FileSystem#rename} refuses to overwrite.)
  *   <li>object stores ({@code s3a:} and every other scheme) — rename is a copy and a delete there, so no rename at all:
- *       the object is written in one stream and becomes visible whole when the stream closes.
+ *       the object is written in one stream and becomes visible whole when the stream closes (a single PUT, or a
+ *       multipart upload completed in one request).
  * </ul>
  *
  * <p>Exclusive creation ({@link #createExclusive}) is atomic on the first two kinds (a hard link, a rename without
@@ -38,6 +39,7 @@ import org.apache.hadoop.fs.Path;
  */
 public final class AtomicFiles {
   private static final Set<String> RENAME_ATOMIC_SCHEMES = Set.of("hdfs", "viewfs");
+  private static final int CHANGED_READ_ATTEMPTS = 5;
 
   private AtomicFiles() {}
 
@@ -113,15 +115,39 @@ public final class AtomicFiles {
     }
   }
 
-  /** The whole content of {@code path}, or empty if it does not exist. */
+  /**
+   * The whole content of {@code path}, or empty if it does not exist.
+   *
+   * <p>A file replaced while it is being read makes some stores fail the read rather than mix two versions (see
+   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most).
+   */
   public static Optional<byte[]> read(FileSystem fs, Path path) throws IOException {
-    try (InputStream in = fs.open(path)) {
-      ByteArrayOutputStream out = new ByteArrayOutputStream();
-      in.transferTo(out);
-      return Optional.of(out.toByteArray());
-    } catch (FileNotFoundException | NoSuchFileException e) {
-      return Optional.empty();
+    for (int attempt = 1; ; attempt++) {
+      try (InputStream in = fs.open(path)) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        in.transferTo(out);
+        return Optional.of(out.toByteArray());
+      } catch (FileNotFoundException | NoSuchFileException e) {
+        return Optional.empty();
+      } catch (IOException e) {
+        if (!replacedWhileReading(e) || attempt >= CHANGED_READ_ATTEMPTS) {
+          throw e;
+        }
+      }
     }
+  }
+
+  /** The store reports that the file changed under an open stream. Both signals were seen in AtomicFilesTest. */
+  private static boolean replacedWhileReading(IOException e) {
+    // S3A opens with a HEAD and reads with a GET that must match the HEAD's ETag. By class name: hadoop-aws is not on
+    // every classpath that loads this class.
+    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+      return true;
+    }
+    // HDFS: after a rename over the file its old blocks go; the reader asks the NameNode for the name's blocks again
+    // and gets the new file's. DFSInputStream says so only in the message of a plain IOException.
+    String m = e.getMessage();
+    return m != null && m.startsWith("Blocklist for ") && m.endsWith(" has changed!");
   }
 
   /** True if this store publishes files by rename (and so leaves temporary siblings while writing). */
