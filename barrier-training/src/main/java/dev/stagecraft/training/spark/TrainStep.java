@@ -17,7 +17,7 @@ import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
-import dev.stagecraft.training.model.ParameterFile;
+import dev.stagecraft.inference.model.ParameterFile;
 import dev.stagecraft.training.model.Task;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
