@@ -198,6 +198,15 @@ public final class Commands {
         out.printf("  ${steps.%s.%s} = %s%n", e.getKey(), o.getKey(), o.getValue().uri());
       }
     }
+    for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
+      Map<String, Double> m = e.getValue().metrics();
+      if (m.containsKey("scored_rows") && (only.isEmpty() || only.get().equals(e.getKey()))) {
+        // An infer step: what the demo promises to show (accuracy when the input had the model's label column).
+        out.printf("Scored %,d rows with step %s (%,d quarantined) at %,.0f rows/s%s%n", m.get("scored_rows").longValue(),
+            e.getKey(), m.getOrDefault("bad_rows", 0.0).longValue(), m.getOrDefault("rows_per_second", 0.0),
+            m.containsKey("accuracy") ? String.format(", accuracy %.4f", m.get("accuracy")) : "");
+      }
+    }
     out.println("Ledger: " + ledger.workspace() + "/runs/" + ledger.runId() + "/ledger.json  (stagecraft status "
         + ledger.runId() + " --workspace " + ledger.workspace() + ")");
   }

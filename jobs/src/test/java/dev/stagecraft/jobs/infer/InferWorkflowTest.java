@@ -90,6 +90,23 @@ class InferWorkflowTest {
   }
 
   @Test
+  void theExampleWorkflowScoresTheA9aTestSetWithTheModelItTrained() throws Exception {
+    Path file = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml");
+    StepKinds kinds = StepKinds.discover();
+    RunLedger ledger = new Engine(spark, kinds, new EngineListener() {}).run(new WorkflowLoader(kinds).load(file),
+        Engine.Options.run("demo").withWorkspace(dir.resolve("ws").toString()));
+    StepRecord score = ledger.step("score");
+    assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
+    assertThat(score.metrics()).containsEntry("rows", 16281.0).containsEntry("bad_rows", 0.0);
+    assertThat(score.metrics().get("accuracy")).as("LIBLINEAR reaches about 0.85").isGreaterThan(0.84);
+    Dataset<Row> out = spark.read().parquet(score.outputs().get("output").uri());
+    assertThat(out.columns()).containsExactly("row_id", "label", "prediction", "probability");
+    assertThat(out.select("row_id").distinct().count()).isEqualTo(16281);
+    double accuracy = out.filter("prediction = label").count() / 16281.0;
+    assertThat(accuracy).isEqualTo(score.metrics().get("accuracy"));
+  }
+
+  @Test
   void mlpBundlePredictionsEqualTheTrainersNetworkRunDirectly() throws Exception {
     int k = 5;
     int rows = 1000;
