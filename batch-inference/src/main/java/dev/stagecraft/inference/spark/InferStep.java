@@ -16,6 +16,7 @@ import static org.apache.spark.sql.functions.when;
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.inference.model.NetworkShape;
+import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.inference.score.OnnxScorer;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.StagecraftException;
@@ -172,6 +173,7 @@ public final class InferStep implements StepKind {
       }
     }
     Dataset<Row> prepared = FeaturePlan.apply(input, plan.source(), ids);
+    GpuPlans.record(step.id(), prepared); // the preprocessing: every operator should be GPU-eligible
     Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx);
     scored.persist(StorageLevel.MEMORY_AND_DISK());
     try {

@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.kinds;
 
 import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 
+import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.inference.spark.SqlFunctions;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.spi.FieldSpec;
@@ -78,6 +79,7 @@ public final class SqlStep implements StepKind {
       }
       throw (RuntimeException) e;
     }
+    GpuPlans.record(step.id(), result);
     ctx.writeTable("output", result);
   }
 
