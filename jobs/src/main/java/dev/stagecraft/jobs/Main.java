@@ -27,6 +27,7 @@ import picocli.CommandLine.Option;
       Commands.Step.class,
       Commands.Status.class,
       Commands.Demo.class,
+      Commands.ExplainGpu.class,
       dev.stagecraft.jobs.bench.Bench.class,
       CommandLine.HelpCommand.class
     })

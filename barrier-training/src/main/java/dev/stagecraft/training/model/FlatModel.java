@@ -18,6 +18,8 @@ import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.ParameterStore;
 import ai.djl.training.initializer.Initializer;
 import ai.djl.util.Pair;
+import dev.stagecraft.inference.model.DjlEnvironment;
+import dev.stagecraft.inference.model.ParameterFile;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.IOException;
 import java.io.InputStream;

@@ -20,7 +20,7 @@ import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
-import dev.stagecraft.training.model.ParameterFile;
+import dev.stagecraft.inference.model.ParameterFile;
 import dev.stagecraft.training.model.Task;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;

@@ -9,7 +9,7 @@ import dev.stagecraft.fs.VerifiedFiles;
 import dev.stagecraft.testing.HadoopStores;
 import dev.stagecraft.testing.HadoopStores.Store;
 import dev.stagecraft.testing.S3Proxy;
-import dev.stagecraft.training.testing.LogCapture;
+import dev.stagecraft.testing.LogCapture;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;

@@ -2,7 +2,7 @@ package dev.stagecraft.training.checkpoint;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.stagecraft.training.testing.LogCapture;
+import dev.stagecraft.testing.LogCapture;
 import java.io.IOException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;

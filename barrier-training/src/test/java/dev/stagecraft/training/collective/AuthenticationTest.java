@@ -4,7 +4,7 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.stagecraft.training.testing.LogCapture;
+import dev.stagecraft.testing.LogCapture;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;

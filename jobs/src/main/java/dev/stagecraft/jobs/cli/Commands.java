@@ -145,6 +145,51 @@ public final class Commands {
     }
   }
 
+  @Command(name = "explain-gpu", mixinStandardHelpOptions = true,
+      description = "Which operators of each sql/infer step the RAPIDS Accelerator would run on GPU, and why others "
+          + "would not: runs the workflow on the CPU with RAPIDS in explain-only mode (workspace: a temporary folder "
+          + "unless --workspace).")
+  public static final class ExplainGpu implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "WORKFLOW", description = "The workflow YAML file.")
+    Path workflow;
+
+    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+
+    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+
+    @Override
+    public Integer call() throws Exception {
+      if (!dev.stagecraft.inference.rapids.GpuPlans.available()) {
+        throw StagecraftException.user("Cannot explain GPU plans: the RAPIDS Accelerator (%s) is not on the "
+            + "classpath (bin/stagecraft explain-gpu adds ~/.cache/stagecraft/rapids/*.jar, fetching it first)",
+            dev.stagecraft.inference.rapids.GpuPlans.PLUGIN_CLASS);
+      }
+      // RECIPES.md: RAPIDS' shim loader needs a mutable class loader as the context loader, else ExplainPlan gives "".
+      Thread.currentThread().setContextClassLoader(new org.apache.spark.util.MutableURLClassLoader(
+          new java.net.URL[0], Commands.class.getClassLoader()));
+      // No spark.plugins: the explain-only plugin breaks Observation metrics (CollectMetricsExec) the engine uses to
+      // count rows; ExplainPlan only needs the jar on the classpath.
+      dev.stagecraft.inference.rapids.GpuPlans.enable();
+      if (options.workspace == null) {
+        options.workspace = Files.createTempDirectory("stagecraft-explain-gpu").toUri().toString();
+      }
+      PrintStream out = System.out;
+      int code = execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(),
+          "stagecraft explain-gpu " + workflow, Optional.empty());
+      out.println();
+      out.println("GPU plans (RAPIDS Accelerator, explain-only):");
+      for (Map.Entry<String, String> e : dev.stagecraft.inference.rapids.GpuPlans.reports().entrySet()) {
+        java.util.List<String> off = dev.stagecraft.inference.rapids.GpuPlans.notOnGpu(e.getValue());
+        out.printf("%nstep %s: %s%n", e.getKey(), off.isEmpty() ? "every operator would run on the GPU"
+            : off.size() + " operator(s)/expression(s) would stay on the CPU");
+        for (String line : e.getValue().strip().split("\n")) {
+          out.println("  " + line);
+        }
+      }
+      return code;
+    }
+  }
+
   /**
    * Loads, validates and runs; prints progress and a summary (and the first rows of step {@code preview}'s table);
    * returns the exit code.
@@ -196,6 +241,15 @@ public final class Commands {
       }
       for (Map.Entry<String, OutputRecord> o : e.getValue().outputs().entrySet()) {
         out.printf("  ${steps.%s.%s} = %s%n", e.getKey(), o.getKey(), o.getValue().uri());
+      }
+    }
+    for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
+      Map<String, Double> m = e.getValue().metrics();
+      if (m.containsKey("scored_rows") && (only.isEmpty() || only.get().equals(e.getKey()))) {
+        // An infer step: what the demo promises to show (accuracy when the input had the model's label column).
+        out.printf("Scored %,d rows with step %s (%,d quarantined) at %,.0f rows/s%s%n", m.get("scored_rows").longValue(),
+            e.getKey(), m.getOrDefault("bad_rows", 0.0).longValue(), m.getOrDefault("rows_per_second", 0.0),
+            m.containsKey("accuracy") ? String.format(", accuracy %.4f", m.get("accuracy")) : "");
       }
     }
     out.println("Ledger: " + ledger.workspace() + "/runs/" + ledger.runId() + "/ledger.json  (stagecraft status "

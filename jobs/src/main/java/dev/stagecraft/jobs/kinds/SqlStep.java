@@ -2,6 +2,8 @@ package dev.stagecraft.jobs.kinds;
 
 import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 
+import dev.stagecraft.inference.rapids.GpuPlans;
+import dev.stagecraft.inference.spark.SqlFunctions;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.StagecraftException;
@@ -23,6 +25,7 @@ import scala.collection.Iterator;
 /**
  * {@code sql}: one Spark SQL query whose result is the step's table output. Earlier steps' table outputs are views
  * named by their step ids; a step named in {@code FROM}/{@code JOIN} becomes a dependency even without {@code after}.
+ * Besides Spark's functions a query may call {@code vector_to_array(v)} ({@link SqlFunctions}).
  */
 public final class SqlStep implements StepKind {
   /** Stands in for {@code ${…}} references while the query is parsed before run time. */
@@ -67,6 +70,7 @@ public final class SqlStep implements StepKind {
   public void run(StepContext ctx) {
     StepConfig step = ctx.step();
     Dataset<Row> result;
+    SqlFunctions.register(ctx.spark());
     try {
       result = ctx.spark().sql(step.requireString("sql"));
     } catch (Exception e) { // Scala's AnalysisException is checked in Java's eyes but never declared
@@ -75,6 +79,7 @@ public final class SqlStep implements StepKind {
       }
       throw (RuntimeException) e;
     }
+    GpuPlans.record(step.id(), result);
     ctx.writeTable("output", result);
   }
 

@@ -124,7 +124,7 @@ class TrainClusterIT {
   static float[] weights(StepRecord fit) throws Exception {
     org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
     try (var in = bundle.getFileSystem(new Configuration()).open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
-      return dev.stagecraft.training.model.ParameterFile.read(in);
+      return dev.stagecraft.inference.model.ParameterFile.read(in);
     }
   }
 

@@ -1,4 +1,4 @@
-package dev.stagecraft.training.testing;
+package dev.stagecraft.testing;
 
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -17,7 +17,7 @@ import org.apache.logging.log4j.core.config.LoggerConfig;
 import org.apache.logging.log4j.core.config.Property;
 
 /**
- * Captures what a class logs, as "LEVEL message" lines. The package logs through slf4j; the test JVM's backend is
+ * Captures what a class logs, as "LEVEL message" lines. Stagecraft logs through slf4j; the test JVM's backend is
  * Log4j 2 (bin/log4j2-test.properties), so this hooks an appender onto the class's Log4j logger.
  */
 public final class LogCapture implements AutoCloseable {

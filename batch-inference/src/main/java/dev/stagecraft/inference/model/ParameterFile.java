@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.inference.model;
 
 import static java.util.Objects.requireNonNull;
 
@@ -22,8 +22,8 @@ import java.util.zip.CRC32;
  *   long   CRC-32 of the count float values' bytes
  * </pre>
  *
- * <p>The layout of the vector (which float is which weight) is {@link FlatModel}'s: layer by layer, weight
- * (row-major, {@code [outputs × inputs]}) then bias.
+ * <p>The layout of the vector (which float is which weight) is the bundle's ({@link BundleNetwork}): layer by layer,
+ * weight (row-major, {@code [outputs × inputs]}) then bias.
  */
 public final class ParameterFile {
   public static final int MAGIC = 0x53435057;

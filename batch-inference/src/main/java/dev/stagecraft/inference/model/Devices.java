@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.inference.model;
 
 import ai.djl.Device;
 import ai.djl.engine.Engine;
@@ -11,7 +11,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** Binds a training task to a DJL device and sizes PyTorch's intra-op thread pool. */
+/** Binds a task (training or scoring) to a DJL device and sizes PyTorch's intra-op thread pool. */
 public final class Devices {
   private static final Logger LOG = LoggerFactory.getLogger(Devices.class);
 
@@ -36,14 +36,14 @@ public final class Devices {
   static Device select(Optional<String> gpuAddress, int cudaDevices) {
     if (gpuAddress.isEmpty()) {
       if (cudaDevices > 0 && UNASSIGNED_GPU_LOGGED.compareAndSet(false, true)) {
-        LOG.info("{} CUDA device(s) present but Spark assigned this task no GPU: training on CPU", cudaDevices);
+        LOG.info("{} CUDA device(s) present but Spark assigned this task no GPU: running on CPU", cudaDevices);
       }
       return Device.cpu();
     }
     String address = gpuAddress.get().trim();
     if (cudaDevices == 0) {
       if (CPU_FALLBACK_LOGGED.compareAndSet(false, true)) {
-        LOG.warn("No CUDA device: training on CPU (GPU address {} assigned by Spark is not used)", address);
+        LOG.warn("No CUDA device: running on CPU (GPU address {} assigned by Spark is not used)", address);
       }
       return Device.cpu();
     }
@@ -78,7 +78,7 @@ public final class Devices {
    * Sets PyTorch's intra-op thread count for the calling thread, typically to the task's CPUs
    * ({@code spark.task.cpus}) so concurrent tasks of one executor do not oversubscribe its cores.
    *
-   * <p>Call it on the thread that then runs {@link FlatModel#computeGradients}: with libtorch's OpenMP backend,
+   * <p>Call it on the thread that then runs the model: with libtorch's OpenMP backend,
    * {@code at::set_num_threads} updates a process-wide default and the calling thread's OpenMP setting, but a thread
    * that already ran a parallel operation keeps the count it started with (measured: a worker thread stayed at 2
    * after the main thread set 1). The system property {@code ai.djl.pytorch.num_threads} is not used: DJL reads it

@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.inference.model;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -6,7 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import ai.djl.Device;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
-import dev.stagecraft.training.testing.LogCapture;
+import dev.stagecraft.testing.LogCapture;
 import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ExecutorService;
@@ -23,7 +23,7 @@ class DevicesTest {
       assertThat(Devices.select(Optional.of("0"))).isEqualTo(Device.cpu());
       assertThat(Devices.select(Optional.empty())).isEqualTo(Device.cpu());
       assertThat(log.lines())
-          .containsExactly("WARN No CUDA device: training on CPU (GPU address 3 assigned by Spark is not used)");
+          .containsExactly("WARN No CUDA device: running on CPU (GPU address 3 assigned by Spark is not used)");
     }
   }
 

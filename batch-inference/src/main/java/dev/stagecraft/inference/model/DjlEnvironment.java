@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.inference.model;
 
 import ai.djl.engine.Engine;
 import dev.stagecraft.spi.ErrorCategory;

@@ -1,4 +1,4 @@
-package dev.stagecraft.training.model;
+package dev.stagecraft.inference.model;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

@@ -1,0 +1,165 @@
+package dev.stagecraft.inference.spark;
+
+import static org.apache.spark.sql.functions.coalesce;
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.concat;
+import static org.apache.spark.sql.functions.expr;
+import static org.apache.spark.sql.functions.isnan;
+import static org.apache.spark.sql.functions.lit;
+import static org.apache.spark.sql.functions.size;
+import static org.apache.spark.sql.functions.when;
+
+import dev.stagecraft.spi.StagecraftException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Collectors;
+import org.apache.spark.ml.linalg.VectorUDT;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.ArrayType;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.NumericType;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * The preprocessing of an {@code infer} step as Spark SQL expressions — so it stays eligible for the RAPIDS
+ * Accelerator, unlike Java code per row: each feature is read (a column, or an element of an array or ML vector
+ * column), cast to double, standardised with the model's {@code (x - mean) / std} and cast to FLOAT; one more column
+ * gives the first reason a row cannot be scored (null, not a number, NaN/infinite, an array of the wrong length), or
+ * null for a good row.
+ *
+ * <p>Output columns: {@code [id columns…, _stagecraft_reason, _f0 … _f(n-1)]}, the layout {@link ScoringTask} reads.
+ */
+final class FeaturePlan {
+  static final String REASON = "_stagecraft_reason";
+
+  /**
+   * Where the features come from.
+   *
+   * @param columns one numeric (or string) column per feature, in model order; empty if {@code vector} is set
+   * @param vector one array or ML vector column holding all features in order, or null
+   * @param numFeatures how many features the model takes
+   * @param mean per-feature mean to subtract, or null for none
+   * @param std per-feature standard deviation to divide by, or null for none
+   */
+  record Source(List<String> columns, String vector, int numFeatures, double[] mean, double[] std) {
+    Source {
+      columns = List.copyOf(columns);
+    }
+
+    /** Every column the features are read from. */
+    List<String> inputColumns() {
+      return vector != null ? List.of(vector) : columns;
+    }
+
+    String featureName(int j) {
+      return vector != null ? vector + "[" + j + "]" : columns.get(j);
+    }
+  }
+
+  private FeaturePlan() {}
+
+  /**
+   * Checks the input's schema against the model before anything is scored.
+   *
+   * @throws StagecraftException (user) naming the missing or mistyped column, the model and the input
+   */
+  static void check(StructType schema, Source source, List<String> ids, String model, String input) {
+    for (String c : source.inputColumns()) {
+      StructField f = field(schema, c);
+      if (f == null) {
+        throw StagecraftException.user("Cannot score input '%s' with model %s: it has no feature column '%s' "
+            + "(the model takes: %s; the input has: %s)", input, model, c, describe(source), names(schema));
+      }
+      DataType t = f.dataType();
+      boolean ok = source.vector() != null
+          ? t instanceof VectorUDT || (t instanceof ArrayType a && a.elementType() instanceof NumericType)
+          : t instanceof NumericType || t == DataTypes.StringType;
+      if (!ok) {
+        throw StagecraftException.user("Cannot score input '%s' with model %s: column '%s' is %s (expected %s)",
+            input, model, c, t.simpleString(), source.vector() != null ? "an array of numbers or an ML vector"
+                : "a number");
+      }
+    }
+    for (String c : ids) {
+      if (field(schema, c) == null) {
+        throw StagecraftException.user("Cannot carry id column '%s' of input '%s': no such column (the input has: "
+            + "%s)", c, input, names(schema));
+      }
+    }
+  }
+
+  /** The input with the id columns, the reason column and the standardised FLOAT features. */
+  static Dataset<Row> apply(Dataset<Row> input, Source source, List<String> ids) {
+    List<Column> out = new ArrayList<>();
+    for (String id : ids) {
+      out.add(col(quote(id)));
+    }
+    List<Column> reasons = new ArrayList<>();
+    List<Column> features = new ArrayList<>();
+    Column array = null;
+    if (source.vector() != null) {
+      String v = source.vector();
+      DataType t = field(input.schema(), v).dataType();
+      // An ML vector has no SQL form: MLlib's vector_to_array is a JVM UDF (RAPIDS leaves it on the CPU); arrays
+      // and plain columns stay GPU-eligible.
+      array = t instanceof VectorUDT ? org.apache.spark.ml.functions.vector_to_array(col(quote(v)), "float64")
+          : col(quote(v));
+      reasons.add(when(array.isNull(), lit("column '" + v + "' is null")));
+      reasons.add(when(size(array).notEqual(lit(source.numFeatures())), concat(lit("column '" + v + "' has "),
+          size(array).cast("string"), lit(" values (expected " + source.numFeatures() + ")"))));
+    }
+    for (int j = 0; j < source.numFeatures(); j++) {
+      String name = source.featureName(j);
+      Column raw;
+      Column value;
+      if (array != null) {
+        raw = array.getItem(j);
+        value = raw.cast("double");
+      } else {
+        String c = source.columns().get(j);
+        raw = col(quote(c));
+        value = field(input.schema(), c).dataType() == DataTypes.StringType
+            ? expr("try_cast(" + quote(c) + " AS DOUBLE)") : raw.cast("double");
+      }
+      Column standardised = value;
+      if (source.mean() != null) {
+        standardised = value.minus(lit(source.mean()[j])).divide(lit(source.std()[j]));
+      }
+      Column f = standardised.cast("float");
+      reasons.add(when(raw.isNull(), lit("feature '" + name + "' is null"))
+          .when(value.isNull(), lit("feature '" + name + "' is not a number"))
+          .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
+              lit("feature '" + name + "' is NaN or infinite")));
+      features.add(f.as("_f" + j));
+    }
+    out.add(coalesce(reasons.toArray(new Column[0])).as(REASON));
+    out.addAll(features);
+    return input.select(out.toArray(new Column[0]));
+  }
+
+  static String quote(String name) {
+    return "`" + name.replace("`", "``") + "`";
+  }
+
+  private static StructField field(StructType schema, String name) {
+    return Arrays.stream(schema.fields()).filter(f -> f.name().equalsIgnoreCase(name)).findFirst().orElse(null);
+  }
+
+  private static String names(StructType schema) {
+    return String.join(", ", schema.fieldNames());
+  }
+
+  private static String describe(Source s) {
+    if (s.vector() != null) {
+      return "column '" + s.vector() + "' with " + s.numFeatures() + " values";
+    }
+    List<String> c = s.columns();
+    return c.size() <= 8 ? String.join(", ", c)
+        : c.subList(0, 8).stream().collect(Collectors.joining(", ")) + ", … (" + c.size() + " columns)";
+  }
+}

@@ -1,0 +1,362 @@
+package dev.stagecraft.inference.spark;
+
+import static dev.stagecraft.spi.FieldSpec.Type.ANY;
+import static dev.stagecraft.spi.FieldSpec.Type.INPUT;
+import static dev.stagecraft.spi.FieldSpec.Type.INTEGER;
+import static dev.stagecraft.spi.FieldSpec.Type.MAP;
+import static dev.stagecraft.spi.FieldSpec.Type.NUMBER;
+import static dev.stagecraft.spi.FieldSpec.Type.STRING;
+import static dev.stagecraft.spi.FieldSpec.Type.STRING_LIST;
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.count;
+import static org.apache.spark.sql.functions.lit;
+import static org.apache.spark.sql.functions.sum;
+import static org.apache.spark.sql.functions.when;
+
+import dev.stagecraft.inference.bundle.BundleManifest;
+import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.inference.model.NetworkShape;
+import dev.stagecraft.inference.rapids.GpuPlans;
+import dev.stagecraft.inference.score.OnnxScorer;
+import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.StagecraftException;
+import dev.stagecraft.spi.StepConfig;
+import dev.stagecraft.spi.StepContext;
+import dev.stagecraft.spi.StepKind;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.storage.StorageLevel;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code infer}: scores a dataset with a Stagecraft model bundle (DJL on PyTorch) or an {@code .onnx} model (ONNX
+ * Runtime), writing predictions ({@code ${steps.ID.output}}) and bad rows with their reason
+ * ({@code ${steps.ID.quarantine}}).
+ *
+ * <p>Order of work: read the model's description on the driver (bundle manifest, or the ONNX model's inputs and
+ * outputs) and check the input's schema against it, failing before anything is scored; build the preprocessing as
+ * SQL expressions ({@link FeaturePlan}); score each partition in Arrow batches ({@link ScoringTask}) with the model
+ * loaded once per executor; count good and bad rows (one pass, kept in memory/disk) and check
+ * {@code max_bad_fraction}; write the quarantine and the predictions into the attempt's folder, which the engine
+ * commits with the step (a failed or retried attempt leaves nothing visible, a re-run writes a new attempt).
+ */
+public final class InferStep implements StepKind {
+  private static final Logger LOG = LoggerFactory.getLogger(InferStep.class);
+
+  // Workflow keys, each beside its default.
+  static final String MODEL = "model";
+  static final String INPUT_FIELD = "input";
+  static final String PREPROCESS = "preprocess";
+  static final String FEATURES = "features";
+  static final String ID_COLUMNS = "id_columns";
+  static final String BATCH_SIZE = "batch_size";
+  static final int BATCH_SIZE_DEFAULT = 1024;
+  static final String MAX_BAD_FRACTION = "max_bad_fraction";
+  static final double MAX_BAD_FRACTION_DEFAULT = 0.01;
+  static final String OUTPUT = "output";
+  static final String PREDICTION_DEFAULT = "prediction";
+  static final String PROBABILITY_DEFAULT = "probability";
+  /** The quarantine's reason column. */
+  public static final String REASON = "reason";
+  /** The view name a {@code preprocess} query reads the input from. */
+  public static final String INPUT_VIEW = "input";
+
+  @Override
+  public String name() {
+    return "infer";
+  }
+
+  @Override
+  public List<FieldSpec> fields() {
+    return List.of(
+        FieldSpec.required(MODEL, STRING, "a model bundle (e.g. ${steps.train.model}) or an .onnx file"),
+        FieldSpec.required(INPUT_FIELD, INPUT, "an earlier step's id or a Parquet path"),
+        FieldSpec.optional(PREPROCESS, ANY, "a list of Spark SQL expressions, or a SQL query reading the view "
+            + "'input'"),
+        FieldSpec.optional(FEATURES, STRING_LIST, "for an ONNX model: its feature columns in order, or one array/"
+            + "vector column"),
+        FieldSpec.optional(ID_COLUMNS, STRING_LIST, "columns carried to the output and quarantine (default: every "
+            + "column that is not a feature)"),
+        FieldSpec.optional(BATCH_SIZE, INTEGER, "rows per scoring batch (default " + BATCH_SIZE_DEFAULT + ")"),
+        FieldSpec.optional(MAX_BAD_FRACTION, NUMBER, "the largest share of bad rows, 0 to 1 (default "
+            + MAX_BAD_FRACTION_DEFAULT + ")"),
+        FieldSpec.optional(OUTPUT, MAP, "output column names: { prediction: NAME, probability: NAME }"));
+  }
+
+  @Override
+  public List<String> outputs() {
+    return List.of("output", "quarantine");
+  }
+
+  @Override
+  public void validate(StepConfig step) {
+    if (!step.string(BATCH_SIZE).orElse("1").contains("${") && step.intValue(BATCH_SIZE, 1) < 1) {
+      throw step.invalid(BATCH_SIZE, step.intValue(BATCH_SIZE, 1) + " (expected at least 1)");
+    }
+    step.string(MAX_BAD_FRACTION).filter(s -> !s.contains("${")).ifPresent(s -> maxBadFraction(step));
+    for (String k : step.stringMap(OUTPUT).keySet()) {
+      if (!k.equals(PREDICTION_DEFAULT) && !k.equals(PROBABILITY_DEFAULT)) {
+        throw step.invalid(OUTPUT + "." + k, "unknown field (expected one of: prediction, probability)");
+      }
+    }
+    Object pre = step.fields().get(PREPROCESS);
+    if (pre instanceof Map) {
+      throw step.invalid(PREPROCESS, "is a map (expected a list of SQL expressions or one SQL query)");
+    }
+    String model = step.string(MODEL).orElse("");
+    if (isOnnx(model) && step.stringList(FEATURES).isEmpty()) {
+      throw step.invalid(FEATURES, "is missing (expected the ONNX model's feature columns in order, or one "
+          + "array/vector column)");
+    }
+  }
+
+  static boolean isOnnx(String model) {
+    return model.toLowerCase(Locale.ROOT).endsWith(".onnx");
+  }
+
+  private static double maxBadFraction(StepConfig step) {
+    String s = step.string(MAX_BAD_FRACTION).orElse(String.valueOf(MAX_BAD_FRACTION_DEFAULT));
+    double v;
+    try {
+      v = Double.parseDouble(s.trim());
+    } catch (NumberFormatException e) {
+      throw step.invalid(MAX_BAD_FRACTION, "'" + s + "' is not a number (expected 0 to 1)");
+    }
+    if (!(v >= 0 && v <= 1)) {
+      throw step.invalid(MAX_BAD_FRACTION, s + " (expected 0 to 1)");
+    }
+    return v;
+  }
+
+  /** What the driver knows about the model before scoring. */
+  record Plan(ModelRef ref, FeaturePlan.Source source, OutputHead head, String labelColumn) {}
+
+  @Override
+  public void run(StepContext ctx) throws Exception {
+    StepConfig step = ctx.step();
+    long start = System.nanoTime();
+    int batchSize = step.intValue(BATCH_SIZE, BATCH_SIZE_DEFAULT);
+    if (batchSize < 1) {
+      throw step.invalid(BATCH_SIZE, batchSize + " (expected at least 1)");
+    }
+    double maxBad = maxBadFraction(step);
+    String inputRef = step.requireString(INPUT_FIELD);
+    Dataset<Row> input = preprocess(ctx.spark(), step, ctx.input(INPUT_FIELD, inputRef));
+    String modelUri = ctx.resolvePath(step.requireString(MODEL));
+    ctx.progress("reading model " + modelUri);
+    Plan plan = plan(ctx, step, modelUri, input.schema());
+
+    List<String> ids = step.has(ID_COLUMNS) ? step.stringList(ID_COLUMNS) : defaultIds(input.schema(), plan);
+    FeaturePlan.check(input.schema(), plan.source(), ids, modelUri, inputRef);
+    Set<String> taken = new LinkedHashSet<>(plan.head().names());
+    for (String id : ids) {
+      if (taken.contains(id) || id.equals(REASON)) {
+        throw step.invalid(ID_COLUMNS, "column '" + id + "' clashes with an output column (rename it in "
+            + "'preprocess', or the output with 'output')");
+      }
+    }
+    Dataset<Row> prepared = FeaturePlan.apply(input, plan.source(), ids);
+    GpuPlans.record(step.id(), prepared); // the preprocessing: every operator should be GPU-eligible
+    Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx);
+    scored.persist(StorageLevel.MEMORY_AND_DISK());
+    try {
+      ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime"));
+      long scoreStart = System.nanoTime();
+      boolean evaluate = plan.labelColumn() != null && ids.contains(plan.labelColumn())
+          && plan.head().names().size() == 2;
+      List<Column> aggs = new ArrayList<>(List.of(count(lit(1)), count(col(FeaturePlan.REASON))));
+      if (evaluate) {
+        String prediction = plan.head().names().get(0);
+        aggs.add(sum(when(col(FeaturePlan.REASON).isNull()
+            .and(col(FeaturePlan.quote(prediction)).equalTo(col(FeaturePlan.quote(plan.labelColumn())))), 1)
+            .otherwise(0)));
+      }
+      Row counts = scored.agg(aggs.get(0), aggs.subList(1, aggs.size()).toArray(new Column[0])).first();
+      double scoreSeconds = (System.nanoTime() - scoreStart) / 1e9;
+      long total = counts.getLong(0);
+      long bad = counts.getLong(1);
+      double fraction = total == 0 ? 0 : (double) bad / total;
+      ctx.metric("rows", total);
+      ctx.metric("bad_rows", bad);
+      ctx.metric("bad_fraction", fraction);
+      if (fraction > maxBad) {
+        String example = scored.filter(col(FeaturePlan.REASON).isNotNull()).select(FeaturePlan.REASON).first()
+            .getString(0);
+        throw StagecraftException.user("%s: %d of %d rows (%.2f%%) cannot be scored, more than %s %s allows "
+            + "(%.2f%%); for example: %s", step.where(MAX_BAD_FRACTION), bad, total, 100 * fraction, "the step's",
+            MAX_BAD_FRACTION, 100 * maxBad, example);
+      }
+      if (evaluate && total > bad) {
+        ctx.metric("accuracy", ((Number) counts.get(2)).doubleValue() / (total - bad));
+      }
+      ctx.progress("writing " + bad + " quarantined row(s)");
+      List<Column> quarantineCols = new ArrayList<>();
+      ids.forEach(c -> quarantineCols.add(col(FeaturePlan.quote(c))));
+      quarantineCols.add(col(FeaturePlan.REASON).as(REASON));
+      ctx.writeTable("quarantine", scored.filter(col(FeaturePlan.REASON).isNotNull())
+          .select(quarantineCols.toArray(new Column[0])));
+      ctx.progress("writing " + (total - bad) + " prediction(s)");
+      List<Column> outputCols = new ArrayList<>();
+      ids.forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
+      plan.head().names().forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
+      ctx.writeTable("output", scored.filter(col(FeaturePlan.REASON).isNull())
+          .select(outputCols.toArray(new Column[0])));
+      double seconds = (System.nanoTime() - start) / 1e9;
+      ctx.metric("scored_rows", total - bad);
+      ctx.metric("score_seconds", scoreSeconds);
+      ctx.metric("seconds", seconds);
+      ctx.metric("rows_per_second", total / Math.max(1e-9, seconds));
+      ctx.metric("scoring_rows_per_second", total / Math.max(1e-9, scoreSeconds));
+    } finally {
+      scored.unpersist(false);
+    }
+  }
+
+  private static Dataset<Row> score(SparkSession spark, Dataset<Row> prepared, int numIds, Plan plan, int batchSize,
+      StepContext ctx) {
+    StructType schema = prepared.schema();
+    DataType[] idTypes = new DataType[numIds];
+    StructType idSchema = new StructType();
+    for (int i = 0; i < numIds; i++) {
+      StructField f = schema.fields()[i];
+      idTypes[i] = f.dataType();
+      idSchema = idSchema.add(f);
+    }
+    var sc = spark.sparkContext();
+    ScoringTask.Metrics metrics = new ScoringTask.Metrics(sc.longAccumulator("infer.scored"),
+        sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.batches"), sc.longAccumulator("infer.fill_ns"),
+        sc.longAccumulator("infer.score_ns"), sc.collectionAccumulator("infer.placements"));
+    LAST.set(metrics);
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, plan.source().numFeatures(), batchSize, plan.head(),
+        metrics);
+    JavaRDD<InternalRow> rows = prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task);
+    // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
+    return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema, FeaturePlan.REASON), false);
+  }
+
+  /** How many times any model was loaded in this JVM's executor cache (local mode: the driver's; for tests). */
+  public static long modelLoads() {
+    return ScoringTask.CACHE.loads();
+  }
+
+  /**
+   * Where the tasks of the most recent {@code infer} step in this application ran: one line per task, {@code
+   * executor=ID partition=P gpu=ADDRESS device=DEVICE loads=N} (loads of that model in that executor so far).
+   */
+  public static List<String> lastPlacements() {
+    ScoringTask.Metrics m = LAST.get();
+    return m == null ? List.of() : List.copyOf(m.placements().value());
+  }
+
+  /** The accumulators of the most recent {@code infer} step planned in this JVM (for tests and benchmarks). */
+  static final java.util.concurrent.atomic.AtomicReference<ScoringTask.Metrics> LAST =
+      new java.util.concurrent.atomic.AtomicReference<>();
+
+  private static Dataset<Row> preprocess(SparkSession spark, StepConfig step, Dataset<Row> input) {
+    Object pre = step.fields().get(PREPROCESS);
+    if (pre == null) {
+      return input;
+    }
+    try {
+      if (pre instanceof List<?>) {
+        return input.selectExpr(step.stringList(PREPROCESS).toArray(new String[0]));
+      }
+      input.createOrReplaceTempView(INPUT_VIEW);
+      return spark.sql(pre.toString());
+    } catch (Exception e) { // AnalysisException/ParseException: checked in Java's eyes, never declared by Scala
+      if (e instanceof RuntimeException re && StagecraftException.find(re).isPresent()) {
+        throw re;
+      }
+      throw step.invalid(PREPROCESS, StagecraftException.firstLine(e.getMessage()));
+    }
+  }
+
+  private static List<String> defaultIds(StructType schema, Plan plan) {
+    Set<String> features = new LinkedHashSet<>();
+    plan.source().inputColumns().forEach(c -> features.add(c.toLowerCase(Locale.ROOT)));
+    List<String> ids = new ArrayList<>();
+    for (String n : schema.fieldNames()) {
+      if (!features.contains(n.toLowerCase(Locale.ROOT)) && !plan.head().names().contains(n)) {
+        ids.add(n);
+      }
+    }
+    return ids;
+  }
+
+  private static Plan plan(StepContext ctx, StepConfig step, String uri, StructType schema) throws IOException {
+    Path path = new Path(uri);
+    FileSystem fs = path.getFileSystem(ctx.hadoopConf());
+    Map<String, String> names = step.stringMap(OUTPUT);
+    String prediction = names.getOrDefault(PREDICTION_DEFAULT, PREDICTION_DEFAULT);
+    String probability = names.getOrDefault(PROBABILITY_DEFAULT, PROBABILITY_DEFAULT);
+    if (!isOnnx(uri)) {
+      if (step.has(FEATURES)) {
+        throw step.invalid(FEATURES, "is set for a model bundle (expected it only for an ONNX model: a bundle names "
+            + "its own features)");
+      }
+      ModelBundle bundle = ModelBundle.open(fs, path);
+      BundleManifest m = bundle.manifest();
+      NetworkShape shape = NetworkShape.fromManifest(m.model(), uri);
+      BundleManifest.FileEntry weights = m.files().get(ModelBundle.WEIGHTS);
+      if (weights == null) {
+        throw StagecraftException.user("Invalid model bundle %s: no %s in its manifest", uri, ModelBundle.WEIGHTS);
+      }
+      BundleManifest.Standardization st = m.standardization();
+      double[] mean = st == null ? null : st.mean();
+      double[] std = st == null ? null : st.std();
+      if (mean != null && mean.length != shape.numFeatures()) {
+        throw StagecraftException.user("Invalid model bundle %s: standardisation for %d features (expected %d)", uri,
+            mean.length, shape.numFeatures());
+      }
+      FeaturePlan.Source source = m.featureColumn() != null
+          ? new FeaturePlan.Source(List.of(), m.featureColumn(), shape.numFeatures(), mean, std)
+          : new FeaturePlan.Source(m.features(), null, shape.numFeatures(), mean, std);
+      if (source.vector() == null && m.features().size() != shape.numFeatures()) {
+        throw StagecraftException.user("Invalid model bundle %s: %d feature names for %d features", uri,
+            m.features().size(), shape.numFeatures());
+      }
+      ModelRef ref = new ModelRef(ModelRef.Kind.BUNDLE, fs.makeQualified(path).toString(), weights.sha256(), shape,
+          0, ModelRef.conf(ctx.hadoopConf()));
+      OutputHead head = OutputHead.forBundle(shape.task(), m.labels(), shape.numOutputs(), prediction, probability);
+      return new Plan(ref, source, head, shape.task().equals("regression") ? null : m.labelColumn());
+    }
+    byte[] bytes;
+    try {
+      bytes = ModelRef.readAll(fs, path);
+    } catch (java.io.FileNotFoundException e) {
+      throw step.invalid(MODEL, "no ONNX model at " + uri);
+    }
+    List<String> features = step.stringList(FEATURES);
+    String qualified = fs.makeQualified(path).toString();
+    try (OnnxScorer probe = new OnnxScorer(qualified, bytes, features.size(), 1)) {
+      int n = probe.numFeatures();
+      boolean vector = features.size() == 1 && n > 1;
+      if (!vector && features.size() != n) {
+        throw step.invalid(FEATURES, features.size() + " column(s) but ONNX model " + uri + " takes " + n
+            + " features (input '" + probe.inputName() + "')");
+      }
+      FeaturePlan.Source source = vector ? new FeaturePlan.Source(List.of(), features.get(0), n, null, null)
+          : new FeaturePlan.Source(features, null, n, null, null);
+      ModelRef ref = new ModelRef(ModelRef.Kind.ONNX, qualified, ModelRef.sha256(bytes), null, features.size(),
+          ModelRef.conf(ctx.hadoopConf()));
+      return new Plan(ref, source, OutputHead.forOnnx(probe.outputs()), null);
+    }
+  }
+}

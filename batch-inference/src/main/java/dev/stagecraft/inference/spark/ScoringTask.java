@@ -1,0 +1,276 @@
+package dev.stagecraft.inference.spark;
+
+import static java.util.Objects.requireNonNull;
+
+import ai.djl.Device;
+import dev.stagecraft.inference.cache.ModelCache;
+import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.score.Scorer;
+import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.NoSuchElementException;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.Float4Vector;
+import org.apache.arrow.vector.complex.FixedSizeListVector;
+import org.apache.arrow.vector.types.FloatingPointPrecision;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.apache.arrow.vector.types.pojo.FieldType;
+import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
+import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
+import org.apache.spark.sql.catalyst.expressions.UnsafeMapData;
+import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
+import org.apache.spark.sql.catalyst.util.GenericArrayData;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.unsafe.Platform;
+import org.apache.spark.unsafe.types.UTF8String;
+import org.apache.spark.util.CollectionAccumulator;
+import org.apache.spark.util.LongAccumulator;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Scores one partition: rows laid out as {@code [id columns…, reason, f0…f(n-1) as FLOAT]} (see {@link FeaturePlan})
+ * are gathered {@code batchSize} at a time into an Arrow {@link FixedSizeListVector} of floats whose data buffer —
+ * row-major {@code [rows × n]} — is handed to the runtime without copying. Rows with a reason (bad rows) skip the
+ * model and come out with null outputs and their reason.
+ *
+ * <p>Output rows: {@code [id columns…, outputs…, reason]} as {@link OutputHead} lays them out.
+ */
+final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, InternalRow>, Serializable {
+  private static final long serialVersionUID = 1L;
+  private static final Logger LOG = LoggerFactory.getLogger(ScoringTask.class);
+
+  /** How long an executor keeps an unused model loaded (system property, seconds). */
+  static final String CACHE_IDLE_PROPERTY = "stagecraft.inference.cacheIdleSeconds";
+  static final long CACHE_IDLE_DEFAULT_SECONDS = 60;
+
+  /** One cache and one Arrow allocator per executor JVM. */
+  static final ModelCache<Scorer> CACHE = new ModelCache<>(Duration.ofSeconds(
+      Long.getLong(CACHE_IDLE_PROPERTY, CACHE_IDLE_DEFAULT_SECONDS)));
+  private static final BufferAllocator ARROW = new RootAllocator(Long.MAX_VALUE);
+  private static final AtomicBoolean ONNX_CPU_LOGGED = new AtomicBoolean();
+
+  private final ModelRef model;
+  private final DataType[] idTypes;
+  private final int numFeatures;
+  private final int batchSize;
+  private final OutputHead head;
+  private final Metrics metrics;
+
+  /** Driver-registered accumulators the tasks add to (retried tasks count twice; for metrics, not for checks). */
+  record Metrics(LongAccumulator scoredRows, LongAccumulator badRows, LongAccumulator batches,
+      LongAccumulator fillNanos, LongAccumulator scoreNanos, CollectionAccumulator<String> placements)
+      implements Serializable {}
+
+  ScoringTask(ModelRef model, DataType[] idTypes, int numFeatures, int batchSize, OutputHead head, Metrics metrics) {
+    this.model = requireNonNull(model, "model is null");
+    this.idTypes = idTypes.clone();
+    this.numFeatures = numFeatures;
+    this.batchSize = batchSize;
+    this.head = requireNonNull(head, "head is null");
+    this.metrics = requireNonNull(metrics, "metrics is null");
+  }
+
+  @Override
+  public Iterator<InternalRow> call(Iterator<InternalRow> rows) throws Exception {
+    TaskContext tc = TaskContext.get();
+    Optional<String> gpu = tc == null ? Optional.empty() : GpuBinding.address(tc.resourcesJMap());
+    int cpus = tc == null ? 1 : Math.max(1, tc.cpus());
+    Device device;
+    if (model.kind() == ModelRef.Kind.BUNDLE) {
+      device = Devices.select(gpu);
+      Devices.setIntraOpThreads(cpus);
+    } else {
+      device = Device.cpu();
+      if (gpu.isPresent() && ONNX_CPU_LOGGED.compareAndSet(false, true)) {
+        LOG.warn("ONNX Runtime has no CUDA provider here: scoring on CPU (GPU address {} assigned by Spark is not "
+            + "used)", gpu.get());
+      }
+    }
+    ModelCache<Scorer>.Lease lease = CACHE.acquire(model.key(device.toString()), () -> model.load(device, cpus));
+    Batcher batcher;
+    try {
+      batcher = new Batcher(rows, lease);
+    } catch (RuntimeException e) {
+      lease.close();
+      throw e;
+    }
+    if (tc != null) {
+      tc.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) ctx -> batcher.close());
+      metrics.placements().add("executor=" + org.apache.spark.SparkEnv.get().executorId() + " partition="
+          + tc.partitionId() + " gpu=" + gpu.orElse("none") + " device=" + device + " loads="
+          + CACHE.loads(model.key(device.toString())));
+    }
+    return batcher;
+  }
+
+  /** Pulls rows, fills one Arrow batch, scores it, and hands out the output rows; releases all at the end. */
+  private final class Batcher implements Iterator<InternalRow>, AutoCloseable {
+    private final Iterator<InternalRow> in;
+    private final ModelCache<Scorer>.Lease lease;
+    private final BufferAllocator allocator;
+    private final FixedSizeListVector batch;
+    private final Float4Vector values;
+    private final Object[][] ids;
+    private final List<InternalRow> ready = new ArrayList<>();
+    private int next;
+    private boolean closed;
+    private long scored;
+    private long bad;
+    private long batches;
+    private long fillNanos;
+    private long scoreNanos;
+
+    Batcher(Iterator<InternalRow> in, ModelCache<Scorer>.Lease lease) {
+      this.in = in;
+      this.lease = lease;
+      this.allocator = ARROW.newChildAllocator("infer-task", 0, Long.MAX_VALUE);
+      this.batch = new FixedSizeListVector("features", allocator, FieldType.notNullable(
+          new ArrowType.FixedSizeList(numFeatures)), null);
+      batch.addOrGetVector(FieldType.notNullable(new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE)));
+      this.values = (Float4Vector) batch.getDataVector();
+      batch.setInitialCapacity(batchSize);
+      batch.allocateNew();
+      values.allocateNew(batchSize * numFeatures);
+      // Every slot is valid: rows with a null or bad value never get here (they are quarantined).
+      batch.getValidityBuffer().setOne(0, batch.getValidityBuffer().capacity());
+      values.getValidityBuffer().setOne(0, values.getValidityBuffer().capacity());
+      this.ids = new Object[batchSize][];
+    }
+
+    @Override
+    public boolean hasNext() {
+      if (next < ready.size()) {
+        return true;
+      }
+      ready.clear();
+      next = 0;
+      if (!closed) {
+        fill();
+      }
+      if (ready.isEmpty()) {
+        close();
+        return false;
+      }
+      return true;
+    }
+
+    @Override
+    public InternalRow next() {
+      if (!hasNext()) {
+        throw new NoSuchElementException();
+      }
+      return ready.get(next++);
+    }
+
+    private void fill() {
+      long t0 = System.nanoTime();
+      long address = values.getDataBuffer().memoryAddress();
+      int n = 0;
+      int reasonAt = idTypes.length;
+      while (n < batchSize && in.hasNext()) {
+        InternalRow row = in.next();
+        Object[] idValues = copyIds(row);
+        if (!row.isNullAt(reasonAt)) {
+          ready.add(head.badRow(idValues, row.getUTF8String(reasonAt).clone()));
+          bad++;
+          continue;
+        }
+        long base = address + (long) n * numFeatures * Float.BYTES;
+        for (int j = 0; j < numFeatures; j++) {
+          Platform.putFloat(null, base + (long) j * Float.BYTES, row.getFloat(reasonAt + 1 + j));
+        }
+        ids[n++] = idValues;
+      }
+      if (n == 0) {
+        fillNanos += System.nanoTime() - t0;
+        return;
+      }
+      batch.setValueCount(n);
+      values.setValueCount(n * numFeatures);
+      long t1 = System.nanoTime();
+      // The vector's data buffer is the tensor's storage: no copy between Arrow and the runtime.
+      ByteBuffer buffer = values.getDataBuffer().nioBuffer(0, n * numFeatures * Float.BYTES)
+          .order(ByteOrder.nativeOrder());
+      float[][] outputs = lease.model().score(buffer, n);
+      long t2 = System.nanoTime();
+      for (int r = 0; r < n; r++) {
+        ready.add(head.scoredRow(ids[r], outputs, r));
+        ids[r] = null;
+      }
+      scored += n;
+      batches++;
+      fillNanos += t1 - t0 + System.nanoTime() - t2;
+      scoreNanos += t2 - t1;
+    }
+
+    private Object[] copyIds(InternalRow row) {
+      Object[] v = new Object[idTypes.length];
+      for (int i = 0; i < v.length; i++) {
+        if (row.isNullAt(i)) {
+          continue;
+        }
+        Object o = row.get(i, idTypes[i]);
+        // The input row's buffer is reused for the next row: keep copies of anything that points into it.
+        if (o instanceof UTF8String s) {
+          o = s.clone();
+        } else if (o instanceof UnsafeArrayData a) {
+          o = a.copy();
+        } else if (o instanceof UnsafeRow r) {
+          o = r.copy();
+        } else if (o instanceof UnsafeMapData m) {
+          o = m.copy();
+        } else if (o instanceof byte[] b) {
+          o = b.clone();
+        }
+        v[i] = o;
+      }
+      return v;
+    }
+
+    @Override
+    public void close() {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      try {
+        metrics.scoredRows().add(scored);
+        metrics.badRows().add(bad);
+        metrics.batches().add(batches);
+        metrics.fillNanos().add(fillNanos);
+        metrics.scoreNanos().add(scoreNanos);
+        batch.close();
+        allocator.close();
+      } catch (RuntimeException e) {
+        LOG.warn("Cannot release the Arrow batch of an infer task: {}", e.toString());
+      } finally {
+        lease.close();
+      }
+    }
+  }
+
+  /** {@code count} floats from {@code offset} as an array of doubles (the type of array output columns). */
+  static GenericArrayData doubles(float[] values, int offset, int count) {
+    double[] d = new double[count];
+    for (int i = 0; i < count; i++) {
+      d[i] = values[offset + i];
+    }
+    return new GenericArrayData(d);
+  }
+
+  static InternalRow row(Object[] values) {
+    return new GenericInternalRow(values);
+  }
+}
