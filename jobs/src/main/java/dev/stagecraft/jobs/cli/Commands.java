@@ -165,8 +165,8 @@ public final class Commands {
             dev.stagecraft.inference.rapids.GpuPlans.PLUGIN_CLASS);
       }
       // RECIPES.md: RAPIDS' shim loader needs a mutable class loader as the context loader, else ExplainPlan gives "".
-      Thread.currentThread().setContextClassLoader(new org.apache.spark.util.MutableURLClassLoader(
-          new java.net.URL[0], Commands.class.getClassLoader()));
+      // (In a method of its own class: picocli inspects this class on a JVM without Spark for --help.)
+      SparkClassLoaders.useMutableContextLoader();
       // No spark.plugins: the explain-only plugin breaks Observation metrics (CollectMetricsExec) the engine uses to
       // count rows; ExplainPlan only needs the jar on the classpath.
       dev.stagecraft.inference.rapids.GpuPlans.enable();
