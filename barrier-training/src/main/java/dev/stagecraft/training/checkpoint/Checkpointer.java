@@ -50,7 +50,9 @@ public final class Checkpointer implements Checkpointing, AutoCloseable {
 
   @Override
   public void end(long step, Supplier<TrainingState> snapshot) {
-    if (writer.lastSubmittedStep() != step && step > 0) {
+    // Not when nothing ran since the start (a resume from the last step): rewriting that checkpoint would delete a
+    // complete one before its replacement exists.
+    if (step != lastStep && writer.lastSubmittedStep() != step) {
       writer.submit(snapshot.get());
     }
     writer.flush();

@@ -67,6 +67,15 @@ class CheckpointerTest {
     CheckpointStore.Loaded latest = store.latestValid("fp").orElseThrow();
     assertThat(TrainingState.fromFiles(latest.files()).parameters()).containsExactly(25f, 2f, 3f);
     assertThat(new java.io.File(root.toUri()).list()).containsExactlyInAnyOrder("step-20", "step-25");
+
+    // Resumed from the last step, nothing runs: the complete checkpoint is not rewritten (that would delete it first).
+    try (Checkpointer c = new Checkpointer(policy, new CheckpointWriter(store, "fp"), 25)) {
+      c.end(25, () -> {
+        throw new AssertionError("no snapshot expected");
+      });
+      assertThat(c.stats().written()).isZero();
+    }
+    assertThat(store.latestValid("fp").orElseThrow().manifest().globalStep()).isEqualTo(25);
   }
 
   @Test
