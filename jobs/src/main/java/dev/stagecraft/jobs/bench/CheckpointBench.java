@@ -16,7 +16,7 @@ import org.apache.spark.sql.SparkSession;
 
 /**
  * What checkpoints cost: the training loop's time with a checkpoint every 50 steps against the same training without
- * (alternating, after a warm-up, medians), and the checkpoint writer's throughput (serialise, write each file, verify
+ * (in ABBA order after a warm-up, medians), and the checkpoint writer's throughput (serialise, write each file, verify
  * nothing, write the manifest last, apply retention) against a plain copy of the same bytes to the same file system.
  */
 final class CheckpointBench {
@@ -32,7 +32,7 @@ final class CheckpointBench {
     int times = (int) Math.max(1, Math.round(2 * scale));
     String input = TrainBench.a9a(spark, dir, times);
     String checkpoint = "checkpoint: { every_steps: " + EVERY_STEPS + ", keep: 2 }";
-    int rounds = Math.max(1, Math.min(reps, 3));
+    int rounds = Math.max(2, Math.min(reps, 4));
     Bench.log("checkpoint: warm-up, then {} round(s) of training without and with a checkpoint every {} steps",
         rounds, EVERY_STEPS);
     TrainBench.train(spark, dir, input, workers, MODEL);
@@ -40,9 +40,15 @@ final class CheckpointBench {
     double[] with = new double[rounds];
     StepRecord last = null;
     for (int r = 0; r < rounds; r++) {
-      without[r] = TrainBench.train(spark, dir, input, workers, MODEL).metrics().get("loop_seconds");
+      // ABBA order: whatever drifts on the machine during a round weighs on both sides alike.
+      if (r % 2 == 0) {
+        without[r] = TrainBench.train(spark, dir, input, workers, MODEL).metrics().get("loop_seconds");
+      }
       last = TrainBench.train(spark, dir, input, workers, MODEL, checkpoint);
       with[r] = last.metrics().get("loop_seconds");
+      if (r % 2 == 1) {
+        without[r] = TrainBench.train(spark, dir, input, workers, MODEL).metrics().get("loop_seconds");
+      }
       Bench.log("checkpoint: round {}: {} s without, {} s with ({} checkpoints)", r + 1,
           Bench.round(without[r], 3), Bench.round(with[r], 3), last.metrics().get("checkpoints_written"));
     }
