@@ -49,7 +49,8 @@ class TrainClusterIT {
     }
   }
 
-  static RunLedger run(String runId, int workers) throws Exception {
+  /** Loads a9a's test split and trains on it: {@code fit} is the train step's fields after input and label. */
+  static RunLedger run(String runId, String fit) throws Exception {
     Path f = dir.resolve(runId + ".yaml");
     Files.writeString(f, """
         name: a9a-cluster
@@ -59,13 +60,16 @@ class TrainClusterIT {
             kind: train
             input: raw
             label: label
-            workers: %d
-            model: { type: logistic, epochs: 2, batch_size: 512, optimizer: adam, lr: 0.02 }
-        """.formatted(DATA, workers));
+        """.formatted(DATA) + fit.indent(4));
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
     return new Engine(spark, kinds, EngineListener.NONE)
         .run(spec, Engine.Options.run(runId).withWorkspace(dir.resolve("ws").toString()));
+  }
+
+  static RunLedger run(String runId, int workers) throws Exception {
+    return run(runId, "workers: " + workers + "\n"
+        + "model: { type: logistic, epochs: 2, batch_size: 512, optimizer: adam, lr: 0.02 }\n");
   }
 
   @Test
@@ -83,26 +87,14 @@ class TrainClusterIT {
   }
 
   /** A run of an MLP with a checkpoint every 100 steps, started in the background. */
-  static java.util.concurrent.CompletableFuture<RunLedger> startCheckpointed(String runId) throws Exception {
-    Path f = dir.resolve(runId + ".yaml");
-    Files.writeString(f, """
-        name: a9a-recovery
-        steps:
-          - { id: raw, kind: load, path: "%s/a9a.t.libsvm", format: libsvm, options: { numFeatures: "123" } }
-          - id: fit
-            kind: train
-            input: raw
-            label: label
+  static java.util.concurrent.CompletableFuture<RunLedger> startCheckpointed(String runId) {
+    return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+      try {
+        return run(runId, """
             workers: 2
             model: { type: mlp, hidden: [64], epochs: 12, batch_size: 128, optimizer: adam, lr: 0.002, seed: 5 }
             checkpoint: { every_steps: 100, keep: 2 }
-        """.formatted(DATA));
-    StepKinds kinds = StepKinds.discover();
-    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
-    return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
-      try {
-        return new Engine(spark, kinds, EngineListener.NONE)
-            .run(spec, Engine.Options.run(runId).withWorkspace(dir.resolve("ws").toString()));
+            """);
       } catch (Exception e) {
         throw new java.util.concurrent.CompletionException(e);
       }
