@@ -40,8 +40,13 @@ public final class AirflowClient {
   /** Environment variable with Airflow's base URL (without {@code /api/v2}). */
   public static final String URL_ENV = "STAGECRAFT_AIRFLOW_URL";
   public static final String URL_DEFAULT = "http://localhost:8080";
-  /** How long a 404 for a DAG is retried by default (a DAG file not parsed yet). */
-  public static final Duration NOT_FOUND_GRACE_DEFAULT = Duration.ofSeconds(30);
+  /**
+   * How long a 404 for a DAG is retried by default (a DAG file not parsed yet), in seconds: a constant the CLI can
+   * use without loading this class (and Jackson, which `--help` on a plain JVM lacks).
+   */
+  public static final long NOT_FOUND_GRACE_SECONDS_DEFAULT = 30;
+  /** {@link #NOT_FOUND_GRACE_SECONDS_DEFAULT} as a duration. */
+  public static final Duration NOT_FOUND_GRACE_DEFAULT = Duration.ofSeconds(NOT_FOUND_GRACE_SECONDS_DEFAULT);
   /** How long one request may take by default (an Airflow on SQLite can stall for tens of seconds under load). */
   public static final Duration REQUEST_TIMEOUT_DEFAULT = Duration.ofSeconds(90);
   /** How often {@link #await} polls by default. */

@@ -164,7 +164,8 @@ public final class AirflowCommands implements Runnable {
 
     @Option(names = "--not-found-grace", paramLabel = "SECONDS", description = "How long to retry when Airflow does "
         + "not know the DAG yet (its file not parsed yet) (default: ${DEFAULT-VALUE}).")
-    long notFoundGraceSeconds = AirflowClient.NOT_FOUND_GRACE_DEFAULT.toSeconds();
+    // A constant: picocli builds every command for --help, and AirflowClient would load Jackson (not on a plain JVM).
+    long notFoundGraceSeconds = AirflowClient.NOT_FOUND_GRACE_SECONDS_DEFAULT;
 
     AirflowClient client() {
       Map<String, String> env = System.getenv();
