@@ -28,6 +28,7 @@ import picocli.CommandLine.Option;
       Commands.Status.class,
       Commands.Demo.class,
       Commands.ExplainGpu.class,
+      dev.stagecraft.jobs.cli.AirflowCommands.class,
       dev.stagecraft.jobs.bench.Bench.class,
       CommandLine.HelpCommand.class
     })
@@ -44,7 +45,8 @@ public final class Main implements Runnable {
 
   @Override
   public void run() {
-    throw new CommandLine.ParameterException(spec.commandLine(), "Missing command (run, step, status, demo)");
+    throw new CommandLine.ParameterException(spec.commandLine(),
+        "Missing command (run, step, status, demo, airflow, bench)");
   }
 
   public static void main(String[] args) {

@@ -1,6 +1,8 @@
 package dev.stagecraft.jobs.cli;
 
+import dev.stagecraft.jobs.airflow.AssetEventEmitter;
 import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.EngineListener;
 import dev.stagecraft.jobs.engine.Json;
 import dev.stagecraft.jobs.engine.LedgerStore;
 import dev.stagecraft.jobs.engine.OutputRecord;
@@ -43,6 +45,11 @@ public final class Commands {
 
     @Option(names = "--set", paramLabel = "KEY=VALUE", description = "Override a workflow parameter (repeatable).")
     Map<String, String> overrides = new LinkedHashMap<>();
+
+    @Option(names = "--airflow-asset-events", description = "When a step's outputs are committed, record an Airflow "
+        + "asset event for each (stagecraft://WORKFLOW/STEP/OUTPUT, as exported DAGs declare them); Airflow's URL and "
+        + "login as for `stagecraft airflow trigger`.")
+    boolean airflowAssetEvents;
   }
 
   @Command(name = "run", mixinStandardHelpOptions = true,
@@ -213,7 +220,12 @@ public final class Commands {
       if (only.isPresent()) {
         opts = opts.withOnlyStep(only.get());
       }
-      RunLedger ledger = new Engine(spark, kinds, progress).run(spec, opts);
+      EngineListener listener = progress;
+      if (options.airflowAssetEvents) {
+        listener = new AssetEventEmitter(progress, AirflowCommands.Connection::fromEnvironment, spec.name(),
+            System.err);
+      }
+      RunLedger ledger = new Engine(spark, kinds, listener).run(spec, opts);
       progress.close();
       summarize(ledger, only, file, out);
       preview.map(s -> ledger.step(s).outputs().get("output")).ifPresent(o -> {

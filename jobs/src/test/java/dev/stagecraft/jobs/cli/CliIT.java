@@ -61,7 +61,10 @@ class CliIT {
     Result help = java(false, dir, "--help");
     assertThat(help.code()).isZero();
     assertThat(help.out()).contains("Usage: stagecraft").contains("run ").contains("step ").contains("status ")
-        .contains("demo ");
+        .contains("demo ").contains("airflow ");
+    Result airflowHelp = java(false, dir, "airflow", "export-dag", "--help");
+    assertThat(airflowHelp.code()).as(airflowHelp.err()).isZero();
+    assertThat(airflowHelp.out()).contains("--out=DIR").contains("--retries=N");
     Result runHelp = java(false, dir, "run", "--help");
     assertThat(runHelp.code()).isZero();
     assertThat(runHelp.out()).contains("--run-id=ID").contains("--resume").contains("--set=KEY=VALUE");

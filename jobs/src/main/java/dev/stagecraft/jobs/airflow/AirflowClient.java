@@ -1,0 +1,497 @@
+package dev.stagecraft.jobs.airflow;
+
+import static java.util.Objects.requireNonNull;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.airflow.AirflowException.Reason;
+import java.io.IOException;
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.function.Consumer;
+
+/**
+ * A client for Airflow 3's stable REST API ({@code /api/v2}), authenticated with a JWT from {@code /auth/token}.
+ *
+ * <p>The token is fetched on first use and again shortly before it expires (its {@code exp} claim) or when Airflow
+ * answers 401 to it. Every failure is an {@link AirflowException} with a {@link Reason}; no message carries the
+ * password or a token. A 404 for a DAG is retried for {@link Config#notFoundGrace()}: Airflow answers 404 until its
+ * DAG processor has parsed a new DAG file.
+ *
+ * <p>Thread-safe: one client may serve several threads.
+ */
+public final class AirflowClient {
+  /** Environment variable with Airflow's base URL (without {@code /api/v2}). */
+  public static final String URL_ENV = "STAGECRAFT_AIRFLOW_URL";
+  public static final String URL_DEFAULT = "http://localhost:8080";
+  /**
+   * How long a 404 for a DAG is retried by default (a DAG file not parsed yet), in seconds: a constant the CLI can
+   * use without loading this class (and Jackson, which `--help` on a plain JVM lacks).
+   */
+  public static final long NOT_FOUND_GRACE_SECONDS_DEFAULT = 30;
+  /** {@link #NOT_FOUND_GRACE_SECONDS_DEFAULT} as a duration. */
+  public static final Duration NOT_FOUND_GRACE_DEFAULT = Duration.ofSeconds(NOT_FOUND_GRACE_SECONDS_DEFAULT);
+  /** How long one request may take by default (an Airflow on SQLite can stall for tens of seconds under load). */
+  public static final Duration REQUEST_TIMEOUT_DEFAULT = Duration.ofSeconds(90);
+  /** How often {@link #await} polls by default. */
+  public static final Duration POLL_DEFAULT = Duration.ofSeconds(2);
+  /** A token is renewed this long before its {@code exp}. */
+  static final Duration TOKEN_MARGIN = Duration.ofSeconds(30);
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /**
+   * Where Airflow is and how patient to be.
+   *
+   * @param baseUrl e.g. {@code http://localhost:8080}
+   * @param requestTimeout per HTTP request
+   * @param notFoundGrace how long a DAG's 404 is retried (zero: not at all)
+   * @param poll the interval of {@link #await}'s polls and of 404 retries
+   */
+  public record Config(URI baseUrl, AirflowCredentials credentials, Duration requestTimeout, Duration notFoundGrace,
+      Duration poll) {
+    public Config {
+      requireNonNull(baseUrl, "baseUrl is null");
+      String scheme = baseUrl.getScheme();
+      if (scheme == null || !(scheme.equals("http") || scheme.equals("https")) || baseUrl.getHost() == null) {
+        throw new AirflowException(Reason.INVALID, 0,
+            "Invalid Airflow URL '" + baseUrl + "' (expected http(s)://HOST:PORT, e.g. " + URL_DEFAULT + ")");
+      }
+      requireNonNull(credentials, "credentials is null");
+      requireNonNull(requestTimeout, "requestTimeout is null");
+      requireNonNull(notFoundGrace, "notFoundGrace is null");
+      requireNonNull(poll, "poll is null");
+    }
+
+    public static Config of(String baseUrl, AirflowCredentials credentials) {
+      String u = baseUrl.strip();
+      u = u.endsWith("/") ? u.substring(0, u.length() - 1) : u;
+      URI uri;
+      try {
+        uri = URI.create(u);
+      } catch (IllegalArgumentException e) {
+        throw new AirflowException(Reason.INVALID, 0,
+            "Invalid Airflow URL '" + baseUrl + "' (expected http(s)://HOST:PORT, e.g. " + URL_DEFAULT + ")");
+      }
+      return new Config(uri, credentials, REQUEST_TIMEOUT_DEFAULT, NOT_FOUND_GRACE_DEFAULT, POLL_DEFAULT);
+    }
+
+    public Config withNotFoundGrace(Duration grace) {
+      return new Config(baseUrl, credentials, requestTimeout, grace, poll);
+    }
+
+    public Config withPoll(Duration interval) {
+      return new Config(baseUrl, credentials, requestTimeout, notFoundGrace, interval);
+    }
+  }
+
+  private final Config config;
+  private final HttpClient http;
+  private final Clock clock;
+  private String token; // guarded by this
+  private Instant tokenExpiry = Instant.MIN; // guarded by this
+  private int tokensIssued; // guarded by this
+
+  public AirflowClient(Config config) {
+    this(config, Clock.systemUTC());
+  }
+
+  AirflowClient(Config config, Clock clock) {
+    this.config = requireNonNull(config, "config is null");
+    this.clock = requireNonNull(clock, "clock is null");
+    // HTTP/1.1: Java's default HTTP/2 tries a cleartext upgrade (h2c), which Airflow's uvicorn rejects (400/500).
+    this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(10))
+        .followRedirects(HttpClient.Redirect.NEVER).build();
+  }
+
+  public Config config() {
+    return config;
+  }
+
+  /** How many tokens this client has obtained so far (1 plus its renewals). */
+  public synchronized int tokensIssued() {
+    return tokensIssued;
+  }
+
+  /**
+   * Triggers a run of {@code dagId} now, with {@code conf} (the run's {@code dag_run.conf}).
+   *
+   * @param runId the run's id; empty lets Airflow choose one ({@code manual__…})
+   * @throws AirflowException NOT_FOUND for an unknown DAG (after {@link Config#notFoundGrace()}), CONFLICT if the
+   *     run id exists, INVALID if Airflow rejects the conf, or any reason of {@link #send}
+   */
+  public DagRun trigger(String dagId, Optional<String> runId, Map<String, ?> conf) {
+    ObjectNode body = JSON.createObjectNode();
+    body.putNull("logical_date"); // Airflow 3 requires the key; null means "now", and no data interval
+    runId.ifPresent(id -> body.put("dag_run_id", id));
+    body.set("conf", JSON.valueToTree(conf));
+    String what = "trigger DAG '" + dagId + "'" + runId.map(id -> " as run '" + id + "'").orElse("");
+    JsonNode r = withNotFoundGrace(what, () -> send("POST", dagPath(dagId) + "/dagRuns", body, what));
+    return dagRun(r);
+  }
+
+  /** The run's current state. */
+  public DagRun dagRun(String dagId, String runId) {
+    String what = "get run '" + runId + "' of DAG '" + dagId + "'";
+    return dagRun(send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId), null, what));
+  }
+
+  /** The run's task instances (every try's latest), ordered by task id. */
+  public List<TaskInstance> taskInstances(String dagId, String runId) {
+    String what = "list the tasks of run '" + runId + "' of DAG '" + dagId + "'";
+    JsonNode r = send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId) + "/taskInstances?limit=1000", null, what);
+    List<TaskInstance> out = new ArrayList<>();
+    for (JsonNode t : r.path("task_instances")) {
+      if (t.path("map_index").asInt(-1) > 0) {
+        continue; // mapped tasks: one line per task is enough for progress
+      }
+      out.add(new TaskInstance(t.path("task_id").asText(), text(t, "state"), t.path("try_number").asInt()));
+    }
+    out.sort(java.util.Comparator.comparing(TaskInstance::taskId));
+    return out;
+  }
+
+  /**
+   * Polls the run until it reaches a final state or {@code timeout} passes, reporting each change of its tasks'
+   * states to {@code progress} as one line ({@code "dag D run R: running — 2 success, 1 running (fit) — 35s"}).
+   *
+   * @return the run in its final state (which may be {@link DagRunState#FAILED}: see {@link #requireSuccess})
+   * @throws AirflowException TIMEOUT if the run is still going when {@code timeout} has passed
+   */
+  public DagRun await(String dagId, String runId, Duration timeout, Consumer<String> progress) {
+    Instant start = clock.instant();
+    Instant deadline = start.plus(timeout);
+    String last = null;
+    Instant lastPrinted = Instant.MIN;
+    while (true) {
+      DagRun run = dagRun(dagId, runId);
+      List<TaskInstance> tasks = taskInstances(dagId, runId);
+      Instant now = clock.instant();
+      String summary = summary(run, tasks);
+      // A line when something changed, and every 30 s so a log shows the wait is alive.
+      if (!summary.equals(last) || Duration.between(lastPrinted, now).compareTo(Duration.ofSeconds(30)) >= 0
+          || run.state().isFinal()) {
+        progress.accept(summary + " — " + Duration.between(start, now).toSeconds() + "s");
+        last = summary;
+        lastPrinted = now;
+      }
+      if (run.state().isFinal()) {
+        return run;
+      }
+      if (now.isAfter(deadline)) {
+        throw new AirflowException(Reason.TIMEOUT, 0, "Cannot wait longer for run '" + runId + "' of DAG '" + dagId
+            + "': still " + run.state().apiName() + " after " + timeout.toSeconds() + "s (" + summary + ")");
+      }
+      sleep(config.poll());
+    }
+  }
+
+  /**
+   * {@code run} if it succeeded; else a RUN_FAILED error naming the failed tasks.
+   */
+  public DagRun requireSuccess(DagRun run) {
+    if (run.state() == DagRunState.SUCCESS) {
+      return run;
+    }
+    List<String> failed = taskInstances(run.dagId(), run.runId()).stream()
+        .filter(t -> t.state().filter(s -> s.equals("failed") || s.equals("upstream_failed")).isPresent())
+        .map(t -> t.taskId() + " " + t.stateName())
+        .toList();
+    throw new AirflowException(Reason.RUN_FAILED, 0, "Run '" + run.runId() + "' of DAG '" + run.dagId() + "' "
+        + run.state().apiName() + (failed.isEmpty() ? "" : ": " + String.join(", ", failed))
+        + " (see the task logs in Airflow)");
+  }
+
+  /** Unpauses {@code dagId} so its runs are scheduled. */
+  public void unpause(String dagId) {
+    String what = "unpause DAG '" + dagId + "'";
+    ObjectNode body = JSON.createObjectNode().put("is_paused", false);
+    withNotFoundGrace(what, () -> send("PATCH", dagPath(dagId) + "?update_mask=is_paused", body, what));
+  }
+
+  /** Whether {@code dagId} is paused. */
+  public boolean isPaused(String dagId) {
+    String what = "get DAG '" + dagId + "'";
+    return withNotFoundGrace(what, () -> send("GET", dagPath(dagId), null, what)).path("is_paused").asBoolean();
+  }
+
+  /**
+   * Records an event of the asset with URI {@code uri} (as if a task had updated it), so DAGs scheduled on it run.
+   *
+   * @return the event's id
+   * @throws AirflowException NOT_FOUND if no DAG declares that asset
+   */
+  public long createAssetEvent(String uri, Map<String, ?> extra) {
+    long assetId = assetId(uri);
+    String what = "create an event of asset '" + uri + "'";
+    ObjectNode body = JSON.createObjectNode().put("asset_id", assetId);
+    body.set("extra", JSON.valueToTree(extra));
+    return send("POST", "/api/v2/assets/events", body, what).path("id").asLong();
+  }
+
+  /** The id Airflow gave the asset with URI {@code uri}. */
+  public long assetId(String uri) {
+    String what = "look up asset '" + uri + "'";
+    JsonNode r = send("GET", "/api/v2/assets?limit=100&uri_pattern=" + enc(uri), null, what);
+    for (JsonNode a : r.path("assets")) {
+      if (uri.equals(a.path("uri").asText())) {
+        return a.path("id").asLong();
+      }
+    }
+    throw new AirflowException(Reason.NOT_FOUND, 404,
+        "Cannot " + what + ": Airflow knows no asset with that URI (no parsed DAG declares it)");
+  }
+
+  /** The runs of {@code dagId}, newest first (up to 100). */
+  public List<DagRun> dagRuns(String dagId) {
+    String what = "list runs of DAG '" + dagId + "'";
+    JsonNode r = send("GET", dagPath(dagId) + "/dagRuns?limit=100&order_by=-run_after", null, what);
+    List<DagRun> out = new ArrayList<>();
+    for (JsonNode run : r.path("dag_runs")) {
+      out.add(dagRun(run));
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+
+  static String summary(DagRun run, List<TaskInstance> tasks) {
+    Map<String, List<String>> byState = new TreeMap<>();
+    for (TaskInstance t : tasks) {
+      byState.computeIfAbsent(t.stateName(), k -> new ArrayList<>()).add(t.taskId());
+    }
+    StringBuilder s = new StringBuilder("dag " + run.dagId() + " run " + run.runId() + ": " + run.state().apiName());
+    if (!byState.isEmpty()) {
+      s.append(" —");
+      String sep = " ";
+      for (Map.Entry<String, List<String>> e : byState.entrySet()) {
+        s.append(sep).append(e.getValue().size()).append(' ').append(e.getKey());
+        if (!e.getKey().equals("success") && !e.getKey().equals("none") && !e.getKey().equals("skipped")) {
+          s.append(" (").append(String.join(", ", e.getValue())).append(')');
+        }
+        sep = ", ";
+      }
+    }
+    return s.toString();
+  }
+
+  private interface Call {
+    JsonNode call();
+  }
+
+  private JsonNode withNotFoundGrace(String what, Call call) {
+    Instant deadline = clock.instant().plus(config.notFoundGrace());
+    while (true) {
+      try {
+        return call.call();
+      } catch (AirflowException e) {
+        if (e.reason() != Reason.NOT_FOUND || !clock.instant().isBefore(deadline)) {
+          if (e.reason() == Reason.NOT_FOUND && !config.notFoundGrace().isZero()) {
+            throw new AirflowException(Reason.NOT_FOUND, 404, e.getMessage() + " (still after "
+                + config.notFoundGrace().toSeconds() + "s: is the file in Airflow's DAGs folder, and free of import "
+                + "errors? `airflow dags list-import-errors` tells)");
+          }
+          throw e;
+        }
+        sleep(config.poll());
+      }
+    }
+  }
+
+  private static DagRun dagRun(JsonNode r) {
+    Map<String, Object> conf = new LinkedHashMap<>();
+    if (r.path("conf").isObject()) {
+      conf = JSON.convertValue(r.path("conf"), JSON.getTypeFactory().constructMapType(LinkedHashMap.class,
+          String.class, Object.class));
+    }
+    return new DagRun(r.path("dag_id").asText(), r.path("dag_run_id").asText(),
+        DagRunState.of(r.path("state").asText(null)), text(r, "start_date"), text(r, "end_date"), conf);
+  }
+
+  private static Optional<String> text(JsonNode n, String field) {
+    JsonNode v = n.path(field);
+    return v.isMissingNode() || v.isNull() ? Optional.empty() : Optional.of(v.asText());
+  }
+
+  private static String dagPath(String dagId) {
+    return "/api/v2/dags/" + enc(dagId);
+  }
+
+  private static String enc(String s) {
+    return URLEncoder.encode(s, StandardCharsets.UTF_8).replace("+", "%20");
+  }
+
+  /**
+   * Sends one API request with a valid token (renewed once if Airflow answers 401 to it) and returns the parsed
+   * answer ({@code null} node for an empty body).
+   */
+  JsonNode send(String method, String path, JsonNode body, String what) {
+    HttpResponse<String> r = exchange(method, path, body, bearer(false), what);
+    if (r.statusCode() == 401) {
+      r = exchange(method, path, body, bearer(true), what); // expired or revoked: one fresh token
+    }
+    return parse(r, what);
+  }
+
+  private String bearer(boolean renew) {
+    synchronized (this) {
+      if (renew || token == null || !clock.instant().isBefore(tokenExpiry.minus(TOKEN_MARGIN))) {
+        fetchToken();
+      }
+      return "Bearer " + token;
+    }
+  }
+
+  private void fetchToken() {
+    ObjectNode body = JSON.createObjectNode()
+        .put("username", config.credentials().username())
+        .put("password", config.credentials().password());
+    String what = "log in to Airflow at " + config.baseUrl() + " as '" + config.credentials().username() + "'";
+    HttpResponse<String> r = exchange("POST", "/auth/token", body, null, what);
+    if (r.statusCode() == 401 || r.statusCode() == 403) {
+      // Never echo the answer's body here beyond Airflow's short detail: validation errors may quote the input.
+      throw new AirflowException(AirflowException.reasonOf(r.statusCode()), r.statusCode(), "Cannot " + what + ": "
+          + (r.statusCode() == 401 ? "wrong username or password" : "forbidden") + " (HTTP " + r.statusCode() + ")");
+    }
+    JsonNode n = parse(r, what);
+    String t = n.path("access_token").asText(null);
+    if (t == null || t.isEmpty()) {
+      throw new AirflowException(Reason.SERVER_ERROR, r.statusCode(),
+          "Cannot " + what + ": the answer has no access_token (is " + config.baseUrl() + " an Airflow 3 API server?)");
+    }
+    token = t;
+    tokenExpiry = expiryOf(t).orElse(clock.instant().plus(Duration.ofMinutes(5)));
+    tokensIssued++;
+  }
+
+  /** The {@code exp} claim of a JWT (seconds since the epoch), if it has one; the signature is not checked. */
+  static Optional<Instant> expiryOf(String jwt) {
+    String[] parts = jwt.split("\\.");
+    if (parts.length < 2) {
+      return Optional.empty();
+    }
+    try {
+      JsonNode claims = JSON.readTree(Base64.getUrlDecoder().decode(parts[1]));
+      return claims.path("exp").isNumber() ? Optional.of(Instant.ofEpochSecond(claims.path("exp").asLong()))
+          : Optional.empty();
+    } catch (IOException | IllegalArgumentException e) {
+      return Optional.empty();
+    }
+  }
+
+  private HttpResponse<String> exchange(String method, String path, JsonNode body, String authorization,
+      String what) {
+    HttpRequest.Builder b = HttpRequest.newBuilder(config.baseUrl().resolve(path))
+        .timeout(config.requestTimeout())
+        .header("Accept", "application/json");
+    if (authorization != null) {
+      b.header("Authorization", authorization);
+    }
+    if (body != null) {
+      try {
+        b.header("Content-Type", "application/json")
+            .method(method, HttpRequest.BodyPublishers.ofString(JSON.writeValueAsString(body)));
+      } catch (JsonProcessingException e) {
+        throw new AirflowException(Reason.INVALID, 0, "Cannot " + what + ": the request cannot be written as JSON: "
+            + config.credentials().scrub(e.getOriginalMessage()));
+      }
+    } else {
+      b.method(method, HttpRequest.BodyPublishers.noBody());
+    }
+    try {
+      return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    } catch (IOException e) {
+      String cause = e.getMessage() == null || e.getMessage().isBlank() ? e.getClass().getSimpleName()
+          : e.getMessage();
+      throw new AirflowException(Reason.UNREACHABLE, "Cannot " + what + ": Airflow at " + config.baseUrl()
+          + " is unreachable (" + config.credentials().scrub(cause) + ")", null);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new AirflowException(Reason.UNREACHABLE, "Cannot " + what + ": interrupted", null);
+    }
+  }
+
+  private JsonNode parse(HttpResponse<String> r, String what) {
+    int status = r.statusCode();
+    if (status >= 200 && status < 300) {
+      if (r.body() == null || r.body().isBlank()) {
+        return JSON.nullNode();
+      }
+      try {
+        return JSON.readTree(r.body());
+      } catch (IOException e) {
+        throw new AirflowException(Reason.SERVER_ERROR, status, "Cannot " + what + ": Airflow's answer is not JSON "
+            + "(is " + config.baseUrl() + " an Airflow 3 API server?)");
+      }
+    }
+    Reason reason = AirflowException.reasonOf(status);
+    String detail = config.credentials().scrub(detail(r.body()));
+    String meaning = switch (reason) {
+      case UNAUTHORIZED -> "not authenticated";
+      case FORBIDDEN -> "forbidden for user '" + config.credentials().username() + "'";
+      case NOT_FOUND -> "not found";
+      case CONFLICT -> "conflict";
+      case INVALID -> "rejected as invalid";
+      default -> "Airflow failed";
+    };
+    throw new AirflowException(reason, status, "Cannot " + what + ": " + meaning + " (HTTP " + status
+        + (detail.isEmpty() ? "" : ": " + detail) + ")");
+  }
+
+  /** Airflow's error detail, on one line: a string, or the messages of a validation error's list. */
+  private static String detail(String body) {
+    if (body == null || body.isBlank()) {
+      return "";
+    }
+    try {
+      JsonNode d = JSON.readTree(body).path("detail");
+      if (d.isTextual()) {
+        return oneLine(d.asText());
+      }
+      if (d.isArray()) {
+        List<String> msgs = new ArrayList<>();
+        for (JsonNode e : d) {
+          String loc = e.path("loc").isArray() ? String.join(".", JSON.convertValue(e.path("loc"), String[].class))
+              : "";
+          msgs.add((loc.isEmpty() ? "" : loc + ": ") + e.path("msg").asText());
+        }
+        return oneLine(String.join("; ", msgs));
+      }
+      if (d.isObject()) {
+        return oneLine(d.path("reason").asText(d.path("message").asText(d.toString())));
+      }
+      return "";
+    } catch (IOException e) {
+      return oneLine(body.length() > 200 ? body.substring(0, 200) + "…" : body);
+    }
+  }
+
+  private static String oneLine(String s) {
+    return s.replaceAll("\\s+", " ").strip();
+  }
+
+  private static void sleep(Duration d) {
+    try {
+      Thread.sleep(d.toMillis());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new AirflowException(Reason.UNREACHABLE, "Cannot wait for Airflow: interrupted", null);
+    }
+  }
+}

@@ -1,0 +1,91 @@
+package dev.stagecraft.jobs.airflow;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The client's pieces that need no server (AirflowIT tests it against a real Airflow). */
+class AirflowClientTest {
+  @TempDir Path dir;
+
+  @Test
+  void readsTheExpiryOfAJwtWithoutCheckingItsSignature() {
+    String payload = Base64.getUrlEncoder().withoutPadding()
+        .encodeToString("{\"sub\":\"a\",\"exp\":1795918594}".getBytes(StandardCharsets.UTF_8));
+    assertThat(AirflowClient.expiryOf("eyJhbGciOiJIUzUxMiJ9." + payload + ".sig"))
+        .contains(Instant.ofEpochSecond(1795918594));
+    assertThat(AirflowClient.expiryOf("not-a-jwt")).isEmpty();
+    assertThat(AirflowClient.expiryOf("a.%%%.c")).isEmpty();
+  }
+
+  @Test
+  void summarisesARunOnOneLineNamingTasksThatAreNotDone() {
+    DagRun run = new DagRun("d", "r1", DagRunState.RUNNING, Optional.empty(), Optional.empty(), Map.of());
+    String line = AirflowClient.summary(run, List.of(
+        new TaskInstance("a", Optional.of("success"), 1),
+        new TaskInstance("b", Optional.of("running"), 1),
+        new TaskInstance("c", Optional.of("up_for_retry"), 1),
+        new TaskInstance("d", Optional.empty(), 0)));
+    assertThat(line).isEqualTo("dag d run r1: running — 1 none, 1 running (b), 1 success, 1 up_for_retry (c)");
+  }
+
+  @Test
+  void credentialsComeFromTheEnvironmentOrAFileAndNeverShowThePassword() throws Exception {
+    AirflowCredentials env = AirflowCredentials.resolve(
+        Map.of(AirflowCredentials.PASSWORD_ENV, "s3cret", AirflowCredentials.USERNAME_ENV, "ops"), Optional.empty());
+    assertThat(env.username()).isEqualTo("ops");
+    assertThat(env.toString()).doesNotContain("s3cret").contains("ops");
+    assertThat(env.scrub("bad input: s3cret!")).isEqualTo("bad input: ***!");
+
+    Path file = dir.resolve("airflow.properties");
+    Files.writeString(file, "username = etl\npassword = p@ss word\n");
+    AirflowCredentials fromFile = AirflowCredentials.resolve(Map.of(AirflowCredentials.FILE_ENV, file.toString()),
+        Optional.empty());
+    assertThat(fromFile.username()).isEqualTo("etl");
+    assertThat(fromFile.password()).isEqualTo("p@ss word");
+
+    assertThatThrownBy(() -> AirflowCredentials.resolve(Map.of(), Optional.empty()))
+        .isInstanceOf(StagecraftException.class)
+        .hasMessageStartingWith("Cannot log in to Airflow: no credentials (set STAGECRAFT_AIRFLOW_USERNAME and "
+            + "STAGECRAFT_AIRFLOW_PASSWORD");
+    Files.writeString(file, "username=etl\n");
+    assertThatThrownBy(() -> AirflowCredentials.resolve(Map.of(), Optional.of(file)))
+        .hasMessage("Invalid Airflow credentials file " + file + ": no 'password=' line");
+    assertThatThrownBy(() -> AirflowCredentials.resolve(Map.of(), Optional.of(dir.resolve("nope"))))
+        .hasMessage("Cannot read Airflow credentials file " + dir.resolve("nope") + ": no such file");
+  }
+
+  @Test
+  void mapsHttpStatusesToReasonsAndReasonsToExitCategories() {
+    assertThat(AirflowException.reasonOf(401)).isEqualTo(AirflowException.Reason.UNAUTHORIZED);
+    assertThat(AirflowException.reasonOf(403)).isEqualTo(AirflowException.Reason.FORBIDDEN);
+    assertThat(AirflowException.reasonOf(404)).isEqualTo(AirflowException.Reason.NOT_FOUND);
+    assertThat(AirflowException.reasonOf(409)).isEqualTo(AirflowException.Reason.CONFLICT);
+    assertThat(AirflowException.reasonOf(422)).isEqualTo(AirflowException.Reason.INVALID);
+    assertThat(AirflowException.reasonOf(503)).isEqualTo(AirflowException.Reason.SERVER_ERROR);
+    assertThat(AirflowException.Reason.UNREACHABLE.category()).isEqualTo(ErrorCategory.EXTERNAL);
+    assertThat(AirflowException.Reason.RUN_FAILED.category().exitCode()).isEqualTo(1);
+    assertThat(AirflowException.Reason.UNAUTHORIZED.category().exitCode()).isEqualTo(2);
+  }
+
+  @Test
+  void rejectsUrlsThatAreNotHttp() {
+    AirflowCredentials c = new AirflowCredentials("u", "p");
+    assertThatThrownBy(() -> AirflowClient.Config.of("localhost:8080", c))
+        .isInstanceOf(AirflowException.class)
+        .hasMessage("Invalid Airflow URL 'localhost:8080' (expected http(s)://HOST:PORT, e.g. http://localhost:8080)");
+    assertThat(AirflowClient.Config.of("http://h:8080/", c).baseUrl().toString()).isEqualTo("http://h:8080");
+  }
+}
