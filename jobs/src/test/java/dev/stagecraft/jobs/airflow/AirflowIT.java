@@ -93,7 +93,7 @@ class AirflowIT {
     Proc.Result r = stagecraft(Map.of(), "airflow", "export-dag", example.toString(), "--out",
         airflow.dagsFolder().toString());
     assertThat(r.code()).as(r.err()).isZero();
-    assertThat(r.out()).contains("Wrote DAG 'stagecraft_a9a' (5 task(s)) to ");
+    assertThat(r.out()).contains("Wrote DAG 'stagecraft_a9a' (7 task(s)) to ");
     Files.writeString(airflow.dagsFolder().resolve("consumer.py"), """
         import datetime
         from airflow.providers.standard.operators.empty import EmptyOperator
