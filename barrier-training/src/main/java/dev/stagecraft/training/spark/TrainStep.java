@@ -61,6 +61,11 @@ public final class TrainStep implements StepKind {
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
+  public boolean barrier() {
+    return true;
+  }
+
+  @Override
   public String name() {
     return "train";
   }
