@@ -296,7 +296,8 @@ public final class TrainStep implements StepKind {
       };
       try {
         ctx.progress("starting " + workers + " barrier task(s)" + (attempt > 1 ? ", attempt " + attempt : ""));
-        outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
+        // The profile lands on the barrier stage: the repartition's shuffle read is in the same stage.
+        outcomes = BarrierGroup.run(ctx.withStepResources(selected.repartition(workers).javaRDD()),
             ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, progress, work);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
       } catch (Exception e) {

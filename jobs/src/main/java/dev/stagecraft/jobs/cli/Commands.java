@@ -199,7 +199,8 @@ public final class Commands {
     Workspace.checkRunId(runId);
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
-    SparkSession spark = SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose);
+    SparkSession spark =
+        SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose, SparkSessions.policyConf(spec));
     PrintStream out = System.out;
     try (ConsoleProgress progress =
         new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {

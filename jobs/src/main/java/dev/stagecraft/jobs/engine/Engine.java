@@ -5,6 +5,8 @@ import static java.util.Objects.requireNonNull;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.policy.spark.SparkPolicies;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
@@ -122,6 +124,9 @@ public final class Engine {
   private final SparkSession spark;
   private final StepKinds kinds;
   private final EngineListener listener;
+  /** One profile per policy for the application's life: a new profile would mean new executors. */
+  private final Map<String, Optional<org.apache.spark.resource.ResourceProfile>> profiles =
+      new java.util.concurrent.ConcurrentHashMap<>();
 
   public Engine(SparkSession spark, StepKinds kinds, EngineListener listener) {
     this.spark = requireNonNull(spark, "spark is null");
@@ -377,11 +382,24 @@ public final class Engine {
       SparkSession session = spark.newSession();
       registerUpstreamTables(session, spec, ledger, id);
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
-      // SPARK-… FAIR pools: a pool per step so concurrent steps share executors instead of queueing FIFO.
-      sc.setLocalProperty("spark.scheduler.pool", step.policy().orElse(id));
+      Optional<ResourcePolicy> policy = spec.policyOf(step);
+      // FAIR pools: one per policy (weighted by its priority when the CLI wrote the allocation file), else one per
+      // step, so concurrent steps share executors instead of queueing FIFO.
+      sc.setLocalProperty("spark.scheduler.pool", policy.map(ResourcePolicy::pool).orElse(id));
+      Optional<org.apache.spark.resource.ResourceProfile> profile = policy.flatMap(this::profileFor);
+      if (policy.isPresent() && sc.getConf().get("spark.plugins", "").contains(SparkPolicies.RAPIDS_PLUGIN)) {
+        SparkPolicies.stepSqlConf(policy.get()).forEach((k, v) -> session.conf().set(k, v));
+      }
       listener.stepStarted(id, kind.name(), attempt, group);
       run = new StepRun(runId, resolved, session, ws, attemptDir, attempt, spec.directory(), spec.allUpstream(id),
-          status -> listener.stepProgress(id, status));
+          status -> listener.stepProgress(id, status), profile);
+      if (policy.isPresent()) {
+        Map<String, Object> resources = new LinkedHashMap<>();
+        resources.put("policy", policy.get().name());
+        resources.put("pool", policy.get().pool());
+        resources.put("resource_profile", profile.map(p -> (Object) p.id()).orElse("default"));
+        run.detail("resources", resources);
+      }
       kind.run(run);
       double secs = seconds(start);
       Map<String, OutputRecord> outputs = run.outputs();
@@ -422,6 +440,35 @@ public final class Engine {
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
     }
+  }
+
+  /**
+   * The policy's resource profile, made once per application; empty where the step runs on the default profile: the
+   * policy matches the application's executors, or local mode (which supports no custom profiles; what it ignores is
+   * logged once per policy).
+   */
+  private Optional<org.apache.spark.resource.ResourceProfile> profileFor(ResourcePolicy policy) {
+    return profiles.computeIfAbsent(policy.name(), n -> {
+      SparkContext sc = spark.sparkContext();
+      if (sc.isLocal()) {
+        LOG.info("Local mode: policy '{}' runs in this JVM; it ignores {} (pool '{}' still applies)", n,
+            String.join(", ", SparkPolicies.ignoredInLocalMode(policy)), policy.pool());
+        return Optional.empty();
+      }
+      Map<String, String> conf = new LinkedHashMap<>();
+      for (scala.Tuple2<String, String> kv : sc.getConf().getAll()) {
+        conf.put(kv._1(), kv._2());
+      }
+      SparkPolicies.ProfileKind kind = SparkPolicies.profileKind(policy, conf);
+      if (kind == SparkPolicies.ProfileKind.DEFAULT) {
+        return Optional.empty();
+      }
+      Optional<String> script = Optional.ofNullable(conf.get("spark.executor.resource.gpu.discoveryScript"));
+      org.apache.spark.resource.ResourceProfile rp = SparkPolicies.profile(policy, kind, script);
+      LOG.info("Policy '{}': {} resource profile {} ({})", n, kind.name().toLowerCase(java.util.Locale.ROOT), rp.id(),
+          rp);
+      return Optional.of(rp);
+    });
   }
 
   private static void registerUpstreamTables(SparkSession session, WorkflowSpec spec, RunLedger ledger, String id) {
