@@ -127,6 +127,9 @@ public final class Engine {
   /** One profile per policy for the application's life: a new profile would mean new executors. */
   private final Map<String, Optional<org.apache.spark.resource.ResourceProfile>> profiles =
       new java.util.concurrent.ConcurrentHashMap<>();
+  private final Map<Integer, ResourcePolicy> profilePolicies = new java.util.concurrent.ConcurrentHashMap<>();
+  /** The cost meter of the run in progress (an engine runs one workflow call at a time). */
+  private volatile dev.stagecraft.cost.spark.CostListener meter;
 
   public Engine(SparkSession spark, StepKinds kinds, EngineListener listener) {
     this.spark = requireNonNull(spark, "spark is null");
@@ -170,9 +173,51 @@ public final class Engine {
       List<String> kept = new ArrayList<>(spec.order());
       kept.removeAll(toRun);
       listener.runStarted(runId, ws, toRun, only.isPresent() ? List.of() : kept);
-      RunLedger result = execute(spec, options, ws, store, toRun);
+      RunLedger result;
+      if (only.isPresent()) {
+        result = execute(spec, options, ws, store, toRun);
+      } else {
+        result = metered(spec, runId, ws, () -> execute(spec, options, ws, store, toRun));
+      }
       listener.runFinished(result);
       return result;
+    }
+  }
+
+  /**
+   * Runs {@code body} with a cost meter on the SparkContext and writes {@code runs/RUN/cost.json} and
+   * {@code cost.png} afterwards (also when steps failed: their executors cost money too).
+   */
+  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws,
+      java.util.function.Supplier<RunLedger> body) {
+    SparkContext sc = spark.sparkContext();
+    List<ResourcePolicy> used = spec.steps().stream().map(spec::policyOf).flatMap(Optional::stream).distinct()
+        .toList();
+    ResourcePolicy base = sc.isLocal() ? dev.stagecraft.policy.Policies.BUILT_IN.get("local")
+        : SparkPolicies.basePolicy(used).orElse(dev.stagecraft.cost.spark.CostListener.defaultBase(sc));
+    dev.stagecraft.cost.spark.CostListener m = new dev.stagecraft.cost.spark.CostListener(sc, runId, base);
+    profilePolicies.forEach(m::profilePolicy);
+    sc.addSparkListener(m);
+    meter = m;
+    try {
+      return body.get();
+    } finally {
+      meter = null;
+      // Task-end events are delivered asynchronously: let the bus drain before the books close.
+      try {
+        sc.listenerBus().waitUntilEmpty(10_000);
+      } catch (java.util.concurrent.TimeoutException e) {
+        LOG.warn("Spark's listener bus did not drain in 10 s: the cost report of run '{}' may miss the last tasks",
+            runId);
+      }
+      sc.removeSparkListener(m);
+      m.stop();
+      try {
+        CostFiles.write(ws, runId, dev.stagecraft.cost.CostReport.compute(
+            dev.stagecraft.cost.PriceCatalog.builtIn(), m.usage()));
+      } catch (RuntimeException e) {
+        LOG.warn("Cannot write the cost report of run '{}': {}", runId, e.toString());
+      }
     }
   }
 
@@ -391,6 +436,9 @@ public final class Engine {
         SparkPolicies.stepSqlConf(policy.get()).forEach((k, v) -> session.conf().set(k, v));
       }
       listener.stepStarted(id, kind.name(), attempt, group);
+      if (meter != null) {
+        meter.stepStarted(id);
+      }
       run = new StepRun(runId, resolved, session, ws, attemptDir, attempt, spec.directory(), spec.allUpstream(id),
           status -> listener.stepProgress(id, status), profile);
       if (policy.isPresent()) {
@@ -437,6 +485,9 @@ public final class Engine {
           l -> l.withStep(id, r -> r.failed(now(), secs, message, category.name(), details), now()));
       listener.stepFinished(id, after.step(id));
     } finally {
+      if (meter != null) {
+        meter.stepFinished(id);
+      }
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
     }
@@ -465,6 +516,10 @@ public final class Engine {
       }
       Optional<String> script = Optional.ofNullable(conf.get("spark.executor.resource.gpu.discoveryScript"));
       org.apache.spark.resource.ResourceProfile rp = SparkPolicies.profile(policy, kind, script);
+      profilePolicies.put(rp.id(), policy);
+      if (meter != null) {
+        meter.profilePolicy(rp.id(), policy);
+      }
       LOG.info("Policy '{}': {} resource profile {} ({})", n, kind.name().toLowerCase(java.util.Locale.ROOT), rp.id(),
           rp);
       return Optional.of(rp);
