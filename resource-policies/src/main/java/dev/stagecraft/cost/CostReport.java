@@ -54,7 +54,8 @@ public record CostReport(
       double seconds,
       @JsonProperty("price_per_hour") double pricePerHour,
       double cost,
-      @JsonProperty("busy_seconds") double busySeconds) {}
+      @JsonProperty("busy_seconds") double busySeconds,
+      @JsonProperty("peak_concurrent_tasks") int peakConcurrentTasks) {}
 
   private static final class Acc {
     double busyCost, idleCost, busy, idle, tasks, gpuSeconds, idleGpuCost, gpuTaskSeconds;
@@ -98,6 +99,7 @@ public record CostReport(
         cuts.add(clamp(w.end(), from, to));
       }
       double busySeconds = 0;
+      int peak = 0;
       Long prev = null;
       for (long cut : cuts) {
         if (prev != null && cut > prev) {
@@ -108,6 +110,7 @@ public record CostReport(
           List<String> running = tasks.stream().filter(t -> t.start() <= a && t.end() >= b).map(Usage.Task::step)
               .toList();
           boolean busy = !running.isEmpty();
+          peak = Math.max(peak, running.size());
           List<String> owners = busy ? running
               : usage.steps().stream().filter(w -> w.start() <= a && w.end() >= b).map(Usage.Window::step).toList();
           if (owners.isEmpty()) {
@@ -127,7 +130,7 @@ public record CostReport(
       }
       executors.add(new ExecutorCost(ex.id(), ex.profile(), ex.cores(), ex.memoryMib(), ex.gpus(),
           ex.gpuType().orElse(ex.gpus() > 0 ? catalog.defaultGpu() : null), ex.market().key(), from, to,
-          (to - from) / 1000.0, price, price * (to - from) / 3_600_000.0, busySeconds));
+          (to - from) / 1000.0, price, price * (to - from) / 3_600_000.0, busySeconds, peak));
     }
     Map<String, Line> lines = new LinkedHashMap<>();
     steps.forEach((k, v) -> lines.put(k, v.line()));

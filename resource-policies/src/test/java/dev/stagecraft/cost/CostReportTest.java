@@ -53,6 +53,7 @@ class CostReportTest {
     assertThat(infer.idleGpuCost()).isCloseTo(0.14 * 20 / 3600, within(1e-12));
     assertThat(r.steps().get(CostReport.BETWEEN).idleSeconds()).isCloseTo(30, within(1e-9));
     assertThat(r.total().gpuUtilisation()).isCloseTo(20.0 / 50, within(1e-9));
+    assertThat(r.executors()).extracting(CostReport.ExecutorCost::peakConcurrentTasks).containsExactly(1, 2);
     assertThat(sql.gpuUtilisation()).isNull();
   }
 }

@@ -163,7 +163,9 @@ class PolicyClusterIT {
         report.executors().stream().filter(e -> e.profile() == 0).toList();
     assertThat(gpuExecutors).isNotEmpty().allMatch(e -> e.gpus() == 1 && e.market().equals("spot"));
     assertThat(cpuExecutors).isNotEmpty().allMatch(e -> e.gpus() == 0 && e.market().equals("on_demand"));
-    // Two tasks per GPU: each GPU executor (2 cores, 1 GPU, 0.5 GPU a task) ran its tasks on one address.
+    // Two tasks per GPU: a GPU executor (2 cores, 1 GPU, 0.5 GPU a task) ran two tasks at once, never more.
+    assertThat(gpuExecutors.stream().mapToInt(CostReport.ExecutorCost::peakConcurrentTasks).max().orElse(0))
+        .isEqualTo(2);
     assertThat(placements.stream().map(p -> p.substring(0, p.indexOf('/'))).distinct())
         .allMatch(id -> gpuExecutors.stream().anyMatch(e -> e.id().equals(id)));
     // Released after idle_timeout while 'report' still ran: their lives end before the run does.
