@@ -221,7 +221,7 @@ public final class Commands {
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
     SparkSession spark =
-        SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose, SparkSessions.policyConf(spec));
+        SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose, SparkSessions.policyConf(spec, kinds));
     PrintStream out = System.out;
     try (ConsoleProgress progress =
         new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {

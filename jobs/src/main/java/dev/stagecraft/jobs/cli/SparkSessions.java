@@ -75,6 +75,12 @@ public final class SparkSessions {
    * ignores). The RAPIDS plugin is left out, with a log line, when its jar is not on the classpath.
    */
   public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec) {
+    return policyConf(spec, dev.stagecraft.jobs.spec.StepKinds.discover());
+  }
+
+  /** As {@link #policyConf(dev.stagecraft.jobs.spec.WorkflowSpec)}, with the kinds that tell barrier steps apart. */
+  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec,
+      dev.stagecraft.jobs.spec.StepKinds kinds) {
     java.util.List<dev.stagecraft.policy.ResourcePolicy> used = spec.steps().stream()
         .map(spec::policyOf).flatMap(java.util.Optional::stream).distinct().toList();
     java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
@@ -98,6 +104,19 @@ public final class SparkSessions {
         dev.stagecraft.policy.spark.SparkPolicies.basePolicy(used).orElseThrow();
     out.putAll(dev.stagecraft.policy.spark.SparkPolicies.applicationConf(base, used,
         java.util.Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT"))));
+    boolean barrier = spec.steps().stream().anyMatch(s -> kinds.get(s.kind()).barrier());
+    if (barrier && "true".equals(out.get("spark.dynamicAllocation.enabled"))) {
+      // SPARK-24942: barrier stages refuse dynamic allocation. Running the static steps as their own application
+      // (SparkLauncher) is not built yet, so the whole application stays static, sized by the largest static policy;
+      // GPU policies then get task-only profiles.
+      out.keySet().removeIf(k -> k.startsWith("spark.dynamicAllocation."));
+      out.put("spark.dynamicAllocation.enabled", "false");
+      out.put("spark.executor.instances", String.valueOf(used.stream().filter(p -> !p.allocation().dynamic())
+          .mapToInt(p -> p.allocation().executors()).max().orElse(1)));
+      org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn("Workflow {} mixes barrier steps with dynamic "
+          + "policies: the application runs with static executors (dynamic allocation off), as Spark requires for "
+          + "barrier stages (SPARK-24942)", spec.source());
+    }
     if (out.containsKey("spark.plugins")) {
       try {
         Class.forName(dev.stagecraft.policy.spark.SparkPolicies.RAPIDS_PLUGIN, false,

@@ -53,4 +53,24 @@ class PolicyConfTest {
         "name: p\nsteps:\n  - { id: a, kind: sql, sql: \"SELECT 1\" }\n", "file:/flows");
     assertThat(SparkSessions.policyConf(none)).isEmpty();
   }
+
+  @Test
+  void barrierStepsKeepTheApplicationStatic() {
+    WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(
+        Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
+    String before = System.getProperty("spark.master");
+    System.setProperty("spark.master", "spark://127.0.0.1:7077");
+    try {
+      Map<String, String> conf = SparkSessions.policyConf(demo);
+      assertThat(conf).containsEntry("spark.dynamicAllocation.enabled", "false")
+          .containsEntry("spark.executor.instances", "2")
+          .doesNotContainKey("spark.dynamicAllocation.shuffleTracking.enabled");
+    } finally {
+      if (before == null) {
+        System.clearProperty("spark.master");
+      } else {
+        System.setProperty("spark.master", before);
+      }
+    }
+  }
 }
