@@ -26,6 +26,7 @@ import picocli.CommandLine.Option;
       Commands.Run.class,
       Commands.Step.class,
       Commands.Status.class,
+      Commands.Cost.class,
       Commands.Demo.class,
       Commands.ExplainGpu.class,
       dev.stagecraft.jobs.cli.AirflowCommands.class,

@@ -25,6 +25,16 @@ public interface StepContext {
    */
   SparkSession spark();
 
+  /**
+   * {@code rdd} under this step's resource profile (its policy's executor and task requests), so the stage computing
+   * it runs on executors of that shape. Spark 3.5 has stage-level scheduling only for RDDs: a kind applies this to the
+   * RDD its expensive stage computes (scoring, barrier training). Returns {@code rdd} unchanged where Spark cannot
+   * honour a profile (local mode, or a policy that matches the application's default executors).
+   */
+  default <T> org.apache.spark.api.java.JavaRDD<T> withStepResources(org.apache.spark.api.java.JavaRDD<T> rdd) {
+    return rdd;
+  }
+
   /** The Hadoop configuration for workspace and data access. */
   Configuration hadoopConf();
 

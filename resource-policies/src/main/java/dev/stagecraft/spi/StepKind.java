@@ -36,6 +36,14 @@ public interface StepKind {
   default void validate(StepConfig step) {}
 
   /**
+   * True if the kind runs its work in barrier stages (gang-scheduled, all tasks at once). Spark refuses barrier stages
+   * under dynamic allocation (SPARK-24942), so the workflow loader rejects such a step under a {@code dynamic} policy.
+   */
+  default boolean barrier() {
+    return false;
+  }
+
+  /**
    * Steps this step reads without naming them in {@code after} or in a {@code ${steps.…}} reference, e.g. the tables
    * a SQL query names. Only ids in {@code stepIds} matter; the engine makes them dependencies.
    */

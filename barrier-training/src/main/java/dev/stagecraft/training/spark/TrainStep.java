@@ -61,6 +61,11 @@ public final class TrainStep implements StepKind {
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
+  public boolean barrier() {
+    return true;
+  }
+
+  @Override
   public String name() {
     return "train";
   }
@@ -291,7 +296,8 @@ public final class TrainStep implements StepKind {
       };
       try {
         ctx.progress("starting " + workers + " barrier task(s)" + (attempt > 1 ? ", attempt " + attempt : ""));
-        outcomes = BarrierGroup.run(selected.repartition(workers).javaRDD(),
+        // The profile lands on the barrier stage: the repartition's shuffle read is in the same stage.
+        outcomes = BarrierGroup.run(ctx.withStepResources(selected.repartition(workers).javaRDD()),
             ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, progress, work);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
       } catch (Exception e) {

@@ -246,7 +246,8 @@ public final class InferStep implements StepKind {
     LAST.set(metrics);
     ScoringTask task = new ScoringTask(plan.ref(), idTypes, plan.source().numFeatures(), batchSize, plan.head(),
         metrics);
-    JavaRDD<InternalRow> rows = prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task);
+    // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
+    JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
     return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema, FeaturePlan.REASON), false);
   }

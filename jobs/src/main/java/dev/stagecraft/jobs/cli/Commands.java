@@ -127,6 +127,27 @@ public final class Commands {
     }
   }
 
+  @Command(name = "cost", mixinStandardHelpOptions = true,
+      description = "Show a run's cost: per step and in total, busy vs idle executors, GPU utilisation.")
+  public static final class Cost implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "RUN-ID")
+    String runId;
+
+    @Option(names = "--workspace", paramLabel = "URI", description = "The workspace (default: ./.stagecraft).")
+    String workspace = Workspace.DEFAULT;
+
+    @Override
+    public Integer call() {
+      Workspace.checkRunId(runId);
+      Workspace ws = new Workspace(workspace, new Configuration());
+      dev.stagecraft.cost.CostReport report = dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).orElseThrow(
+          () -> StagecraftException.user("Cannot show the cost of run '%s': no cost report at %s (only whole runs "
+              + "are metered, not single steps)", runId, dev.stagecraft.jobs.engine.CostFiles.json(ws, runId)));
+      CostTable.print(runId, report, ws.runDir(runId).toString(), System.out);
+      return 0;
+    }
+  }
+
   @Command(name = "demo", mixinStandardHelpOptions = true,
       description = "Run the example workflow (jobs/examples/a9a) on local Spark, workspace ./.stagecraft.")
   public static final class Demo implements Callable<Integer> {
@@ -206,7 +227,8 @@ public final class Commands {
     Workspace.checkRunId(runId);
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
-    SparkSession spark = SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose);
+    SparkSession spark =
+        SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose, SparkSessions.policyConf(spec, kinds));
     PrintStream out = System.out;
     try (ConsoleProgress progress =
         new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {
@@ -233,6 +255,14 @@ public final class Commands {
         out.println("First rows of " + o.uri() + ":");
         spark.read().parquet(o.uri()).show(20, false);
       });
+      // The demo (and every whole run) ends with the cost report.
+      if (only.isEmpty()) {
+        Workspace ws = new Engine(spark, kinds, progress).workspace(spec, opts);
+        dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).ifPresent(report -> {
+          out.println();
+          CostTable.print(runId, report, ws.runDir(runId).toString(), out);
+        });
+      }
       if (ledger.status() == RunStatus.FAILED
           || only.map(s -> ledger.step(s).status() != StepStatus.SUCCEEDED).orElse(false)) {
         throw new StagecraftException(ErrorCategory.INTERNAL, failureLine(ledger, only, file));

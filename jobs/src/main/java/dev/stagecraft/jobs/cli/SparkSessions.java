@@ -40,12 +40,25 @@ public final class SparkSessions {
   }
 
   public static SparkSession create(String appName, boolean verbose) {
+    return create(appName, verbose, java.util.Map.of());
+  }
+
+  /**
+   * The session for a workflow: {@code policyConf} (from its resource policies, {@link #policyConf}) fills in what
+   * spark-submit and {@code -Dspark.*} did not set — explicit settings win.
+   */
+  public static SparkSession create(String appName, boolean verbose, java.util.Map<String, String> policyConf) {
     configureLogging(verbose);
     SparkConf conf = new SparkConf(); // reads spark.* system properties (set by spark-submit)
     SparkSession.Builder builder = SparkSession.builder().appName(appName);
     if (!conf.contains("spark.master")) {
       builder.master("local[*]");
     }
+    policyConf.forEach((k, v) -> {
+      if (!conf.contains(k)) {
+        builder.config(k, v);
+      }
+    });
     if (!conf.contains("spark.scheduler.mode")) {
       // Independent steps run concurrently, each in its own pool; FIFO would queue them.
       builder.config("spark.scheduler.mode", "FAIR");
@@ -54,5 +67,67 @@ public final class SparkSessions {
       builder.config("spark.ui.showConsoleProgress", "false"); // Stagecraft prints its own progress
     }
     return builder.getOrCreate();
+  }
+
+  /**
+   * Application settings from the policies a workflow's steps name (none if no step names one). In local mode only
+   * the FAIR pools' allocation file applies (one JVM: nothing to size or allocate; the engine logs what each policy
+   * ignores). The RAPIDS plugin is left out, with a log line, when its jar is not on the classpath.
+   */
+  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec) {
+    return policyConf(spec, dev.stagecraft.jobs.spec.StepKinds.discover());
+  }
+
+  /** As {@link #policyConf(dev.stagecraft.jobs.spec.WorkflowSpec)}, with the kinds that tell barrier steps apart. */
+  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec,
+      dev.stagecraft.jobs.spec.StepKinds kinds) {
+    java.util.List<dev.stagecraft.policy.ResourcePolicy> used = spec.steps().stream()
+        .map(spec::policyOf).flatMap(java.util.Optional::stream).distinct().toList();
+    java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
+    if (used.isEmpty()) {
+      return out;
+    }
+    try {
+      java.nio.file.Path xml = java.nio.file.Files.createTempFile("stagecraft-pools-", ".xml");
+      xml.toFile().deleteOnExit();
+      java.nio.file.Files.writeString(xml, dev.stagecraft.policy.spark.SparkPolicies.fairSchedulerXml(used));
+      out.put("spark.scheduler.allocation.file", xml.toString());
+    } catch (java.io.IOException e) {
+      org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn(
+          "Cannot write the FAIR scheduler allocation file (pools keep weight 1): {}", e.toString());
+    }
+    String master = new SparkConf().get("spark.master", "local[*]");
+    if (master.startsWith("local")) {
+      return out;
+    }
+    dev.stagecraft.policy.ResourcePolicy base =
+        dev.stagecraft.policy.spark.SparkPolicies.basePolicy(used).orElseThrow();
+    out.putAll(dev.stagecraft.policy.spark.SparkPolicies.applicationConf(base, used,
+        java.util.Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT"))));
+    boolean barrier = spec.steps().stream().anyMatch(s -> kinds.get(s.kind()).barrier());
+    if (barrier && "true".equals(out.get("spark.dynamicAllocation.enabled"))) {
+      // SPARK-24942: barrier stages refuse dynamic allocation. Running the static steps as their own application
+      // (SparkLauncher) is not built yet, so the whole application stays static, sized by the largest static policy;
+      // GPU policies then get task-only profiles.
+      out.keySet().removeIf(k -> k.startsWith("spark.dynamicAllocation."));
+      out.put("spark.dynamicAllocation.enabled", "false");
+      out.put("spark.executor.instances", String.valueOf(used.stream().filter(p -> !p.allocation().dynamic())
+          .mapToInt(p -> p.allocation().executors()).max().orElse(1)));
+      org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn("Workflow {} mixes barrier steps with dynamic "
+          + "policies: the application runs with static executors (dynamic allocation off), as Spark requires for "
+          + "barrier stages (SPARK-24942)", spec.source());
+    }
+    if (out.containsKey("spark.plugins")) {
+      try {
+        Class.forName(dev.stagecraft.policy.spark.SparkPolicies.RAPIDS_PLUGIN, false,
+            SparkSessions.class.getClassLoader());
+      } catch (ClassNotFoundException e) {
+        org.slf4j.LoggerFactory.getLogger(SparkSessions.class).info("A policy enables RAPIDS but its jar is not on "
+            + "the classpath (bin/fetch-rapids): the steps run on the CPU");
+        out.remove("spark.plugins");
+        out.keySet().removeIf(k -> k.startsWith("spark.rapids."));
+      }
+    }
+    return out;
   }
 }

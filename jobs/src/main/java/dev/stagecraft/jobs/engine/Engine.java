@@ -5,6 +5,8 @@ import static java.util.Objects.requireNonNull;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.policy.spark.SparkPolicies;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
@@ -122,6 +124,12 @@ public final class Engine {
   private final SparkSession spark;
   private final StepKinds kinds;
   private final EngineListener listener;
+  /** One profile per policy for the application's life: a new profile would mean new executors. */
+  private final Map<String, Optional<org.apache.spark.resource.ResourceProfile>> profiles =
+      new java.util.concurrent.ConcurrentHashMap<>();
+  private final Map<Integer, ResourcePolicy> profilePolicies = new java.util.concurrent.ConcurrentHashMap<>();
+  /** The cost meter of the run in progress (an engine runs one workflow call at a time). */
+  private volatile dev.stagecraft.cost.spark.CostListener meter;
 
   public Engine(SparkSession spark, StepKinds kinds, EngineListener listener) {
     this.spark = requireNonNull(spark, "spark is null");
@@ -165,9 +173,51 @@ public final class Engine {
       List<String> kept = new ArrayList<>(spec.order());
       kept.removeAll(toRun);
       listener.runStarted(runId, ws, toRun, only.isPresent() ? List.of() : kept);
-      RunLedger result = execute(spec, options, ws, store, toRun);
+      RunLedger result;
+      if (only.isPresent()) {
+        result = execute(spec, options, ws, store, toRun);
+      } else {
+        result = metered(spec, runId, ws, () -> execute(spec, options, ws, store, toRun));
+      }
       listener.runFinished(result);
       return result;
+    }
+  }
+
+  /**
+   * Runs {@code body} with a cost meter on the SparkContext and writes {@code runs/RUN/cost.json} and
+   * {@code cost.png} afterwards (also when steps failed: their executors cost money too).
+   */
+  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws,
+      java.util.function.Supplier<RunLedger> body) {
+    SparkContext sc = spark.sparkContext();
+    List<ResourcePolicy> used = spec.steps().stream().map(spec::policyOf).flatMap(Optional::stream).distinct()
+        .toList();
+    ResourcePolicy base = sc.isLocal() ? dev.stagecraft.policy.Policies.BUILT_IN.get("local")
+        : SparkPolicies.basePolicy(used).orElse(dev.stagecraft.cost.spark.CostListener.defaultBase(sc));
+    dev.stagecraft.cost.spark.CostListener m = new dev.stagecraft.cost.spark.CostListener(sc, runId, base);
+    profilePolicies.forEach(m::profilePolicy);
+    sc.addSparkListener(m);
+    meter = m;
+    try {
+      return body.get();
+    } finally {
+      meter = null;
+      // Task-end events are delivered asynchronously: let the bus drain before the books close.
+      try {
+        sc.listenerBus().waitUntilEmpty(10_000);
+      } catch (java.util.concurrent.TimeoutException e) {
+        LOG.warn("Spark's listener bus did not drain in 10 s: the cost report of run '{}' may miss the last tasks",
+            runId);
+      }
+      sc.removeSparkListener(m);
+      m.stop();
+      try {
+        CostFiles.write(ws, runId, dev.stagecraft.cost.CostReport.compute(
+            dev.stagecraft.cost.PriceCatalog.builtIn(), m.usage()));
+      } catch (RuntimeException e) {
+        LOG.warn("Cannot write the cost report of run '{}': {}", runId, e.toString());
+      }
     }
   }
 
@@ -377,11 +427,27 @@ public final class Engine {
       SparkSession session = spark.newSession();
       registerUpstreamTables(session, spec, ledger, id);
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
-      // SPARK-… FAIR pools: a pool per step so concurrent steps share executors instead of queueing FIFO.
-      sc.setLocalProperty("spark.scheduler.pool", step.policy().orElse(id));
+      Optional<ResourcePolicy> policy = spec.policyOf(step);
+      // FAIR pools: one per policy (weighted by its priority when the CLI wrote the allocation file), else one per
+      // step, so concurrent steps share executors instead of queueing FIFO.
+      sc.setLocalProperty("spark.scheduler.pool", policy.map(ResourcePolicy::pool).orElse(id));
+      Optional<org.apache.spark.resource.ResourceProfile> profile = policy.flatMap(this::profileFor);
+      if (policy.isPresent() && sc.getConf().get("spark.plugins", "").contains(SparkPolicies.RAPIDS_PLUGIN)) {
+        SparkPolicies.stepSqlConf(policy.get()).forEach((k, v) -> session.conf().set(k, v));
+      }
       listener.stepStarted(id, kind.name(), attempt, group);
+      if (meter != null) {
+        meter.stepStarted(id);
+      }
       run = new StepRun(runId, resolved, session, ws, attemptDir, attempt, spec.directory(), spec.allUpstream(id),
-          status -> listener.stepProgress(id, status));
+          status -> listener.stepProgress(id, status), profile);
+      if (policy.isPresent()) {
+        Map<String, Object> resources = new LinkedHashMap<>();
+        resources.put("policy", policy.get().name());
+        resources.put("pool", policy.get().pool());
+        resources.put("resource_profile", profile.map(p -> (Object) p.id()).orElse("default"));
+        run.detail("resources", resources);
+      }
       kind.run(run);
       double secs = seconds(start);
       Map<String, OutputRecord> outputs = run.outputs();
@@ -419,9 +485,45 @@ public final class Engine {
           l -> l.withStep(id, r -> r.failed(now(), secs, message, category.name(), details), now()));
       listener.stepFinished(id, after.step(id));
     } finally {
+      if (meter != null) {
+        meter.stepFinished(id);
+      }
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
     }
+  }
+
+  /**
+   * The policy's resource profile, made once per application; empty where the step runs on the default profile: the
+   * policy matches the application's executors, or local mode (which supports no custom profiles; what it ignores is
+   * logged once per policy).
+   */
+  private Optional<org.apache.spark.resource.ResourceProfile> profileFor(ResourcePolicy policy) {
+    return profiles.computeIfAbsent(policy.name(), n -> {
+      SparkContext sc = spark.sparkContext();
+      if (sc.isLocal()) {
+        LOG.info("Local mode: policy '{}' runs in this JVM; it ignores {} (pool '{}' still applies)", n,
+            String.join(", ", SparkPolicies.ignoredInLocalMode(policy)), policy.pool());
+        return Optional.empty();
+      }
+      Map<String, String> conf = new LinkedHashMap<>();
+      for (scala.Tuple2<String, String> kv : sc.getConf().getAll()) {
+        conf.put(kv._1(), kv._2());
+      }
+      SparkPolicies.ProfileKind kind = SparkPolicies.profileKind(policy, conf);
+      if (kind == SparkPolicies.ProfileKind.DEFAULT) {
+        return Optional.empty();
+      }
+      Optional<String> script = Optional.ofNullable(conf.get("spark.executor.resource.gpu.discoveryScript"));
+      org.apache.spark.resource.ResourceProfile rp = SparkPolicies.profile(policy, kind, script);
+      profilePolicies.put(rp.id(), policy);
+      if (meter != null) {
+        meter.profilePolicy(rp.id(), policy);
+      }
+      LOG.info("Policy '{}': {} resource profile {} ({})", n, kind.name().toLowerCase(java.util.Locale.ROOT), rp.id(),
+          rp);
+      return Optional.of(rp);
+    });
   }
 
   private static void registerUpstreamTables(SparkSession session, WorkflowSpec spec, RunLedger ledger, String id) {

@@ -35,9 +35,12 @@ final class StepRun implements StepContext {
   private final java.util.List<Path> extraDirs = Collections.synchronizedList(new java.util.ArrayList<>());
   private final int attempt;
   private final java.util.function.Consumer<String> onProgress;
+  private final java.util.Optional<org.apache.spark.resource.ResourceProfile> profile;
 
   StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir, int attempt,
-      String workflowDir, Set<String> upstream, java.util.function.Consumer<String> onProgress) {
+      String workflowDir, Set<String> upstream, java.util.function.Consumer<String> onProgress,
+      java.util.Optional<org.apache.spark.resource.ResourceProfile> profile) {
+    this.profile = profile;
     this.attempt = attempt;
     this.onProgress = onProgress;
     this.runId = runId;
@@ -47,6 +50,11 @@ final class StepRun implements StepContext {
     this.attemptDir = attemptDir;
     this.workflowDir = workflowDir;
     this.upstream = upstream;
+  }
+
+  @Override
+  public <T> org.apache.spark.api.java.JavaRDD<T> withStepResources(org.apache.spark.api.java.JavaRDD<T> rdd) {
+    return profile.map(rdd::withResources).orElse(rdd);
   }
 
   @Override

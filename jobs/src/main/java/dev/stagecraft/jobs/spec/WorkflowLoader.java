@@ -5,6 +5,8 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import dev.stagecraft.policy.Policies;
+import dev.stagecraft.policy.ResourcePolicy;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.StagecraftException;
@@ -94,7 +96,7 @@ public final class WorkflowLoader {
     String name = scalar(root, "name", problems, "the workflow's name");
     Optional<String> workspace = Optional.ofNullable(root.get("workspace")).map(JsonNode::asText);
     Map<String, String> params = params(root.get("params"), problems);
-    Optional<Object> policies = Optional.ofNullable(root.get("policies")).map(n -> yaml.convertValue(n, Object.class));
+    Map<String, ResourcePolicy> policies = policies(source, root.get("policies"), directory, problems);
 
     List<StepConfig> steps = new ArrayList<>();
     JsonNode stepsNode = root.get("steps");
@@ -114,6 +116,9 @@ public final class WorkflowLoader {
       }
     }
     workspace.ifPresent(w -> checkReferences("", "workspace", w, params.keySet(), Map.of(), problems));
+    for (StepConfig s : steps) {
+      checkPolicy(s, policies, problems);
+    }
 
     Map<String, Set<String>> upstream = new LinkedHashMap<>();
     if (problems.isEmpty()) {
@@ -220,6 +225,61 @@ public final class WorkflowLoader {
       return null;
     }
     return step;
+  }
+
+  /**
+   * The built-in policies plus the workflow's: an inline map, or the path of a YAML file (relative to the workflow's
+   * folder) holding the map, optionally under a top-level {@code policies:} key.
+   */
+  private Map<String, ResourcePolicy> policies(String source, JsonNode node, String directory, Problems problems) {
+    if (node == null || node.isNull()) {
+      return Policies.BUILT_IN;
+    }
+    String from = source;
+    Object value;
+    if (node.isTextual()) {
+      String file = node.asText();
+      java.net.URI uri = file.contains(":") ? java.net.URI.create(file)
+          : java.net.URI.create(directory + "/").resolve(file);
+      from = file;
+      try {
+        JsonNode root = yaml.readTree(Files.readString(Path.of(uri), StandardCharsets.UTF_8));
+        if (root != null && root.isObject() && root.size() == 1 && root.has("policies")) {
+          root = root.get("policies");
+        }
+        value = root == null || root.isNull() ? Map.of() : yaml.convertValue(root, Object.class);
+      } catch (NoSuchFileException e) {
+        problems.add("field 'policies': cannot read policy file " + file + ": no such file (expected a YAML map of "
+            + "policy name to policy, relative to the workflow's folder)");
+        return Policies.BUILT_IN;
+      } catch (IOException | IllegalArgumentException | java.nio.file.FileSystemNotFoundException e) {
+        problems.add("field 'policies': cannot read policy file " + file + ": "
+            + StagecraftException.firstLine(e.getMessage()));
+        return Policies.BUILT_IN;
+      }
+    } else {
+      value = yaml.convertValue(node, Object.class);
+    }
+    Policies.Parsed parsed = Policies.parse(from, value);
+    parsed.problems().forEach(problems::addRaw);
+    return parsed.policies();
+  }
+
+  /** The step's policy exists, and a barrier step's policy has static executors. */
+  private void checkPolicy(StepConfig step, Map<String, ResourcePolicy> policies, Problems problems) {
+    if (step.policy().isEmpty()) {
+      return;
+    }
+    String name = step.policy().get();
+    ResourcePolicy policy = policies.get(name);
+    String at = "step '" + step.id() + "' field 'policy'";
+    if (policy == null) {
+      problems.add(at + ": unknown policy '" + name + "' (expected one of: " + Policies.names(policies) + ")");
+    } else if (kinds.get(step.kind()).barrier() && policy.allocation().dynamic()) {
+      problems.add(at + ": policy '" + name + "' uses dynamic allocation, which Spark refuses for the barrier stages "
+          + "of a '" + step.kind() + "' step (SPARK-24942) (expected a policy with allocation mode static, e.g. "
+          + "gpu-training)");
+    }
   }
 
   private Set<String> dependencies(

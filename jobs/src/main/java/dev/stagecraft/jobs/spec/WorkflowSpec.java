@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.spec;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.policy.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -22,7 +23,7 @@ import java.util.Set;
  *
  * @param source the workflow file as the user named it
  * @param directory URI of the folder holding the workflow file (relative paths are resolved against it)
- * @param policies the {@code policies} entry as written (a file name or inline map), if any
+ * @param policies every policy a step may name: the built-ins and the workflow's own ({@code policies:})
  */
 public record WorkflowSpec(
     String source,
@@ -30,7 +31,7 @@ public record WorkflowSpec(
     String name,
     Optional<String> workspace,
     Map<String, String> params,
-    Optional<Object> policies,
+    Map<String, ResourcePolicy> policies,
     List<StepConfig> steps,
     Map<String, Set<String>> upstream) {
 
@@ -40,7 +41,7 @@ public record WorkflowSpec(
     requireNonNull(name, "name is null");
     requireNonNull(workspace, "workspace is null");
     params = Collections.unmodifiableMap(new LinkedHashMap<>(params));
-    requireNonNull(policies, "policies is null");
+    policies = Collections.unmodifiableMap(new LinkedHashMap<>(policies));
     steps = List.copyOf(steps);
     Map<String, Set<String>> copy = new LinkedHashMap<>();
     upstream.forEach((k, v) -> copy.put(k, Collections.unmodifiableSet(new LinkedHashSet<>(v))));
@@ -52,6 +53,11 @@ public record WorkflowSpec(
         .filter(s -> s.id().equals(id))
         .findFirst()
         .orElseThrow(() -> new IllegalArgumentException("no step " + id));
+  }
+
+  /** The policy a step names, if it names one (the loader checked that it exists). */
+  public Optional<ResourcePolicy> policyOf(StepConfig step) {
+    return step.policy().map(policies::get);
   }
 
   public Optional<StepConfig> findStep(String id) {

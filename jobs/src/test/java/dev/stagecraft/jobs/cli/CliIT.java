@@ -84,7 +84,7 @@ class CliIT {
         params: { extra: missing.csv }
         steps:
           - { id: people, kind: load, path: people.csv, options: { header: true, inferSchema: true } }
-          - { id: older, kind: sql, sql: "SELECT name FROM people WHERE age > 30" }
+          - { id: older, kind: sql, sql: "SELECT name FROM people WHERE age > 30", policy: cpu-etl }
           - { id: extra, kind: load, path: "${extra}", format: csv }
         """);
     String ws = dir.resolve("ws").toString();
@@ -105,6 +105,17 @@ class CliIT {
     assertThat(resumed.code()).as(resumed.err()).isZero();
     assertThat(resumed.out()).contains("1 step(s) to run, 2 already succeeded (people, older)")
         .contains("Run cli1 SUCCEEDED").contains("${steps.extra.output} = file:");
+    assertThat(resumed.out()).as("a whole run ends with its cost report").contains("Cost of run cli1: USD ");
+    assertThat(resumed.out().strip().lines().reduce((a, b) -> b).orElseThrow()).contains("cost.png");
+
+    Result cost = java(true, dir, "cost", "cli1", "--workspace", ws);
+    assertThat(cost.code()).as(cost.err()).isZero();
+    assertThat(cost.out()).contains("Cost of run cli1: USD ").contains("busy cost").contains("idle cost");
+    assertThat(cost.out().lines().filter(l -> l.startsWith("extra ") || l.startsWith("total ")).count())
+        .isEqualTo(2);
+    Result noCost = java(true, dir, "cost", "nope", "--workspace", ws);
+    assertThat(noCost.code()).isEqualTo(2);
+    assertThat(noCost.err()).contains("Cannot show the cost of run 'nope': no cost report at ");
 
     Result status = java(true, dir, "status", "cli1", "--workspace", ws);
     assertThat(status.code()).as(status.err()).isZero();

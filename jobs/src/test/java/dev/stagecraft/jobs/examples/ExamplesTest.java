@@ -34,6 +34,9 @@ class ExamplesTest {
     WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(EXAMPLES.resolve("a9a/workflow.yaml"));
     assertThat(demo.step("fit").kind()).isEqualTo("train");
     assertThat(demo.step("fit").intValue("workers", 1)).isEqualTo(2);
+    assertThat(demo.step("fit").policy()).contains("gpu-training");
+    assertThat(demo.step("score").policy()).contains("gpu-inference");
+    assertThat(demo.steps()).allMatch(s -> s.policy().isPresent());
     assertThat(demo.upstream().get("fit")).containsExactlyInAnyOrder("train_raw", "test_raw");
     assertThat(Files.isRegularFile(EXAMPLES.resolve("a9a/data/a9a.libsvm"))).isTrue();
   }

@@ -15,7 +15,35 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class WorkflowLoaderTest {
+  /** A kind whose work runs in barrier stages, as {@code train}'s does. */
+  static final class GangKind implements dev.stagecraft.spi.StepKind {
+    @Override
+    public String name() {
+      return "gang";
+    }
+
+    @Override
+    public List<dev.stagecraft.spi.FieldSpec> fields() {
+      return List.of();
+    }
+
+    @Override
+    public List<String> outputs() {
+      return List.of();
+    }
+
+    @Override
+    public boolean barrier() {
+      return true;
+    }
+
+    @Override
+    public void run(dev.stagecraft.spi.StepContext context) {}
+  }
+
   private final WorkflowLoader loader = new WorkflowLoader(StepKinds.of(new LoadStep(), new SqlStep()));
+  private final WorkflowLoader withGang =
+      new WorkflowLoader(StepKinds.of(new LoadStep(), new SqlStep(), new GangKind()));
 
   private WorkflowSpec parse(String yaml) {
     return loader.parse("wf.yaml", yaml, "file:/flows");
@@ -254,5 +282,70 @@ class WorkflowLoaderTest {
     assertThat(Template.substitute("a ${x} $${y}", n -> n.toUpperCase())).isEqualTo("a X ${y}");
     assertThat(Set.of(Template.stepOutput("steps.t.model"))).containsExactlyInAnyOrder("t", "model");
     assertThat(Template.stepOutput("input")).isNull();
+  }
+
+  @Test
+  void policiesInlineAndBuiltIn() {
+    WorkflowSpec spec = withGang.parse("wf.yaml", """
+        name: p
+        policies:
+          small: { executor: { cores: 2, memory: 2g }, allocation: { mode: dynamic, max: 3 } }
+        steps:
+          - { id: a, kind: load, path: x.csv, policy: small }
+          - { id: b, kind: gang, policy: gpu-training }
+          - { id: c, kind: load, path: y.csv }
+        """, "file:/flows");
+    assertThat(spec.policies()).containsKeys("local", "cpu-etl", "gpu-training", "gpu-inference", "small");
+    assertThat(spec.policyOf(spec.step("a")).orElseThrow().executor().memoryMib()).isEqualTo(2048);
+    assertThat(spec.policyOf(spec.step("b")).orElseThrow().name()).isEqualTo("gpu-training");
+    assertThat(spec.policyOf(spec.step("c"))).isEmpty();
+  }
+
+  @Test
+  void policyProblemsAreReportedBeforeAnythingRuns() {
+    assertThatThrownBy(() -> withGang.parse("wf.yaml", """
+        name: p
+        policies:
+          shared: { executor: { gpus: 1, cores: 4 }, task: { gpus: 0.3 } }
+          greedy: { executor: { gpus: 1 }, task: { gpus: 2 }, speed: fast }
+        steps:
+          - { id: a, kind: load, path: x.csv, policy: cpu-elt }
+          - { id: t, kind: gang, policy: gpu-inference }
+        """, "file:/flows"))
+        .isInstanceOfSatisfying(WorkflowLoader.WorkflowException.class, e -> assertThat(e.problems()).containsExactly(
+        "wf.yaml: policy 'shared' field 'task.gpus': 0.3 does not divide one GPU evenly (expected 1/n of a GPU, "
+            + "e.g. 0.5, 0.25 or 0.125, or a whole number)",
+        "wf.yaml: policy 'greedy' field 'speed': unknown field (expected one of: executor, task, allocation, market, "
+            + "pool, priority, rapids)",
+        "wf.yaml: policy 'greedy' field 'task.gpus': 2 is more than the executor's 1 GPU(s) (expected at most "
+            + "executor.gpus)",
+        "wf.yaml: step 'a' field 'policy': unknown policy 'cpu-elt' (expected one of: cpu-etl, gpu-inference, "
+            + "gpu-training, local)",
+        "wf.yaml: step 't' field 'policy': policy 'gpu-inference' uses dynamic allocation, which Spark refuses for "
+            + "the barrier stages of a 'gang' step (SPARK-24942) (expected a policy with allocation mode static, "
+            + "e.g. gpu-training)"));
+  }
+
+  @Test
+  void policiesFromAFile(@TempDir Path dir) throws Exception {
+    Files.writeString(dir.resolve("policies.yaml"), """
+        policies:
+          batch: { executor: { cores: 3 }, market: spot }
+        """);
+    Files.writeString(dir.resolve("wf.yaml"), """
+        name: p
+        policies: policies.yaml
+        steps:
+          - { id: a, kind: load, path: x.csv, policy: batch }
+        """);
+    WorkflowSpec spec = loader.load(dir.resolve("wf.yaml"));
+    assertThat(spec.policies().get("batch").executor().cores()).isEqualTo(3);
+
+    Files.writeString(dir.resolve("policies.yaml"), "batch: { executor: { cores: many } }\n");
+    assertThatThrownBy(() -> loader.load(dir.resolve("wf.yaml")))
+        .hasMessageContaining("policies.yaml: policy 'batch' field 'executor.cores': 'many' is not an integer");
+    Files.delete(dir.resolve("policies.yaml"));
+    assertThatThrownBy(() -> loader.load(dir.resolve("wf.yaml")))
+        .hasMessageContaining("field 'policies': cannot read policy file policies.yaml: no such file");
   }
 }
