@@ -123,7 +123,7 @@ class TrainClusterIT {
   @Test
   void aKilledExecutorCostsAtMostTheStepsSinceTheLastCheckpoint() throws Exception {
     var running = startCheckpointed("k1");
-    org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(120))
+    org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(300))
         .pollInterval(java.time.Duration.ofMillis(20)).until(() -> newestCheckpoint("k1") > 0 || running.isDone());
     long savedAtKill = newestCheckpoint("k1");
     assertThat(savedAtKill).as("training was still running when the first checkpoint appeared").isPositive();
