@@ -113,6 +113,9 @@ final class FeaturePlan {
       reasons.add(when(size(array).notEqual(lit(source.numFeatures())), concat(lit("column '" + v + "' has "),
           size(array).cast("string"), lit(" values (expected " + source.numFeatures() + ")"))));
     }
+    if (array != null) {
+      reasons.add(arrayReason(array, source));
+    }
     for (int j = 0; j < source.numFeatures(); j++) {
       String name = source.featureName(j);
       Column raw;
@@ -131,15 +134,62 @@ final class FeaturePlan {
         standardised = value.minus(lit(source.mean()[j])).divide(lit(source.std()[j]));
       }
       Column f = standardised.cast("float");
+      features.add(f.as("_f" + j));
+      if (array != null) {
+        continue; // checked above, once for the whole array
+      }
       reasons.add(when(raw.isNull(), lit("feature '" + name + "' is null"))
           .when(value.isNull(), lit("feature '" + name + "' is not a number"))
           .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
               lit("feature '" + name + "' is NaN or infinite")));
-      features.add(f.as("_f" + j));
     }
     out.add(coalesce(reasons.toArray(new Column[0])).as(REASON));
     out.addAll(features);
     return input.select(out.toArray(new Column[0]));
+  }
+
+  /**
+   * The reason an array of features cannot be scored (element null, or NaN/infinite once standardised), or null.
+   *
+   * <p>One expression per feature (a {@code CASE} each, as for plain columns) makes a projection so large that
+   * compiling it took tens of seconds per step and its evaluation cost several times the Parquet read (measured on
+   * a9a, 123 features); the {@code preprocess} also got no whole-stage code generation. Instead a cheap test runs on
+   * every row — {@code exists} over the raw values: null, NaN, or beyond the magnitude whose standardised value could
+   * overflow a float — and only rows it flags get the exact first bad feature, from {@code array_min} over per-element
+   * codes ({@code index × 4 + kind}). Both are higher-order array functions, a few expressions in all, and eligible
+   * for the RAPIDS Accelerator.
+   */
+  private static Column arrayReason(Column array, Source source) {
+    double bound = Float.MAX_VALUE;
+    Column mean = null;
+    Column std = null;
+    if (source.mean() != null) {
+      double maxMean = 0;
+      double minStd = Double.MAX_VALUE;
+      for (int j = 0; j < source.numFeatures(); j++) {
+        maxMean = Math.max(maxMean, Math.abs(source.mean()[j]));
+        minStd = Math.min(minStd, Math.abs(source.std()[j]));
+      }
+      bound = Math.max(0, Float.MAX_VALUE * minStd - maxMean); // conservative: flagged rows are checked exactly
+      mean = lit(source.mean());
+      std = lit(source.std());
+    }
+    double b = bound;
+    Column flagged = org.apache.spark.sql.functions.exists(array,
+        x -> x.isNull().or(isnan(x.cast("double"))).or(org.apache.spark.sql.functions.abs(x.cast("double")).gt(lit(b))));
+    Column m = mean;
+    Column s = std;
+    Column codes = org.apache.spark.sql.functions.transform(array, (x, i) -> {
+      Column v = x.cast("double");
+      Column f = (m == null ? v : v.minus(m.apply(i)).divide(s.apply(i))).cast("float");
+      return when(x.isNull(), i.multiply(4).plus(1))
+          .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
+              i.multiply(4).plus(3));
+    });
+    Column first = org.apache.spark.sql.functions.array_min(codes);
+    Column detail = concat(lit("feature '" + source.vector() + "["), first.divide(4).cast("int").cast("string"),
+        lit("]' "), when(first.mod(4).equalTo(1), lit("is null")).otherwise(lit("is NaN or infinite")));
+    return when(flagged, detail);
   }
 
   static String quote(String name) {
