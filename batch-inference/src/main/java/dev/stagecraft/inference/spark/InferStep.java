@@ -265,6 +265,21 @@ public final class InferStep implements StepKind {
     return m == null ? List.of() : List.copyOf(m.placements().value());
   }
 
+  /**
+   * Totals over the tasks of the most recent {@code infer} step planned in this JVM (for benchmarks): {@code batches},
+   * {@code scored_rows}, {@code bad_rows}, {@code fill_seconds} (reading rows into Arrow and building output rows)
+   * and {@code score_seconds} (in the runtime), summed over tasks (retried tasks count twice).
+   */
+  public static Map<String, Double> lastTimings() {
+    ScoringTask.Metrics m = LAST.get();
+    if (m == null) {
+      return Map.of();
+    }
+    return Map.of("batches", (double) m.batches().value(), "scored_rows", (double) m.scoredRows().value(),
+        "bad_rows", (double) m.badRows().value(), "fill_seconds", m.fillNanos().value() / 1e9,
+        "score_seconds", m.scoreNanos().value() / 1e9);
+  }
+
   /** The accumulators of the most recent {@code infer} step planned in this JVM (for tests and benchmarks). */
   static final java.util.concurrent.atomic.AtomicReference<ScoringTask.Metrics> LAST =
       new java.util.concurrent.atomic.AtomicReference<>();
