@@ -4,7 +4,6 @@ import static org.apache.spark.sql.functions.coalesce;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.concat;
 import static org.apache.spark.sql.functions.expr;
-import static org.apache.spark.sql.functions.isnan;
 import static org.apache.spark.sql.functions.lit;
 import static org.apache.spark.sql.functions.size;
 import static org.apache.spark.sql.functions.when;
@@ -29,8 +28,10 @@ import org.apache.spark.sql.types.StructType;
  * The preprocessing of an {@code infer} step as Spark SQL expressions — so it stays eligible for the RAPIDS
  * Accelerator, unlike Java code per row: each feature is read (a column, or an element of an array or ML vector
  * column), cast to double, standardised with the model's {@code (x - mean) / std} and cast to FLOAT; one more column
- * gives the first reason a row cannot be scored (null, not a number, NaN/infinite, an array of the wrong length), or
- * null for a good row.
+ * gives the reasons only SQL can see (a null array or one of the wrong length, a string that is not a number), or
+ * null. Null and NaN/infinite features are left to {@link ScoringTask}, which tests each float as it copies it: a
+ * {@code CASE} per feature made a projection so large (a9a: 123 features) that compiling it took tens of seconds per
+ * step and evaluating it cost several times the Parquet read.
  *
  * <p>Output columns: {@code [id columns…, _stagecraft_reason, _f0 … _f(n-1)]}, the layout {@link ScoringTask} reads.
  */
@@ -113,9 +114,6 @@ final class FeaturePlan {
       reasons.add(when(size(array).notEqual(lit(source.numFeatures())), concat(lit("column '" + v + "' has "),
           size(array).cast("string"), lit(" values (expected " + source.numFeatures() + ")"))));
     }
-    if (array != null) {
-      reasons.add(arrayReason(array, source));
-    }
     for (int j = 0; j < source.numFeatures(); j++) {
       String name = source.featureName(j);
       Column raw;
@@ -133,63 +131,17 @@ final class FeaturePlan {
       if (source.mean() != null) {
         standardised = value.minus(lit(source.mean()[j])).divide(lit(source.std()[j]));
       }
-      Column f = standardised.cast("float");
-      features.add(f.as("_f" + j));
-      if (array != null) {
-        continue; // checked above, once for the whole array
+      features.add(standardised.cast("float").as("_f" + j));
+      // Nulls and NaN/infinite values are found by the scoring task as it copies the floats into the batch (one
+      // test per value it reads anyway); SQL only says what the floats cannot: a string that is not a number.
+      if (array == null && field(input.schema(), source.columns().get(j)).dataType() == DataTypes.StringType) {
+        reasons.add(when(raw.isNotNull().and(value.isNull()), lit("feature '" + name + "' is not a number")));
       }
-      reasons.add(when(raw.isNull(), lit("feature '" + name + "' is null"))
-          .when(value.isNull(), lit("feature '" + name + "' is not a number"))
-          .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
-              lit("feature '" + name + "' is NaN or infinite")));
     }
-    out.add(coalesce(reasons.toArray(new Column[0])).as(REASON));
+    out.add((reasons.isEmpty() ? lit(null).cast("string") : reasons.size() == 1 ? reasons.get(0)
+        : coalesce(reasons.toArray(new Column[0]))).as(REASON));
     out.addAll(features);
     return input.select(out.toArray(new Column[0]));
-  }
-
-  /**
-   * The reason an array of features cannot be scored (element null, or NaN/infinite once standardised), or null.
-   *
-   * <p>One expression per feature (a {@code CASE} each, as for plain columns) makes a projection so large that
-   * compiling it took tens of seconds per step and its evaluation cost several times the Parquet read (measured on
-   * a9a, 123 features); the {@code preprocess} also got no whole-stage code generation. Instead a cheap test runs on
-   * every row — {@code exists} over the raw values: null, NaN, or beyond the magnitude whose standardised value could
-   * overflow a float — and only rows it flags get the exact first bad feature, from {@code array_min} over per-element
-   * codes ({@code index × 4 + kind}). Both are higher-order array functions, a few expressions in all, and eligible
-   * for the RAPIDS Accelerator.
-   */
-  private static Column arrayReason(Column array, Source source) {
-    double bound = Float.MAX_VALUE;
-    Column mean = null;
-    Column std = null;
-    if (source.mean() != null) {
-      double maxMean = 0;
-      double minStd = Double.MAX_VALUE;
-      for (int j = 0; j < source.numFeatures(); j++) {
-        maxMean = Math.max(maxMean, Math.abs(source.mean()[j]));
-        minStd = Math.min(minStd, Math.abs(source.std()[j]));
-      }
-      bound = Math.max(0, Float.MAX_VALUE * minStd - maxMean); // conservative: flagged rows are checked exactly
-      mean = lit(source.mean());
-      std = lit(source.std());
-    }
-    double b = bound;
-    Column flagged = org.apache.spark.sql.functions.exists(array,
-        x -> x.isNull().or(isnan(x.cast("double"))).or(org.apache.spark.sql.functions.abs(x.cast("double")).gt(lit(b))));
-    Column m = mean;
-    Column s = std;
-    Column codes = org.apache.spark.sql.functions.transform(array, (x, i) -> {
-      Column v = x.cast("double");
-      Column f = (m == null ? v : v.minus(m.apply(i)).divide(s.apply(i))).cast("float");
-      return when(x.isNull(), i.multiply(4).plus(1))
-          .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
-              i.multiply(4).plus(3));
-    });
-    Column first = org.apache.spark.sql.functions.array_min(codes);
-    Column detail = concat(lit("feature '" + source.vector() + "["), first.divide(4).cast("int").cast("string"),
-        lit("]' "), when(first.mod(4).equalTo(1), lit("is null")).otherwise(lit("is NaN or infinite")));
-    return when(flagged, detail);
   }
 
   static String quote(String name) {

@@ -244,8 +244,11 @@ public final class InferStep implements StepKind {
         sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.batches"), sc.longAccumulator("infer.fill_ns"),
         sc.longAccumulator("infer.score_ns"), sc.collectionAccumulator("infer.placements"));
     LAST.set(metrics);
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, plan.source().numFeatures(), batchSize, plan.head(),
-        metrics);
+    String[] names = new String[plan.source().numFeatures()];
+    for (int j = 0; j < names.length; j++) {
+      names[j] = plan.source().featureName(j);
+    }
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), metrics);
     JavaRDD<InternalRow> rows = prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task);
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
     return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema, FeaturePlan.REASON), false);
