@@ -4,7 +4,6 @@ import static org.apache.spark.sql.functions.coalesce;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.concat;
 import static org.apache.spark.sql.functions.expr;
-import static org.apache.spark.sql.functions.isnan;
 import static org.apache.spark.sql.functions.lit;
 import static org.apache.spark.sql.functions.size;
 import static org.apache.spark.sql.functions.when;
@@ -29,8 +28,10 @@ import org.apache.spark.sql.types.StructType;
  * The preprocessing of an {@code infer} step as Spark SQL expressions — so it stays eligible for the RAPIDS
  * Accelerator, unlike Java code per row: each feature is read (a column, or an element of an array or ML vector
  * column), cast to double, standardised with the model's {@code (x - mean) / std} and cast to FLOAT; one more column
- * gives the first reason a row cannot be scored (null, not a number, NaN/infinite, an array of the wrong length), or
- * null for a good row.
+ * gives the reasons only SQL can see (a null array or one of the wrong length, a string that is not a number), or
+ * null. Null and NaN/infinite features are left to {@link ScoringTask}, which tests each float as it copies it: a
+ * {@code CASE} per feature made a projection so large (a9a: 123 features) that compiling it took tens of seconds per
+ * step and evaluating it cost several times the Parquet read.
  *
  * <p>Output columns: {@code [id columns…, _stagecraft_reason, _f0 … _f(n-1)]}, the layout {@link ScoringTask} reads.
  */
@@ -130,14 +131,15 @@ final class FeaturePlan {
       if (source.mean() != null) {
         standardised = value.minus(lit(source.mean()[j])).divide(lit(source.std()[j]));
       }
-      Column f = standardised.cast("float");
-      reasons.add(when(raw.isNull(), lit("feature '" + name + "' is null"))
-          .when(value.isNull(), lit("feature '" + name + "' is not a number"))
-          .when(isnan(f).or(f.equalTo(lit(Float.POSITIVE_INFINITY))).or(f.equalTo(lit(Float.NEGATIVE_INFINITY))),
-              lit("feature '" + name + "' is NaN or infinite")));
-      features.add(f.as("_f" + j));
+      features.add(standardised.cast("float").as("_f" + j));
+      // Nulls and NaN/infinite values are found by the scoring task as it copies the floats into the batch (one
+      // test per value it reads anyway); SQL only says what the floats cannot: a string that is not a number.
+      if (array == null && field(input.schema(), source.columns().get(j)).dataType() == DataTypes.StringType) {
+        reasons.add(when(raw.isNotNull().and(value.isNull()), lit("feature '" + name + "' is not a number")));
+      }
     }
-    out.add(coalesce(reasons.toArray(new Column[0])).as(REASON));
+    out.add((reasons.isEmpty() ? lit(null).cast("string") : reasons.size() == 1 ? reasons.get(0)
+        : coalesce(reasons.toArray(new Column[0]))).as(REASON));
     out.addAll(features);
     return input.select(out.toArray(new Column[0]));
   }

@@ -244,8 +244,11 @@ public final class InferStep implements StepKind {
         sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.batches"), sc.longAccumulator("infer.fill_ns"),
         sc.longAccumulator("infer.score_ns"), sc.collectionAccumulator("infer.placements"));
     LAST.set(metrics);
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, plan.source().numFeatures(), batchSize, plan.head(),
-        metrics);
+    String[] names = new String[plan.source().numFeatures()];
+    for (int j = 0; j < names.length; j++) {
+      names[j] = plan.source().featureName(j);
+    }
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), metrics);
     // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
     JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
@@ -264,6 +267,21 @@ public final class InferStep implements StepKind {
   public static List<String> lastPlacements() {
     ScoringTask.Metrics m = LAST.get();
     return m == null ? List.of() : List.copyOf(m.placements().value());
+  }
+
+  /**
+   * Totals over the tasks of the most recent {@code infer} step planned in this JVM (for benchmarks): {@code batches},
+   * {@code scored_rows}, {@code bad_rows}, {@code fill_seconds} (reading rows into Arrow and building output rows)
+   * and {@code score_seconds} (in the runtime), summed over tasks (retried tasks count twice).
+   */
+  public static Map<String, Double> lastTimings() {
+    ScoringTask.Metrics m = LAST.get();
+    if (m == null) {
+      return Map.of();
+    }
+    return Map.of("batches", (double) m.batches().value(), "scored_rows", (double) m.scoredRows().value(),
+        "bad_rows", (double) m.badRows().value(), "fill_seconds", m.fillNanos().value() / 1e9,
+        "score_seconds", m.scoreNanos().value() / 1e9);
   }
 
   /** The accumulators of the most recent {@code infer} step planned in this JVM (for tests and benchmarks). */

@@ -42,8 +42,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Scores one partition: rows laid out as {@code [id columns…, reason, f0…f(n-1) as FLOAT]} (see {@link FeaturePlan})
  * are gathered {@code batchSize} at a time into an Arrow {@link FixedSizeListVector} of floats whose data buffer —
- * row-major {@code [rows × n]} — is handed to the runtime without copying. Rows with a reason (bad rows) skip the
- * model and come out with null outputs and their reason.
+ * row-major {@code [rows × n]} — is handed to the runtime without copying. Rows with a reason (bad rows), or with a
+ * null or NaN/infinite feature (tested as each float is copied), skip the model and come out with null outputs and
+ * their reason.
  *
  * <p>Output rows: {@code [id columns…, outputs…, reason]} as {@link OutputHead} lays them out.
  */
@@ -64,6 +65,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   private final ModelRef model;
   private final DataType[] idTypes;
   private final int numFeatures;
+  private final String[] featureNames;
   private final int batchSize;
   private final OutputHead head;
   private final Metrics metrics;
@@ -73,10 +75,13 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       LongAccumulator fillNanos, LongAccumulator scoreNanos, CollectionAccumulator<String> placements)
       implements Serializable {}
 
-  ScoringTask(ModelRef model, DataType[] idTypes, int numFeatures, int batchSize, OutputHead head, Metrics metrics) {
+  /** @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]}) */
+  ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, int batchSize, OutputHead head,
+      Metrics metrics) {
     this.model = requireNonNull(model, "model is null");
     this.idTypes = idTypes.clone();
-    this.numFeatures = numFeatures;
+    this.numFeatures = featureNames.length;
+    this.featureNames = featureNames.clone();
     this.batchSize = batchSize;
     this.head = requireNonNull(head, "head is null");
     this.metrics = requireNonNull(metrics, "metrics is null");
@@ -188,8 +193,23 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
           continue;
         }
         long base = address + (long) n * numFeatures * Float.BYTES;
-        for (int j = 0; j < numFeatures; j++) {
-          Platform.putFloat(null, base + (long) j * Float.BYTES, row.getFloat(reasonAt + 1 + j));
+        int j = 0;
+        for (; j < numFeatures; j++) {
+          int k = reasonAt + 1 + j;
+          if (row.isNullAt(k)) {
+            break;
+          }
+          float v = row.getFloat(k);
+          if (!Float.isFinite(v)) {
+            break;
+          }
+          Platform.putFloat(null, base + (long) j * Float.BYTES, v);
+        }
+        if (j < numFeatures) { // the slot is reused by the next row
+          ready.add(head.badRow(idValues, UTF8String.fromString("feature '" + featureNames[j] + "' "
+              + (row.isNullAt(reasonAt + 1 + j) ? "is null" : "is NaN or infinite"))));
+          bad++;
+          continue;
         }
         ids[n++] = idValues;
       }

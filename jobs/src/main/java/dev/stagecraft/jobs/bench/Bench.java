@@ -21,11 +21,12 @@ import picocli.CommandLine.ParentCommand;
  * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint.")
+    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference.")
 public final class Bench implements Callable<Integer> {
-  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint");
+  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference");
 
-  @Parameters(index = "0", paramLabel = "NAME", description = "allreduce | train-scaling | train-vs-mllib | checkpoint")
+  @Parameters(index = "0", paramLabel = "NAME",
+      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -51,6 +52,7 @@ public final class Bench implements Callable<Integer> {
         case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Results::emit);
         case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
         case "checkpoint" -> CheckpointBench.run(spark, workers, size, reps, Results::emit);
+        case "inference" -> InferenceBench.run(spark, size, Results::emit);
         default -> TrainBench.versusMllib(spark, workers, size, Results::emit);
       }
       return 0;

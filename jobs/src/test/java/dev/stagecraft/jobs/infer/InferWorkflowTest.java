@@ -203,6 +203,49 @@ class InferWorkflowTest {
   }
 
   @Test
+  void badArraysAreQuarantinedWithTheFirstBadElement() throws Exception {
+    // std 1e-38: a finite 1e10 standardises beyond a float's range.
+    Path bundle = Bundles.write(dir.resolve("lr-array"), "logistic", List.of(), "binary", 2, List.of(), "v",
+        new double[] {0, 1, 0}, new double[] {1, 1e-38, 1}, new float[] {1, -1, 0.5f, 0.1f});
+    StructType schema = new StructType().add("id", DataTypes.LongType)
+        .add("v", DataTypes.createArrayType(DataTypes.DoubleType, true));
+    List<Row> data = List.of(
+        RowFactory.create(1L, new Double[] {1.0, 1.0, 3.0}),
+        RowFactory.create(2L, new Double[] {1.0, null, 3.0}),
+        RowFactory.create(3L, new Double[] {1.0, 1.0, Double.NaN}),
+        RowFactory.create(4L, new Double[] {Double.NEGATIVE_INFINITY, null, 3.0}),
+        RowFactory.create(5L, new Double[] {1.0, 1e10, 3.0}),
+        RowFactory.create(6L, null),
+        RowFactory.create(7L, new Double[] {1.0, 1.0}),
+        RowFactory.create(8L, new Double[] {-1.0, 1.0, 0.25}));
+    Path input = dir.resolve("bad-arrays");
+    spark.createDataFrame(data, schema).write().parquet(input.toString());
+
+    StepRecord score = run("""
+          - id: score
+            kind: infer
+            model: %s
+            input: %s
+            max_bad_fraction: 0.9
+        """.formatted(bundle, input), "r2a").step("score");
+    assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
+    Map<Long, String> reasons = new HashMap<>();
+    output(score, "quarantine").forEach((id, r) -> reasons.put(id, r.getString(r.fieldIndex("reason"))));
+    assertThat(reasons).containsExactlyInAnyOrderEntriesOf(Map.of(
+        2L, "feature 'v[1]' is null",
+        3L, "feature 'v[2]' is NaN or infinite",
+        4L, "feature 'v[0]' is NaN or infinite",
+        5L, "feature 'v[1]' is NaN or infinite",
+        6L, "column 'v' is null",
+        7L, "column 'v' has 2 values (expected 3)"));
+    Map<Long, Row> good = output(score, "output");
+    assertThat(good.keySet()).containsExactlyInAnyOrder(1L, 8L);
+    double z = 1 * 1.0 - 1 * 0.0 + 0.5 * 3 + 0.1;
+    assertThat(good.get(1L).getDouble(good.get(1L).fieldIndex("probability")))
+        .isCloseTo(1 / (1 + Math.exp(-z)), within(1e-6));
+  }
+
+  @Test
   void tooManyBadRowsOrAMissingFeatureColumnFailTheStepWithAClearMessage() throws Exception {
     Path bundle = Bundles.write(dir.resolve("lr"), "logistic", List.of(), "binary", 2, List.of("x0", "x1", "zz"),
         null, new double[] {0, 0, 0}, new double[] {1, 1, 1}, new float[] {1, -1, 0.5f, 0.1f});

@@ -1,0 +1,296 @@
+package dev.stagecraft.jobs.bench;
+
+import static org.apache.spark.sql.functions.callUDF;
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.lit;
+import static org.apache.spark.sql.functions.when;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.inference.bundle.BundleManifest;
+import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.inference.model.BundleNetwork;
+import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.model.NetworkShape;
+import dev.stagecraft.inference.model.ParameterFile;
+import dev.stagecraft.inference.spark.InferStep;
+import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.EngineListener;
+import dev.stagecraft.jobs.engine.RunLedger;
+import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
+import java.io.ByteArrayInputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CyclicBarrier;
+import java.util.function.Consumer;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.types.DataTypes;
+
+/**
+ * {@code bench inference}: rows/s of the {@code infer} step (read Parquet, SQL preprocessing, Arrow batches through
+ * DJL, both outputs written) on a9a replicated to ≥ 1M rows of 123 features, against
+ * <ul>
+ *   <li>the physical limit here: the same {@link BundleNetwork} scoring the same pre-built batches (standardised a9a
+ *       rows, same batch size) in a tight loop, one thread per core with one intra-op thread each — as many threads
+ *       as Spark runs tasks, no Spark;
+ *   <li>the baseline: a row-at-a-time Spark UDF calling the same network (loaded once per JVM) on one row per call,
+ *       standardising in Java, on the same input, writing the same prediction columns to Parquet.
+ * </ul>
+ * Two models: an MLP with hidden layers [256, 256] (compute-bound) and a logistic model (data-movement-bound), both
+ * trained on a9a by a {@code train} step first.
+ */
+final class InferenceBench {
+  static final int A9A_ROWS = 32_560;
+  static final int BATCH = 4096;
+
+  private InferenceBench() {}
+
+  static void run(SparkSession spark, double scale, Consumer<ObjectNode> out) throws Exception {
+    Path dir = Files.createTempDirectory("stagecraft-bench");
+    int times = (int) Math.max(1, Math.round(31 * scale)); // 31 × 32,560 = 1,009,360 rows
+    int cores = spark.sparkContext().defaultParallelism();
+    String train = TrainBench.a9a(spark, dir, 1);
+    String small = input(spark, dir, 1);
+    String big = input(spark, dir, times);
+    long rows = (long) A9A_ROWS * times;
+    Bench.log("inference: input {} rows × 123 features at {}", rows, big);
+
+    for (String[] m : new String[][] {
+        {"mlp-256-256", "{ type: mlp, hidden: [256, 256], epochs: 1, batch_size: 1024, optimizer: adam, lr: 0.001 }"},
+        {"logistic", "{ type: logistic, epochs: 2, batch_size: 256, optimizer: adam, lr: 0.01 }"}}) {
+      StepRecord fit = TrainBench.train(spark, dir, train, 2, m[1]);
+      String bundle = fit.outputs().get("model").uri();
+      Bench.log("inference: {} bundle {}", m[0], bundle);
+
+      infer(spark, dir, bundle, small); // warm-up: JIT, DJL engine, model cache
+      StepRecord ours = infer(spark, dir, bundle, big);
+      Map<String, Double> timings = InferStep.lastTimings();
+      double oursSeconds = ours.metrics().get("seconds");
+      double oursRate = rows / oursSeconds;
+      Bench.log("inference: {} infer step {} rows/s ({} s)", m[0], Math.round(oursRate), oursSeconds);
+
+      float[] batchRows = standardisedRows(spark, small, bundle, BATCH * 2);
+      double limitRate = tightLoop(bundle, batchRows, BATCH, rows, cores);
+      Bench.log("inference: {} tight loop {} rows/s", m[0], Math.round(limitRate));
+
+      udf(spark, dir, bundle, small, m[0]); // warm-up
+      double udfSeconds = udf(spark, dir, bundle, big, m[0]);
+      double udfRate = rows / udfSeconds;
+      Bench.log("inference: {} row-at-a-time UDF {} rows/s ({} s)", m[0], Math.round(udfRate), udfSeconds);
+
+      ObjectNode line = Results.line("inference");
+      line.putObject("params").put("rows", rows).put("features", 123).put("model", m[0]).put("batch_size", BATCH)
+          .put("cores", cores);
+      ObjectNode o = line.putObject("ours");
+      o.put("rows_per_second", Bench.round(oursRate, 1)).put("seconds", Bench.round(oursSeconds, 3));
+      ObjectNode split = o.putObject("split");
+      double pass = ours.metrics().get("score_seconds");
+      split.put("scoring_pass_s", Bench.round(pass, 3))
+          .put("writes_and_rest_s", Bench.round(oursSeconds - pass, 3))
+          .put("task_runtime_s", Bench.round(timings.getOrDefault("score_seconds", 0.0), 3))
+          .put("task_batching_s", Bench.round(timings.getOrDefault("fill_seconds", 0.0), 3))
+          .put("batches", timings.getOrDefault("batches", 0.0).longValue());
+      line.putObject("baseline").put("name", "row-at-a-time Spark UDF").put("rows_per_second",
+          Bench.round(udfRate, 1)).put("seconds", Bench.round(udfSeconds, 3));
+      line.putObject("limit").put("name", "same network, pre-built batches of " + BATCH + ", " + cores
+          + " threads × 1 intra-op thread, no Spark").put("rows_per_second", Bench.round(limitRate, 1));
+      line.put("speedup", Bench.round(oursRate / udfRate, 3));
+      line.put("of_limit", Bench.round(oursRate / limitRate, 3));
+      out.accept(line);
+    }
+  }
+
+  /** a9a replicated {@code times} times as Parquet: {@code row_id}, {@code label}, {@code features} ARRAY<DOUBLE>. */
+  static String input(SparkSession spark, Path dir, int times) {
+    Path data = Path.of(System.getProperty("stagecraft.home", "."), "jobs/examples/a9a/data/a9a.libsvm");
+    Dataset<Row> one = spark.read().format("libsvm").option("numFeatures", "123").load(data.toString());
+    Dataset<Row> all = one;
+    for (int i = 1; i < times; i++) {
+      all = all.union(one);
+    }
+    String out = dir.resolve("a9a-arrays-x" + times + ".parquet").toUri().toString();
+    all.select(org.apache.spark.sql.functions.monotonically_increasing_id().as("row_id"),
+        col("label").cast("int").as("label"),
+        org.apache.spark.ml.functions.vector_to_array(col("features"), "float64").as("features"))
+        .write().mode("overwrite").parquet(out);
+    return out;
+  }
+
+  /** Runs one infer step through the engine and returns its ledger record. */
+  static StepRecord infer(SparkSession spark, Path dir, String bundle, String input) throws Exception {
+    Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
+    Files.writeString(f, """
+        name: bench
+        steps:
+          - id: score
+            kind: infer
+            model: "%s"
+            input: "%s"
+            id_columns: [row_id, label]
+            batch_size: %d
+        """.formatted(bundle, input, BATCH));
+    StepKinds kinds = StepKinds.discover();
+    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
+    RunLedger ledger = new Engine(spark, kinds, EngineListener.NONE).run(spec,
+        Engine.Options.run("bench-" + System.nanoTime()).withWorkspace(dir.resolve("ws").toString()));
+    StepRecord r = ledger.step("score");
+    if (r.status() != StepStatus.SUCCEEDED) {
+      throw new StagecraftException(ErrorCategory.INTERNAL, "benchmark infer step failed: " + r.error());
+    }
+    return r;
+  }
+
+  record Loaded(BundleNetwork network, double[] mean, double[] std) {}
+
+  static Loaded load(String uri) throws Exception {
+    org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(uri);
+    FileSystem fs = p.getFileSystem(new Configuration());
+    ModelBundle b = ModelBundle.open(fs, p);
+    BundleManifest m = b.manifest();
+    NetworkShape shape = NetworkShape.fromManifest(m.model(), uri);
+    float[] params = ParameterFile.read(new ByteArrayInputStream(b.file(ModelBundle.WEIGHTS)));
+    BundleManifest.Standardization st = m.standardization();
+    return new Loaded(new BundleNetwork(shape, params, Devices.select(Optional.empty())),
+        st == null ? null : st.mean(), st == null ? null : st.std());
+  }
+
+  /** The first {@code n} rows of {@code input}, standardised as the model expects, row-major floats. */
+  static float[] standardisedRows(SparkSession spark, String input, String bundle, int n) throws Exception {
+    Loaded l = load(bundle);
+    l.network().close();
+    List<Row> rows = spark.read().parquet(input).select("features").limit(n).collectAsList();
+    int nf = 123;
+    float[] out = new float[n * nf];
+    for (int r = 0; r < n; r++) {
+      List<Object> v = rows.get(r % rows.size()).getList(0);
+      for (int j = 0; j < nf; j++) {
+        double x = ((Number) v.get(j)).doubleValue();
+        out[r * nf + j] = (float) (l.mean() == null ? x : (x - l.mean()[j]) / l.std()[j]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Rows/s of {@code threads} threads sharing one loaded network (as an executor's tasks share the cached model),
+   * each with one intra-op thread, scoring pre-built direct batches of {@code batch} rows until {@code total} rows
+   * are scored in all; the best of three timings.
+   */
+  static double tightLoop(String bundle, float[] data, int batch, long total, int threads) throws Exception {
+    Loaded l = load(bundle);
+    try {
+      int nf = l.network().numFeatures();
+      int batches = data.length / (batch * nf);
+      long perThread = Math.max(1, total / threads / batch);
+      double best = 0;
+      for (int rep = 0; rep < 3; rep++) {
+        CyclicBarrier start = new CyclicBarrier(threads + 1);
+        CyclicBarrier end = new CyclicBarrier(threads + 1);
+        List<CompletableFuture<Void>> all = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+          int seed = t;
+          all.add(CompletableFuture.runAsync(() -> {
+            Devices.setIntraOpThreads(1);
+            ByteBuffer[] bufs = new ByteBuffer[batches];
+            for (int b = 0; b < batches; b++) {
+              bufs[b] = ByteBuffer.allocateDirect(batch * nf * 4).order(ByteOrder.nativeOrder());
+              bufs[b].asFloatBuffer().put(data, b * batch * nf, batch * nf);
+            }
+            try {
+              for (int i = 0; i < 5; i++) { // warm-up
+                l.network().score(bufs[i % batches], batch);
+              }
+              start.await();
+              for (long i = 0; i < perThread; i++) {
+                l.network().score(bufs[(int) ((i + seed) % batches)], batch);
+              }
+              end.await();
+            } catch (Exception e) {
+              throw new IllegalStateException(e);
+            }
+          }, r -> {
+            Thread th = new Thread(r, "inference-limit-" + seed);
+            th.setDaemon(true);
+            th.start();
+          }));
+        }
+        start.await();
+        long t0 = System.nanoTime();
+        end.await();
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        for (CompletableFuture<Void> f : all) {
+          f.get();
+        }
+        best = Math.max(best, perThread * threads * batch / seconds);
+      }
+      return best;
+    } finally {
+      l.network().close();
+    }
+  }
+
+  /** Seconds to score {@code input} with a row-at-a-time UDF and write the same prediction columns to Parquet. */
+  static double udf(SparkSession spark, Path dir, String bundle, String input, String name) {
+    String fn = "bench_row_udf_" + name.replaceAll("[^a-z0-9]", "_");
+    spark.udf().register(fn, new RowUdf(bundle), DataTypes.DoubleType);
+    Dataset<Row> scored = spark.read().parquet(input).select(col("row_id"), col("label"),
+        callUDF(fn, col("features")).as("probability"));
+    long t0 = System.nanoTime();
+    scored.withColumn("prediction", when(col("probability").geq(lit(0.5)), lit(1.0)).otherwise(lit(0.0)))
+        .write().mode("overwrite").parquet(dir.resolve("udf-" + fn).toUri().toString());
+    return (System.nanoTime() - t0) / 1e9;
+  }
+
+  /** p(class 1) of one row: standardise in Java, one call of the network on a one-row batch. */
+  static final class RowUdf implements UDF1<scala.collection.Seq<Object>, Double> {
+    private static final long serialVersionUID = 1L;
+    private static final Map<String, Loaded> MODELS = new ConcurrentHashMap<>();
+    private static final ThreadLocal<ByteBuffer> ROW = new ThreadLocal<>();
+    private final String bundle;
+
+    RowUdf(String bundle) {
+      this.bundle = bundle;
+    }
+
+    @Override
+    public Double call(scala.collection.Seq<Object> features) {
+      Loaded l = MODELS.computeIfAbsent(bundle, b -> {
+        try {
+          return load(b);
+        } catch (Exception e) {
+          throw new IllegalStateException(e);
+        }
+      });
+      int nf = l.network().numFeatures();
+      ByteBuffer row = ROW.get();
+      if (row == null || row.capacity() != nf * 4) {
+        Devices.setIntraOpThreads(1); // as the infer step's tasks (one CPU each)
+        row = ByteBuffer.allocateDirect(nf * 4).order(ByteOrder.nativeOrder());
+        ROW.set(row);
+      }
+      for (int j = 0; j < nf; j++) {
+        double x = ((Number) features.apply(j)).doubleValue();
+        row.putFloat(j * 4, (float) (l.mean() == null ? x : (x - l.mean()[j]) / l.std()[j]));
+      }
+      return (double) l.network().score(row, 1)[0][0];
+    }
+  }
+}

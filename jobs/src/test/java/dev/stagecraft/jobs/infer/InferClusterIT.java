@@ -1,0 +1,213 @@
+package dev.stagecraft.jobs.infer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.stagecraft.inference.spark.InferStep;
+import dev.stagecraft.jobs.engine.Engine;
+import dev.stagecraft.jobs.engine.EngineListener;
+import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.testing.StandaloneCluster;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.spark.scheduler.AccumulableInfo;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerTaskEnd;
+import org.apache.spark.scheduler.SparkListenerTaskStart;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The infer step on a real standalone cluster: a master and two workers (their own JVMs), each with 4 task slots and
+ * one fake GPU, executors asking for that GPU and tasks for a quarter of it ({@code spark.task.resource.gpu.amount
+ * =0.25}): up to four tasks of an executor share its GPU address.
+ */
+class InferClusterIT {
+  static final int FEATURES = 123;
+  @TempDir static Path dir;
+  static StandaloneCluster cluster;
+  static SparkSession spark;
+
+  @BeforeAll
+  static void start() throws Exception {
+    cluster = StandaloneCluster.start(dir, 2, 4, 1);
+    spark = cluster.session("infer-cluster-it", 4, true)
+        .config("spark.task.resource.gpu.amount", "0.25")
+        .getOrCreate();
+  }
+
+  @AfterAll
+  static void stop() {
+    if (spark != null) {
+      spark.stop();
+    }
+    if (cluster != null) {
+      cluster.close();
+    }
+  }
+
+  /** {@code rows} rows in {@code partitions} files: {@code id}, {@code x} (123 doubles in [0, 1)). */
+  static String input(String name, long rows, int partitions) {
+    String p = dir.resolve(name).toUri().toString();
+    spark.range(0, rows, 1, partitions)
+        .selectExpr("id", "transform(sequence(0, " + (FEATURES - 1) + "), i -> CAST((id * 31 + i) % 17 AS DOUBLE) "
+            + "/ 17) AS x")
+        .write().parquet(p);
+    return p;
+  }
+
+  static Path mlp(String name, long seed) throws Exception {
+    double[] mean = new double[FEATURES];
+    double[] std = new double[FEATURES];
+    java.util.Arrays.fill(std, 1);
+    return Bundles.write(dir.resolve(name), "mlp", List.of(256, 256), "binary", 2, List.of(), "x", mean, std,
+        Bundles.randomParameters(List.of(FEATURES, 256, 256, 1), seed));
+  }
+
+  static WorkflowSpec workflow(String name, Path bundle, String input) throws Exception {
+    Path f = dir.resolve(name + ".yaml");
+    Files.writeString(f, """
+        name: %s
+        steps:
+          - id: score
+            kind: infer
+            model: "%s"
+            input: "%s"
+            id_columns: [id]
+            batch_size: 1024
+        """.formatted(name, bundle.toUri(), input));
+    StepKinds kinds = StepKinds.discover();
+    return new WorkflowLoader(kinds).load(f);
+  }
+
+  static StepRecord run(WorkflowSpec spec, Engine.Options options) throws Exception {
+    StepKinds kinds = StepKinds.discover();
+    return new Engine(spark, kinds, EngineListener.NONE)
+        .run(spec, options.withWorkspace(dir.resolve("ws").toString())).step("score");
+  }
+
+  /** Asserts the committed output has exactly the input's ids, once each, and the quarantine is empty. */
+  static void assertExactlyOnce(StepRecord score, long rows) {
+    assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
+    Dataset<Row> out = spark.read().parquet(score.outputs().get("output").uri());
+    Row counts = out.selectExpr("count(*)", "count(DISTINCT id)", "min(id)", "max(id)").first();
+    assertThat(counts.getLong(0)).as("output rows").isEqualTo(rows);
+    assertThat(counts.getLong(1)).as("distinct ids").isEqualTo(rows);
+    assertThat(counts.getLong(2)).isZero();
+    assertThat(counts.getLong(3)).isEqualTo(rows - 1);
+    assertThat(spark.read().parquet(score.outputs().get("quarantine").uri()).count()).isZero();
+    assertThat(score.metrics()).containsEntry("rows", (double) rows).containsEntry("bad_rows", 0.0);
+  }
+
+  @Test
+  void anExecutorKilledMidStepLosesAndDuplicatesNoRowAndARerunOfTheRunIdNeither() throws Exception {
+    long rows = 400_000;
+    String input = input("kill-input", rows, 24);
+    WorkflowSpec spec = workflow("infer-kill", mlp("mlp-kill", 7), input);
+    // SIGKILL one executor as soon as the first scoring task has finished: the other 23 are queued or running.
+    AtomicBoolean killed = new AtomicBoolean();
+    AtomicInteger executorsAtKill = new AtomicInteger();
+    SparkListener killer = new SparkListener() {
+      @Override
+      public void onTaskEnd(SparkListenerTaskEnd end) {
+        boolean scoring = false;
+        for (AccumulableInfo a : scala.collection.JavaConverters.seqAsJavaList(end.taskInfo().accumulables())) {
+          scoring |= a.name().isDefined() && a.name().get().equals("infer.scored");
+        }
+        if (scoring && killed.compareAndSet(false, true)) {
+          List<ProcessHandle> executors = cluster.executors();
+          executorsAtKill.set(executors.size());
+          executors.get(0).destroyForcibly();
+        }
+      }
+    };
+    spark.sparkContext().addSparkListener(killer);
+    StepRecord score;
+    try {
+      score = run(spec, Engine.Options.run("kill"));
+    } finally {
+      spark.sparkContext().removeSparkListener(killer);
+    }
+    assertThat(killed).as("an executor was killed while the step ran").isTrue();
+    assertThat(executorsAtKill.get()).isEqualTo(2);
+    assertExactlyOnce(score, rows);
+    String first = score.outputs().get("output").uri();
+
+    // The same run id, the step forced to run again (what `stagecraft step … --run-id kill` does): a new attempt,
+    // committed in place of the first; still every id once.
+    StepRecord again = run(spec, Engine.Options.run("kill").withOnlyStep("score"));
+    assertExactlyOnce(again, rows);
+    assertThat(again.outputs().get("output").uri()).isNotEqualTo(first);
+  }
+
+  @Test
+  void fractionalGpuTasksShareTheirExecutorsAddressAndItsOnceLoadedModel() throws Exception {
+    long rows = 64_000;
+    String input = input("gpu-input", rows, 16);
+    WorkflowSpec spec = workflow("infer-gpu", mlp("mlp-gpu", 11), input);
+    // How many tasks run at once per executor (a whole-GPU task amount would allow one).
+    Map<String, AtomicInteger> running = new ConcurrentHashMap<>();
+    Map<String, AtomicInteger> peak = new ConcurrentHashMap<>();
+    SparkListener concurrency = new SparkListener() {
+      @Override
+      public void onTaskStart(SparkListenerTaskStart start) {
+        String e = start.taskInfo().executorId();
+        int now = running.computeIfAbsent(e, k -> new AtomicInteger()).incrementAndGet();
+        peak.computeIfAbsent(e, k -> new AtomicInteger()).accumulateAndGet(now, Math::max);
+      }
+
+      @Override
+      public void onTaskEnd(SparkListenerTaskEnd end) {
+        running.computeIfAbsent(end.taskInfo().executorId(), k -> new AtomicInteger()).decrementAndGet();
+      }
+    };
+    spark.sparkContext().addSparkListener(concurrency);
+    StepRecord score;
+    try {
+      score = run(spec, Engine.Options.run("gpu"));
+    } finally {
+      spark.sparkContext().removeSparkListener(concurrency);
+    }
+    assertExactlyOnce(score, rows);
+
+    // executor=ID partition=P gpu=ADDRESS device=DEVICE loads=N
+    Pattern line = Pattern.compile("executor=(\\S+) partition=(\\d+) gpu=(\\S+) device=(\\S+) loads=(\\d+)");
+    List<String> placements = InferStep.lastPlacements();
+    assertThat(placements).as("one line per task (Spark packs the 16 files into fewer partitions)").hasSizeGreaterThanOrEqualTo(4);
+    Map<String, List<String>> tasksByGpu = new HashMap<>();
+    Map<String, String> gpuOfExecutor = new HashMap<>();
+    for (String p : placements) {
+      Matcher m = line.matcher(p);
+      assertThat(m.matches()).as(p).isTrue();
+      String executor = m.group(1);
+      String gpu = m.group(3);
+      assertThat(gpu).as("every task was given a GPU address: %s", p).isNotEqualTo("none");
+      assertThat(gpuOfExecutor.putIfAbsent(executor, gpu)).as("one address per executor: %s", p).isIn(null, gpu);
+      tasksByGpu.computeIfAbsent(gpu, k -> new ArrayList<>()).add(p);
+      // No CUDA here: the runtime falls back to the CPU; one load per executor and device for all its tasks.
+      assertThat(m.group(4)).startsWith("cpu");
+      assertThat(m.group(5)).as("model loads in that executor: %s", p).isEqualTo("1");
+    }
+    assertThat(tasksByGpu.keySet()).isSubsetOf("0", "1");
+    assertThat(tasksByGpu.values()).anyMatch(tasks -> tasks.size() > 1);
+    assertThat(peak.values()).as("tasks at once per executor: %s", peak)
+        .anyMatch(p -> p.get() > 1).allMatch(p -> p.get() <= 4);
+  }
+}
