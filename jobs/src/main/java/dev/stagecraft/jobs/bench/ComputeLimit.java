@@ -7,13 +7,9 @@ import dev.stagecraft.training.model.Task;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CyclicBarrier;
 
 /**
  * The ceiling of data-parallel scaling on this machine, with no Spark and no communication at all: the same
@@ -40,47 +36,27 @@ final class ComputeLimit {
   /** Seconds for {@code threads} threads to run {@code steps} steps of {@code rows} rows each, all at once. */
   private static double time(Map<String, Object> spec, int nf, int rows, int steps, int threads) throws Exception {
     ModelSpec s = ModelSpec.fromMap(spec);
-    CyclicBarrier start = new CyclicBarrier(threads + 1);
-    CyclicBarrier end = new CyclicBarrier(threads + 1);
-    List<CompletableFuture<Void>> all = new ArrayList<>();
-    for (int t = 0; t < threads; t++) {
-      int seed = t;
-      all.add(CompletableFuture.runAsync(() -> {
-        Devices.setIntraOpThreads(1);
-        try (FlatModel model = FlatModel.create(s, Task.BINARY, nf, 2, Devices.select(Optional.empty()))) {
-          FloatBuffer x = ByteBuffer.allocateDirect(rows * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
-          FloatBuffer y = ByteBuffer.allocateDirect(rows * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
-          SplittableRandom random = new SplittableRandom(seed);
-          for (int i = 0; i < rows * nf; i++) {
-            x.put(i, random.nextDouble() < 0.1 ? 1f : 0f); // a9a-like sparse binary features
-          }
-          for (int i = 0; i < rows; i++) {
-            y.put(i, random.nextBoolean() ? 1f : 0f);
-          }
-          for (int i = 0; i < 10; i++) { // warm-up
-            model.computeGradients(x, y, rows);
-          }
-          start.await();
-          for (int i = 0; i < steps; i++) {
-            model.computeGradients(x, y, rows);
-          }
-          end.await();
-        } catch (Exception e) {
-          throw new IllegalStateException(e);
+    return Concurrently.seconds("compute-limit", threads, (thread, gate) -> {
+      Devices.setIntraOpThreads(1);
+      try (FlatModel model = FlatModel.create(s, Task.BINARY, nf, 2, Devices.select(Optional.empty()))) {
+        FloatBuffer x = ByteBuffer.allocateDirect(rows * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+        FloatBuffer y = ByteBuffer.allocateDirect(rows * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+        SplittableRandom random = new SplittableRandom(thread);
+        for (int i = 0; i < rows * nf; i++) {
+          x.put(i, random.nextDouble() < 0.1 ? 1f : 0f); // a9a-like sparse binary features
         }
-      }, runnable -> {
-        Thread th = new Thread(runnable, "compute-limit-" + seed);
-        th.setDaemon(true);
-        th.start();
-      }));
-    }
-    start.await();
-    long t0 = System.nanoTime();
-    end.await();
-    long t1 = System.nanoTime();
-    for (CompletableFuture<Void> f : all) {
-      f.get();
-    }
-    return (t1 - t0) / 1e9;
+        for (int i = 0; i < rows; i++) {
+          y.put(i, random.nextBoolean() ? 1f : 0f);
+        }
+        for (int i = 0; i < 10; i++) { // warm-up
+          model.computeGradients(x, y, rows);
+        }
+        gate.start();
+        for (int i = 0; i < steps; i++) {
+          model.computeGradients(x, y, rows);
+        }
+        gate.end();
+      }
+    });
   }
 }

@@ -28,13 +28,10 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CyclicBarrier;
 import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
@@ -202,43 +199,22 @@ final class InferenceBench {
       long perThread = Math.max(1, total / threads / batch);
       double best = 0;
       for (int rep = 0; rep < 3; rep++) {
-        CyclicBarrier start = new CyclicBarrier(threads + 1);
-        CyclicBarrier end = new CyclicBarrier(threads + 1);
-        List<CompletableFuture<Void>> all = new ArrayList<>();
-        for (int t = 0; t < threads; t++) {
-          int seed = t;
-          all.add(CompletableFuture.runAsync(() -> {
-            Devices.setIntraOpThreads(1);
-            ByteBuffer[] bufs = new ByteBuffer[batches];
-            for (int b = 0; b < batches; b++) {
-              bufs[b] = ByteBuffer.allocateDirect(batch * nf * 4).order(ByteOrder.nativeOrder());
-              bufs[b].asFloatBuffer().put(data, b * batch * nf, batch * nf);
-            }
-            try {
-              for (int i = 0; i < 5; i++) { // warm-up
-                l.network().score(bufs[i % batches], batch);
-              }
-              start.await();
-              for (long i = 0; i < perThread; i++) {
-                l.network().score(bufs[(int) ((i + seed) % batches)], batch);
-              }
-              end.await();
-            } catch (Exception e) {
-              throw new IllegalStateException(e);
-            }
-          }, r -> {
-            Thread th = new Thread(r, "inference-limit-" + seed);
-            th.setDaemon(true);
-            th.start();
-          }));
-        }
-        start.await();
-        long t0 = System.nanoTime();
-        end.await();
-        double seconds = (System.nanoTime() - t0) / 1e9;
-        for (CompletableFuture<Void> f : all) {
-          f.get();
-        }
+        double seconds = Concurrently.seconds("inference-limit", threads, (seed, gate) -> {
+          Devices.setIntraOpThreads(1);
+          ByteBuffer[] bufs = new ByteBuffer[batches];
+          for (int b = 0; b < batches; b++) {
+            bufs[b] = ByteBuffer.allocateDirect(batch * nf * 4).order(ByteOrder.nativeOrder());
+            bufs[b].asFloatBuffer().put(data, b * batch * nf, batch * nf);
+          }
+          for (int i = 0; i < 5; i++) { // warm-up
+            l.network().score(bufs[i % batches], batch);
+          }
+          gate.start();
+          for (long i = 0; i < perThread; i++) {
+            l.network().score(bufs[(int) ((i + seed) % batches)], batch);
+          }
+          gate.end();
+        });
         best = Math.max(best, perThread * threads * batch / seconds);
       }
       return best;
