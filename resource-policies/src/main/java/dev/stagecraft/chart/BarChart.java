@@ -7,13 +7,8 @@ import java.awt.Font;
 import java.awt.FontMetrics;
 import java.awt.Graphics2D;
 import java.awt.RenderingHints;
-import java.awt.image.BufferedImage;
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.List;
-import javax.imageio.ImageIO;
 
 /**
  * Stacked bar charts as PNG (cost per step, busy vs idle), drawn with Java2D in headless mode like {@link LineChart}.
@@ -52,82 +47,72 @@ public final class BarChart {
   }
 
   public byte[] png(int width, int height) {
-    System.setProperty("java.awt.headless", "true");
-    BufferedImage img = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB);
-    Graphics2D g = img.createGraphics();
-    try {
-      g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
-      g.setColor(Color.WHITE);
-      g.fillRect(0, 0, width, height);
-      g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
-      FontMetrics fm = g.getFontMetrics();
-      int left = 80;
-      int right = 20;
-      int top = 40;
-      int bottom = 70;
-      int plotW = width - left - right;
-      int plotH = height - top - bottom;
-      double max = 0;
-      for (Bar b : bars) {
-        double sum = 0;
-        for (double v : b.values()) {
-          sum += Math.max(0, v);
-        }
-        max = Math.max(max, sum);
+    return Png.render(width, height, g -> draw(g, width, height));
+  }
+
+  private void draw(Graphics2D g, int width, int height) {
+    g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
+    g.setColor(Color.WHITE);
+    g.fillRect(0, 0, width, height);
+    g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
+    FontMetrics fm = g.getFontMetrics();
+    int left = 80;
+    int right = 20;
+    int top = 40;
+    int bottom = 70;
+    int plotW = width - left - right;
+    int plotH = height - top - bottom;
+    double max = 0;
+    for (Bar b : bars) {
+      double sum = 0;
+      for (double v : b.values()) {
+        sum += Math.max(0, v);
       }
-      double step = niceStep(max > 0 ? max : 1);
-      double topValue = Math.ceil((max > 0 ? max : 1) / step) * step;
-      g.setColor(Color.BLACK);
-      g.drawString(title, left, 20);
+      max = Math.max(max, sum);
+    }
+    double step = niceStep(max > 0 ? max : 1);
+    double topValue = Math.ceil((max > 0 ? max : 1) / step) * step;
+    g.setColor(Color.BLACK);
+    g.drawString(title, left, 20);
+    g.setColor(new Color(0xdddddd));
+    for (double t = 0; t <= topValue + step / 2; t += step) {
+      int y = top + plotH - (int) Math.round(t / topValue * plotH);
       g.setColor(new Color(0xdddddd));
-      for (double t = 0; t <= topValue + step / 2; t += step) {
-        int y = top + plotH - (int) Math.round(t / topValue * plotH);
-        g.setColor(new Color(0xdddddd));
-        g.drawLine(left, y, left + plotW, y);
-        g.setColor(Color.DARK_GRAY);
-        String label = format(t);
-        g.drawString(label, left - 6 - fm.stringWidth(label), y + 4);
-      }
-      g.drawString(yLabel, 6, top - 8);
-      int n = Math.max(1, bars.size());
-      int slot = plotW / n;
-      int barW = Math.max(4, (int) (slot * 0.6));
-      for (int i = 0; i < bars.size(); i++) {
-        Bar b = bars.get(i);
-        int x = left + i * slot + (slot - barW) / 2;
-        double acc = 0;
-        for (int s = 0; s < stacks.size(); s++) {
-          double v = Math.max(0, b.values()[s]);
-          int y0 = top + plotH - (int) Math.round(acc / topValue * plotH);
-          int y1 = top + plotH - (int) Math.round((acc + v) / topValue * plotH);
-          g.setColor(PALETTE[s % PALETTE.length]);
-          g.fillRect(x, y1, barW, Math.max(0, y0 - y1));
-          acc += v;
-        }
-        g.setColor(Color.BLACK);
-        String label = b.label().length() > 18 ? b.label().substring(0, 17) + "…" : b.label();
-        g.drawString(label, left + i * slot + (slot - fm.stringWidth(label)) / 2, top + plotH + 16);
+      g.drawLine(left, y, left + plotW, y);
+      g.setColor(Color.DARK_GRAY);
+      String label = Png.label(t);
+      g.drawString(label, left - 6 - fm.stringWidth(label), y + 4);
+    }
+    g.drawString(yLabel, 6, top - 8);
+    int n = Math.max(1, bars.size());
+    int slot = plotW / n;
+    int barW = Math.max(4, (int) (slot * 0.6));
+    for (int i = 0; i < bars.size(); i++) {
+      Bar b = bars.get(i);
+      int x = left + i * slot + (slot - barW) / 2;
+      double acc = 0;
+      for (int s = 0; s < stacks.size(); s++) {
+        double v = Math.max(0, b.values()[s]);
+        int y0 = top + plotH - (int) Math.round(acc / topValue * plotH);
+        int y1 = top + plotH - (int) Math.round((acc + v) / topValue * plotH);
+        g.setColor(PALETTE[s % PALETTE.length]);
+        g.fillRect(x, y1, barW, Math.max(0, y0 - y1));
+        acc += v;
       }
       g.setColor(Color.BLACK);
-      g.drawLine(left, top + plotH, left + plotW, top + plotH);
-      int lx = left;
-      for (int s = 0; s < stacks.size(); s++) {
-        g.setColor(PALETTE[s % PALETTE.length]);
-        g.fillRect(lx, height - 24, 12, 12);
-        g.setColor(Color.BLACK);
-        g.drawString(stacks.get(s), lx + 16, height - 14);
-        lx += 24 + fm.stringWidth(stacks.get(s));
-      }
-    } finally {
-      g.dispose();
+      String label = b.label().length() > 18 ? b.label().substring(0, 17) + "…" : b.label();
+      g.drawString(label, left + i * slot + (slot - fm.stringWidth(label)) / 2, top + plotH + 16);
     }
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    try {
-      ImageIO.write(img, "png", out);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
+    g.setColor(Color.BLACK);
+    g.drawLine(left, top + plotH, left + plotW, top + plotH);
+    int lx = left;
+    for (int s = 0; s < stacks.size(); s++) {
+      g.setColor(PALETTE[s % PALETTE.length]);
+      g.fillRect(lx, height - 24, 12, 12);
+      g.setColor(Color.BLACK);
+      g.drawString(stacks.get(s), lx + 16, height - 14);
+      lx += 24 + fm.stringWidth(stacks.get(s));
     }
-    return out.toByteArray();
   }
 
   static double niceStep(double range) {
@@ -135,13 +120,5 @@ public final class BarChart {
     double mag = Math.pow(10, Math.floor(Math.log10(raw)));
     double f = raw / mag;
     return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
-  }
-
-  private static String format(double v) {
-    if (v == 0) {
-      return "0";
-    }
-    return Math.abs(v) < 0.01 ? String.format(java.util.Locale.ROOT, "%.2e", v)
-        : String.format(java.util.Locale.ROOT, "%.3f", v);
   }
 }

@@ -8,13 +8,8 @@ import java.awt.Font;
 import java.awt.FontMetrics;
 import java.awt.Graphics2D;
 import java.awt.RenderingHints;
-import java.awt.image.BufferedImage;
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.List;
-import javax.imageio.ImageIO;
 
 /**
  * Line charts as PNG (loss curves, cost over time), drawn with Java2D in headless mode: no display and no extra
@@ -56,21 +51,7 @@ public final class LineChart {
 
   /** The chart as PNG bytes, {@code width} × {@code height} pixels. */
   public byte[] png(int width, int height) {
-    System.setProperty("java.awt.headless", "true");
-    BufferedImage img = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB);
-    Graphics2D g = img.createGraphics();
-    try {
-      draw(g, width, height);
-    } finally {
-      g.dispose();
-    }
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    try {
-      ImageIO.write(img, "png", out);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-    return out.toByteArray();
+    return Png.render(width, height, g -> draw(g, width, height));
   }
 
   private void draw(Graphics2D g, int w, int h) {
@@ -101,7 +82,7 @@ public final class LineChart {
       g.setColor(new Color(0xe6e6e6));
       g.drawLine(left, py, right, py);
       g.setColor(Color.DARK_GRAY);
-      String s = format(t);
+      String s = Png.label(t);
       g.drawString(s, left - 6 - fm.stringWidth(s), py + 4);
     }
     for (double t : xt) {
@@ -109,7 +90,7 @@ public final class LineChart {
       g.setColor(new Color(0xe6e6e6));
       g.drawLine(px, top, px, bottom);
       g.setColor(Color.DARK_GRAY);
-      String s = format(t);
+      String s = Png.label(t);
       g.drawString(s, px - fm.stringWidth(s) / 2, bottom + 16);
     }
     g.setColor(Color.BLACK);
@@ -185,14 +166,6 @@ public final class LineChart {
       out[i] = start + i * step;
     }
     return out;
-  }
-
-  private static String format(double v) {
-    if (Math.abs(v) >= 10_000 || (Math.abs(v) < 0.01 && v != 0)) {
-      return String.format("%.2g", v);
-    }
-    String s = String.format("%.3f", v).replaceAll("0+$", "");
-    return s.endsWith(".") ? s.substring(0, s.length() - 1) : s;
   }
 
   private static int px(double x, double[] r, int left, int right) {

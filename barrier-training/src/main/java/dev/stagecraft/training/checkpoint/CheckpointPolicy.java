@@ -52,7 +52,7 @@ public record CheckpointPolicy(long everySteps, double everySeconds, int keep, W
         || (everySeconds > 0 && nanosSinceLast >= everySeconds * 1e9);
   }
 
-  static <E extends Enum<E>> E parse(Class<E> type, String field, String value) {
+  static <E extends Enum<E>> E parse(Class<E> type, String value) {
     for (E e : type.getEnumConstants()) {
       if (e.name().equalsIgnoreCase(value)) {
         return e;
@@ -66,10 +66,10 @@ public record CheckpointPolicy(long everySteps, double everySeconds, int keep, W
   }
 
   public static WhenBusy whenBusy(String value) {
-    return parse(WhenBusy.class, "when_busy", value);
+    return parse(WhenBusy.class, value);
   }
 
   public static Resume resume(String value) {
-    return parse(Resume.class, "resume", value);
+    return parse(Resume.class, value);
   }
 }

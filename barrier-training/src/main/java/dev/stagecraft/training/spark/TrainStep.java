@@ -274,6 +274,7 @@ public final class TrainStep implements StepKind {
         shuffle, label);
     TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
         schedule, checkpoints);
+    // Recorded once: the ledger serialises the list as it stands when the step ends, failed or not.
     List<Map<String, Object>> attempts = new ArrayList<>();
     ctx.detail("training_attempts", attempts);
     List<TrainTask.Outcome> outcomes = null;
@@ -285,7 +286,6 @@ public final class TrainStep implements StepKind {
       record.put("attempt", attempt);
       record.put("started", Instant.now().toString());
       attempts.add(record);
-      ctx.detail("training_attempts", List.copyOf(attempts));
       java.util.concurrent.atomic.AtomicLong resumedFrom = new java.util.concurrent.atomic.AtomicLong(-1);
       java.util.function.Consumer<String> progress = line -> {
         if (line.startsWith(TrainTask.RESUME_EVENT)) {
@@ -305,7 +305,6 @@ public final class TrainStep implements StepKind {
         Exception shown = StagecraftException.find(e).<Exception>map(x -> x).orElse(e);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
         record.put("error", StagecraftException.firstLine(String.valueOf(shown.getMessage())));
-        ctx.detail("training_attempts", List.copyOf(attempts));
         ErrorCategory category = StagecraftException.categoryOf(shown);
         if (category == ErrorCategory.USER || category == ErrorCategory.RESOURCE || attempt >= maxAttempts) {
           if (attempt >= maxAttempts && attempt > 1) {
@@ -320,7 +319,6 @@ public final class TrainStep implements StepKind {
         ctx.progress("attempt " + attempt + " failed (" + StagecraftException.firstLine(String.valueOf(shown.getMessage())) + "); retrying");
       }
     }
-    ctx.detail("training_attempts", List.copyOf(attempts));
     long fitEnd = System.nanoTime();
     double seconds = (fitEnd - start) / 1e9;
     TrainTask.Outcome lead = outcomes.stream().filter(o -> o.rank() == 0).findFirst()

@@ -13,16 +13,7 @@ import dev.stagecraft.inference.model.Devices;
 import dev.stagecraft.inference.model.NetworkShape;
 import dev.stagecraft.inference.model.ParameterFile;
 import dev.stagecraft.inference.spark.InferStep;
-import dev.stagecraft.jobs.engine.Engine;
-import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
 import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.spec.StepKinds;
-import dev.stagecraft.jobs.spec.WorkflowLoader;
-import dev.stagecraft.jobs.spec.WorkflowSpec;
-import dev.stagecraft.spi.ErrorCategory;
-import dev.stagecraft.spi.StagecraftException;
 import java.io.ByteArrayInputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -133,26 +124,14 @@ final class InferenceBench {
 
   /** Runs one infer step through the engine and returns its ledger record. */
   static StepRecord infer(SparkSession spark, Path dir, String bundle, String input) throws Exception {
-    Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
-    Files.writeString(f, """
-        name: bench
-        steps:
-          - id: score
-            kind: infer
-            model: "%s"
-            input: "%s"
-            id_columns: [row_id, label]
-            batch_size: %d
+    return TrainBench.runStep(spark, dir, """
+        id: score
+        kind: infer
+        model: "%s"
+        input: "%s"
+        id_columns: [row_id, label]
+        batch_size: %d
         """.formatted(bundle, input, BATCH));
-    StepKinds kinds = StepKinds.discover();
-    WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
-    RunLedger ledger = new Engine(spark, kinds, EngineListener.NONE).run(spec,
-        Engine.Options.run("bench-" + System.nanoTime()).withWorkspace(dir.resolve("ws").toString()));
-    StepRecord r = ledger.step("score");
-    if (r.status() != StepStatus.SUCCEEDED) {
-      throw new StagecraftException(ErrorCategory.INTERNAL, "benchmark infer step failed: " + r.error());
-    }
-    return r;
   }
 
   record Loaded(BundleNetwork network, double[] mean, double[] std) {}

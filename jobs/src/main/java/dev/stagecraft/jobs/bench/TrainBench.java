@@ -52,24 +52,31 @@ final class TrainBench {
   /** As {@link #train(SparkSession, Path, String, int, String)}, with more step fields ({@code "checkpoint: …"}). */
   static StepRecord train(SparkSession spark, Path dir, String input, int workers, String model, String extra)
       throws Exception {
+    return runStep(spark, dir, """
+        id: fit
+        kind: train
+        input: "%s"
+        label: label
+        workers: %d
+        model: %s
+        """.formatted(input, workers, model) + (extra.isEmpty() ? "" : extra + "\n"));
+  }
+
+  /**
+   * Runs a workflow of the one step {@code step} (its YAML fields, unindented) in a fresh run under {@code dir} and
+   * returns its ledger record; a failed step fails the benchmark with the step's error.
+   */
+  static StepRecord runStep(SparkSession spark, Path dir, String step) throws Exception {
     Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
-    Files.writeString(f, """
-        name: bench
-        steps:
-          - id: fit
-            kind: train
-            input: "%s"
-            label: label
-            workers: %d
-            model: %s
-        """.formatted(input, workers, model) + (extra.isEmpty() ? "" : "    " + extra + "\n"));
+    Files.writeString(f, "name: bench\nsteps:\n  - " + step.strip().indent(4).substring(4));
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
+    String id = spec.order().get(0);
     RunLedger ledger = new Engine(spark, kinds, EngineListener.NONE).run(spec,
         Engine.Options.run("bench-" + System.nanoTime()).withWorkspace(dir.resolve("ws").toString()));
-    StepRecord r = ledger.step("fit");
+    StepRecord r = ledger.step(id);
     if (r.status() != StepStatus.SUCCEEDED) {
-      throw new StagecraftException(ErrorCategory.INTERNAL, "benchmark training failed: " + r.error());
+      throw new StagecraftException(ErrorCategory.INTERNAL, "benchmark step '" + id + "' failed: " + r.error());
     }
     return r;
   }
