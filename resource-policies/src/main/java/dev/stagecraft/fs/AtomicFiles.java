@@ -174,7 +174,7 @@ public final class AtomicFiles {
     return "." + name + "." + UUID.randomUUID() + ".tmp";
   }
 
-  private static String scheme(FileSystem fs) {
+  static String scheme(FileSystem fs) {
     String s = fs.getUri().getScheme();
     return s == null ? "file" : s.toLowerCase(Locale.ROOT);
   }

@@ -14,6 +14,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * Everything a data-parallel training loop needs to continue exactly where it was, at a step boundary: the
@@ -22,7 +23,9 @@ import java.util.Map;
  * and the index, within that epoch's seeded shuffle, of the next local batch, the same on every rank. The loss curve
  * so far rides along, so the model bundle of a resumed run still shows the whole curve.
  *
- * <p>Arrays are owned by the state: whoever builds one hands over copies.
+ * <p>Arrays are owned by the state: whoever builds one hands over copies. The optimizer state comes as a supplier
+ * of its encoded bytes, so a snapshot on the training thread only copies buffers and the checkpoint writer encodes
+ * them ({@link dev.stagecraft.training.model.Optimizer#snapshotState()}).
  *
  * @param globalStep steps completed
  * @param epoch the epoch (1-based) of the next step
@@ -32,7 +35,7 @@ import java.util.Map;
  * @param curve the loss curve so far, {step, epoch, loss} per step, flattened
  */
 public record TrainingState(long globalStep, int epoch, long nextStepInEpoch, long samples, double seconds,
-    float[] parameters, byte[] optimizerState, double[] curve) {
+    float[] parameters, Supplier<byte[]> optimizerState, double[] curve) {
   public static final String PARAMETERS = "parameters.bin";
   public static final String OPTIMIZER = "optimizer.bin";
   public static final String CURVE = "loss-curve.bin";
@@ -56,7 +59,7 @@ public record TrainingState(long globalStep, int epoch, long nextStepInEpoch, lo
       ByteArrayOutputStream p = new ByteArrayOutputStream(parameters.length * Float.BYTES + 32);
       ParameterFile.write(parameters, p);
       files.put(PARAMETERS, p.toByteArray());
-      files.put(OPTIMIZER, optimizerState);
+      files.put(OPTIMIZER, optimizerState.get());
       ByteArrayOutputStream c = new ByteArrayOutputStream(curve.length * Double.BYTES + 4);
       DataOutputStream out = new DataOutputStream(c);
       out.writeInt(curve.length / 3);
@@ -109,7 +112,7 @@ public record TrainingState(long globalStep, int epoch, long nextStepInEpoch, lo
       JsonNode s = JSON.readTree(files.get(STATE));
       return new TrainingState(required(s, "global_step").asLong(), required(s, "epoch").asInt(),
           required(s, "next_step_in_epoch").asLong(), required(s, "samples").asLong(),
-          required(s, "seconds").asDouble(), parameters, files.get(OPTIMIZER), curve);
+          required(s, "seconds").asDouble(), parameters, optimizerOf(files.get(OPTIMIZER)), curve);
     } catch (IOException | IllegalArgumentException e) {
       throw new IOException("file '" + STATE + "': " + e.getMessage(), e);
     }
@@ -123,8 +126,7 @@ public record TrainingState(long globalStep, int epoch, long nextStepInEpoch, lo
     return v;
   }
 
-  /** Bytes this state takes in a checkpoint, about. */
-  public long sizeBytes() {
-    return (long) parameters.length * Float.BYTES + optimizerState.length + (long) curve.length * Double.BYTES;
+  private static Supplier<byte[]> optimizerOf(byte[] state) {
+    return () -> state;
   }
 }

@@ -116,7 +116,7 @@ public final class WorkerLoop {
     int nf = data.numFeatures();
     float[] params = resume == null ? model.parameters() : resume.parameters().clone();
     if (resume != null) {
-      optimizer.importState(resume.optimizerState());
+      optimizer.importState(resume.optimizerState().get());
       model.setTrainingSteps(resume.globalStep());
     }
     comm.broadcast(params, 0);
@@ -245,7 +245,7 @@ public final class WorkerLoop {
         System.arraycopy(curve.get(i), 0, c, i * 3, 3);
       }
       return new TrainingState(step, nextEpoch, nextStep, samples,
-          earlierSeconds + (System.nanoTime() - start) / 1e9, params.clone(), optimizer.exportState(), c);
+          earlierSeconds + (System.nanoTime() - start) / 1e9, params.clone(), optimizer.snapshotState(), c);
     };
   }
 

@@ -1,5 +1,7 @@
 package dev.stagecraft.training.model;
 
+import java.util.function.Supplier;
+
 /**
  * Adam (Kingma and Ba) with bias correction, as PyTorch's {@code Adam} without weight decay or AMSGrad: with
  * {@code t} the step number from 1, {@code m = β1·m + (1−β1)·g}, {@code v = β2·v + (1−β2)·g²}, then
@@ -97,8 +99,8 @@ public final class Adam implements Optimizer {
   }
 
   @Override
-  public byte[] exportState() {
-    return OptimizerStates.encodeState(NAME, numParameters, steps, m, v);
+  public Supplier<byte[]> snapshotState() {
+    return OptimizerStates.snapshot(NAME, numParameters, steps, m, v);
   }
 
   @Override

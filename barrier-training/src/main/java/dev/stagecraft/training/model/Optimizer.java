@@ -1,5 +1,7 @@
 package dev.stagecraft.training.model;
 
+import java.util.function.Supplier;
+
 /**
  * Updates a flat parameter vector from a flat gradient vector, in plain Java, so its whole state is a few float
  * arrays and a step count that a checkpoint stores bit for bit.
@@ -48,7 +50,15 @@ public interface Optimizer {
    * The full state (step count and every buffer), in a self-describing binary form for checkpoints: magic "SCOS",
    * version, optimizer name, length, step count, then each buffer's floats, big-endian.
    */
-  byte[] exportState();
+  default byte[] exportState() {
+    return snapshotState().get();
+  }
+
+  /**
+   * Copies the state now and encodes it, as {@link #exportState()} does, only when the supplier is called: a
+   * checkpoint takes the copy at a step boundary on the training thread and leaves the encoding to its writer.
+   */
+  Supplier<byte[]> snapshotState();
 
   /**
    * Replaces the state with one from {@link #exportState()}.

@@ -3,12 +3,11 @@ package dev.stagecraft.training.model;
 import static java.util.Objects.requireNonNull;
 
 import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
-import java.io.DataOutputStream;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.function.Supplier;
 
 /** What {@link Sgd} and {@link Adam} share: the exported state format and argument checks. */
 final class OptimizerStates {
@@ -29,24 +28,30 @@ final class OptimizerStates {
     return lr;
   }
 
-  static byte[] encodeState(String name, int numParameters, long steps, float[]... buffers) {
-    ByteArrayOutputStream bytes = new ByteArrayOutputStream(32 + buffers.length * numParameters * Float.BYTES);
-    try (DataOutputStream out = new DataOutputStream(bytes)) {
-      out.writeInt(MAGIC);
-      out.writeInt(VERSION);
-      out.writeUTF(name);
-      out.writeInt(numParameters);
-      out.writeLong(steps);
-      out.writeInt(buffers.length);
-      byte[] raw = new byte[numParameters * Float.BYTES];
-      for (float[] buffer : buffers) {
-        ByteBuffer.wrap(raw).asFloatBuffer().put(buffer);
-        out.write(raw);
-      }
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
+  /** Copies {@code buffers} now; the supplier encodes the copies (header, step count, then whole buffers). */
+  static Supplier<byte[]> snapshot(String name, int numParameters, long steps, float[]... buffers) {
+    float[][] copies = new float[buffers.length][];
+    for (int i = 0; i < buffers.length; i++) {
+      copies[i] = buffers[i].clone();
     }
-    return bytes.toByteArray();
+    return () -> encodeState(name, numParameters, steps, copies);
+  }
+
+  /**
+   * One allocation, one pass: the header as {@link java.io.DataOutputStream} writes it ({@code writeUTF} for the name, which
+   * is ASCII), then the buffers, big-endian.
+   */
+  static byte[] encodeState(String name, int numParameters, long steps, float[]... buffers) {
+    byte[] nameBytes = name.getBytes(StandardCharsets.US_ASCII);
+    int header = 4 + 4 + 2 + nameBytes.length + 4 + 8 + 4;
+    ByteBuffer out = ByteBuffer.allocate(header + buffers.length * numParameters * Float.BYTES);
+    out.putInt(MAGIC).putInt(VERSION).putShort((short) nameBytes.length).put(nameBytes).putInt(numParameters)
+        .putLong(steps).putInt(buffers.length);
+    for (float[] buffer : buffers) {
+      out.asFloatBuffer().put(buffer, 0, numParameters);
+      out.position(out.position() + numParameters * Float.BYTES);
+    }
+    return out.array();
   }
 
   /**

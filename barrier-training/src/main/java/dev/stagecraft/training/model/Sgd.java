@@ -1,5 +1,7 @@
 package dev.stagecraft.training.model;
 
+import java.util.function.Supplier;
+
 /**
  * Stochastic gradient descent with momentum, as PyTorch's {@code SGD} (no dampening, no weight decay):
  * {@code v = momentum·v + g}, then {@code p -= lr·v}, or with Nesterov {@code p -= lr·(g + momentum·v)}. With
@@ -100,8 +102,8 @@ public final class Sgd implements Optimizer {
   }
 
   @Override
-  public byte[] exportState() {
-    return OptimizerStates.encodeState(NAME, numParameters, steps, stateBuffers());
+  public Supplier<byte[]> snapshotState() {
+    return OptimizerStates.snapshot(NAME, numParameters, steps, stateBuffers());
   }
 
   @Override

@@ -7,19 +7,19 @@ import java.io.IOException;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.FilterFileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.permission.FsPermission;
-import org.apache.hadoop.util.Progressable;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class CheckpointerTest {
   @TempDir java.nio.file.Path tmp;
 
-  /** The local file system, where creating a file blocks until the test opens the gate. */
+  /**
+   * The local file system, where deleting blocks until the test opens the gate: a write starts by clearing its
+   * folder (data files on {@code file:} are written directly, not through {@code create}).
+   */
   static final class GatedFileSystem extends FilterFileSystem {
     volatile CountDownLatch gate = new CountDownLatch(0);
 
@@ -28,19 +28,18 @@ class CheckpointerTest {
     }
 
     @Override
-    public FSDataOutputStream create(Path f, FsPermission permission, boolean overwrite, int bufferSize,
-        short replication, long blockSize, Progressable progress) throws IOException {
+    public boolean delete(Path f, boolean recursive) throws IOException {
       try {
         gate.await(30, TimeUnit.SECONDS);
       } catch (InterruptedException e) {
         throw new java.io.InterruptedIOException();
       }
-      return super.create(f, permission, overwrite, bufferSize, replication, blockSize, progress);
+      return super.delete(f, recursive);
     }
   }
 
   static TrainingState state(long step) {
-    return new TrainingState(step, 1, step, step * 10, step * 0.1, new float[] {step, 2, 3}, new byte[] {1, 2},
+    return new TrainingState(step, 1, step, step * 10, step * 0.1, new float[] {step, 2, 3}, () -> new byte[] {1, 2},
         new double[] {step, 1, 0.5});
   }
 

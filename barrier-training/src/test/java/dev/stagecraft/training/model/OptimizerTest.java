@@ -98,6 +98,21 @@ class OptimizerTest {
   }
 
   @Test
+  void aSnapshotHoldsTheStateOfWhenItWasTakenNotOfWhenItIsEncoded() {
+    for (String name : new String[] {"sgd", "adam"}) {
+      Optimizer optimizer = create(name, 100);
+      SplittableRandom random = new SplittableRandom(3);
+      float[] params = randomVector(random, 100);
+      optimizer.update(params, randomVector(random, 100));
+      byte[] then = optimizer.exportState();
+      java.util.function.Supplier<byte[]> snapshot = optimizer.snapshotState();
+      optimizer.update(params, randomVector(random, 100)); // training goes on before the writer encodes
+      assertThat(snapshot.get()).as(name).isEqualTo(then);
+      assertThat(optimizer.exportState()).as(name).isNotEqualTo(then);
+    }
+  }
+
+  @Test
   void importRefusesAnotherOptimizerOrLengthAndKeepsItsState() {
     Adam adam = new Adam(3, 0.01f);
     adam.update(new float[3], new float[] {1, 2, 3});

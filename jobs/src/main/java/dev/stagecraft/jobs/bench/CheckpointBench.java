@@ -82,7 +82,7 @@ final class CheckpointBench {
     }
     byte[] optimizer = new byte[params * 8];
     random.nextBytes(optimizer);
-    TrainingState state = new TrainingState(1000, 2, 0, 256_000, 10, p, optimizer, new double[3 * 1000]);
+    TrainingState state = new TrainingState(1000, 2, 0, 256_000, 10, p, () -> optimizer, new double[3 * 1000]);
     FileSystem fs = FileSystem.getLocal(new Configuration());
     org.apache.hadoop.fs.Path root = new org.apache.hadoop.fs.Path(dir.resolve("writer").toUri().toString());
     CheckpointStore store = new CheckpointStore(fs, root, 2);
