@@ -34,20 +34,21 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Stagecraft and a real Airflow 3 (installed by bin/airflow-env; one server for the whole class): exported DAGs pass
- * Airflow's import check; the REST client's errors against the real server; a DAG run that spark-submits each step
- * (local[2]) and leaves a ledger of succeeded steps under Airflow's run id, then a DAG scheduled on the exported asset
- * runs; a failing step fails its task with the step's one-line reason and `stagecraft airflow trigger --wait` exits
- * non-zero.
+ * Airflow's import check; the REST client's errors against the real server; the example workflow's DAG (load, SQL,
+ * barrier training, batch inference: seven tasks, each spark-submitting its step on local[2]) runs through and leaves
+ * a ledger of succeeded steps under Airflow's run id, then a DAG scheduled on one of its assets runs; a failing step
+ * fails its task with the step's one-line reason and `stagecraft airflow trigger --wait` exits non-zero.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class AirflowIT {
   static final String JAR = System.getProperty("stagecraft.shaded.jar");
   static final ObjectMapper JSON = new ObjectMapper();
-  static final String OK_DAG = "stagecraft_people";
+  static final String OK_DAG = "stagecraft_a9a";
   static final String BAD_DAG = "stagecraft_broken";
-  static final String EXAMPLE_DAG = "stagecraft_a9a";
-  static final String CONSUMER_DAG = "people_report_consumer";
-  static final String ASSET = "stagecraft://people/older/output";
+  static final String CONSUMER_DAG = "a9a_summary_consumer";
+  static final String ASSET = "stagecraft://a9a/summary/output";
+  static final List<String> EXAMPLE_STEPS =
+      List.of("train_raw", "test_raw", "features", "summary", "fit", "test_set", "score");
 
   // Kept when a test fails: Airflow's logs (api-server.log, scheduler.log, logs/…) are under airflow/.
   @TempDir(cleanup = CleanupMode.ON_SUCCESS) static Path dir;
@@ -70,30 +71,23 @@ class AirflowIT {
     workspace = dir.resolve("ws");
     Path flows = Files.createDirectories(dir.resolve("flows"));
     Files.writeString(flows.resolve("people.csv"), "id,name,age\n1,ann,31\n2,bob,45\n3,cy,27\n");
-    Files.writeString(flows.resolve("people.yaml"), """
-        name: people
-        steps:
-          - { id: people, kind: load, path: people.csv, options: { header: true, inferSchema: true } }
-          - { id: older, kind: sql, sql: "SELECT name FROM people WHERE age > 30" }
-        """);
     Files.writeString(flows.resolve("broken.yaml"), """
         name: broken
         steps:
           - { id: people, kind: load, path: people.csv, options: { header: true, inferSchema: true } }
           - { id: bad, kind: sql, sql: "SELECT no_such_column FROM people" }
         """);
-    for (String wf : List.of("people.yaml", "broken.yaml")) {
-      Proc.Result r = stagecraft(Map.of(), "airflow", "export-dag", flows.resolve(wf).toString(),
+    Path example = Path.of(System.getProperty("stagecraft.home", ".."), "jobs", "examples", "a9a", "workflow.yaml")
+        .toAbsolutePath().normalize();
+    for (Path wf : List.of(example, flows.resolve("broken.yaml"))) {
+      Proc.Result r = stagecraft(Map.of(), "airflow", "export-dag", wf.toString(),
           "--out", airflow.dagsFolder().toString(), "--workspace", workspace.toString(), "--retries", "0",
           "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=2");
       assertThat(r.code()).as(r.err()).isZero();
+      if (wf.equals(example)) {
+        assertThat(r.out()).contains("Wrote DAG 'stagecraft_a9a' (7 task(s)) to ");
+      }
     }
-    Path example = Path.of(System.getProperty("stagecraft.home", ".."), "jobs", "examples", "a9a", "workflow.yaml")
-        .toAbsolutePath().normalize();
-    Proc.Result r = stagecraft(Map.of(), "airflow", "export-dag", example.toString(), "--out",
-        airflow.dagsFolder().toString());
-    assertThat(r.code()).as(r.err()).isZero();
-    assertThat(r.out()).contains("Wrote DAG 'stagecraft_a9a' (7 task(s)) to ");
     Files.writeString(airflow.dagsFolder().resolve("consumer.py"), """
         import datetime
         from airflow.providers.standard.operators.empty import EmptyOperator
@@ -138,7 +132,7 @@ class AirflowIT {
   @Test
   @Order(1)
   void exportedDagsPassAirflowsImportCheck() throws Exception {
-    for (String dag : List.of(OK_DAG, BAD_DAG, EXAMPLE_DAG, CONSUMER_DAG)) {
+    for (String dag : List.of(OK_DAG, BAD_DAG, CONSUMER_DAG)) {
       assertThat(client.isPaused(dag)).as(dag + " is parsed and not paused").isFalse();
     }
     Proc.Result errors = airflow.cli(Duration.ofMinutes(2), "dags", "list-import-errors", "-o", "json");
@@ -221,29 +215,35 @@ class AirflowIT {
       assertThat(triggered.conf()).containsEntry("note", "from AirflowIT");
 
       List<String> progress = new CopyOnWriteArrayList<>();
-      DagRun done = client.await(OK_DAG, "e2e-ok", Duration.ofMinutes(8), progress::add);
-      assertThat(done.state()).as("progress: %s\npeople log:\n%s", progress,
-          airflow.taskLog(OK_DAG, "e2e-ok", "people")).isEqualTo(DagRunState.SUCCESS);
-      assertThat(progress).first().asString().startsWith("dag stagecraft_people run e2e-ok: ");
-      assertThat(progress).last().asString().startsWith("dag stagecraft_people run e2e-ok: success — 2 success");
+      DagRun done = client.await(OK_DAG, "e2e-ok", Duration.ofMinutes(12), progress::add);
+      assertThat(done.state()).as("progress: %s\n%s", progress, unsuccessfulTaskLogs(OK_DAG, "e2e-ok"))
+          .isEqualTo(DagRunState.SUCCESS);
+      assertThat(progress).first().asString().startsWith("dag stagecraft_a9a run e2e-ok: ");
+      assertThat(progress).last().asString().startsWith("dag stagecraft_a9a run e2e-ok: success — 7 success");
       assertThat(client.taskInstances(OK_DAG, "e2e-ok")).extracting(TaskInstance::taskId, TaskInstance::stateName)
-          .containsExactly(org.assertj.core.groups.Tuple.tuple("older", "success"),
-              org.assertj.core.groups.Tuple.tuple("people", "success"));
+          .containsExactlyInAnyOrderElementsOf(EXAMPLE_STEPS.stream()
+              .map(t -> org.assertj.core.groups.Tuple.tuple(t, "success")).toList());
       assertThat(client.tokensIssued()).as("tokens were renewed during the wait").isGreaterThan(tokensBefore + 1);
       assertThatThrownBy(() -> client.trigger(OK_DAG, Optional.of("e2e-ok"), Map.of()))
           .isInstanceOfSatisfying(AirflowException.class, e -> assertThat(e.reason()).isEqualTo(Reason.CONFLICT))
-          .hasMessageStartingWith("Cannot trigger DAG 'stagecraft_people' as run 'e2e-ok': conflict (HTTP 409");
+          .hasMessageStartingWith("Cannot trigger DAG 'stagecraft_a9a' as run 'e2e-ok': conflict (HTTP 409");
 
+      // One Stagecraft run under Airflow's run id: every step succeeded and its outputs exist.
       JsonNode ledger = JSON.readTree(workspace.resolve("runs/e2e-ok/ledger.json").toFile());
       assertThat(ledger.path("run_id").asText()).isEqualTo("e2e-ok");
-      for (String step : List.of("people", "older")) {
+      for (String step : EXAMPLE_STEPS) {
         JsonNode s = ledger.path("steps").path(step);
         assertThat(s.path("status").asText()).as(step).isEqualTo("SUCCEEDED");
-        assertThat(Path.of(URI.create(s.path("outputs").path("output").path("uri").asText()))).isDirectory();
+        assertThat(s.path("outputs").size()).as(step + " outputs").isPositive();
+        s.path("outputs").forEach(o ->
+            assertThat(Path.of(URI.create(o.path("uri").asText()))).as(step + " output").exists());
       }
-      assertThat(airflow.taskLog(OK_DAG, "e2e-ok", "older")).contains("Step older of run e2e-ok SUCCEEDED");
+      assertThat(ledger.path("steps").path("fit").path("metrics").path("validation_accuracy").asDouble())
+          .isGreaterThanOrEqualTo(0.84);
+      assertThat(ledger.path("steps").path("score").path("metrics").path("scored_rows").asLong()).isEqualTo(16281);
+      assertThat(airflow.taskLog(OK_DAG, "e2e-ok", "score")).contains("Step score of run e2e-ok SUCCEEDED");
 
-      // The asset the `older` task updated schedules the consumer DAG.
+      // The asset the `summary` task updated schedules the consumer DAG.
       await().atMost(90, TimeUnit.SECONDS).pollInterval(Duration.ofSeconds(1)).untilAsserted(() ->
           assertThat(client.dagRuns(CONSUMER_DAG)).extracting(DagRun::state).contains(DagRunState.SUCCESS));
       int consumerRuns = client.dagRuns(CONSUMER_DAG).size();
@@ -276,17 +276,17 @@ class AirflowIT {
   @Order(4)
   void aWorkflowOutsideAirflowRecordsAssetEventsAndHandsOffToADagWithAnAirflowStep() throws Exception {
     Path flows = dir.resolve("flows");
-    // Named like the exported workflow, so `older`'s output is the same asset.
+    // Named like the exported workflow, so `summary`'s output is the same asset.
     Files.writeString(flows.resolve("handoff.yaml"), """
-        name: people
+        name: a9a
         steps:
-          - { id: older, kind: sql, sql: "SELECT 'bob' AS name" }
+          - { id: summary, kind: sql, sql: "SELECT 'test' AS split, 1 AS rows" }
           - id: notify
             kind: airflow
-            after: [older]
+            after: [summary]
             action: trigger
             dag: %s
-            conf: { table: "${steps.older.output}" }
+            conf: { table: "${steps.summary.output}" }
             wait: true
             timeout_seconds: 300
         """.formatted(CONSUMER_DAG));
@@ -299,9 +299,25 @@ class AirflowIT {
 
     DagRun handedOff = client.dagRun(CONSUMER_DAG, "stagecraft__handoff-1__notify");
     assertThat(handedOff.state()).isEqualTo(DagRunState.SUCCESS);
-    assertThat(handedOff.conf().get("table").toString()).startsWith("file:").contains("/runs/handoff-1/steps/older/");
-    // Besides our trigger, the asset event of `older`'s committed output scheduled the consumer once more.
+    assertThat(handedOff.conf().get("table").toString()).startsWith("file:").contains("/runs/handoff-1/steps/summary/");
+    // Besides our trigger, the asset event of `summary`'s committed output scheduled the consumer once more.
     await().atMost(90, TimeUnit.SECONDS).pollInterval(Duration.ofSeconds(1)).untilAsserted(() ->
         assertThat(client.dagRuns(CONSUMER_DAG)).hasSizeGreaterThanOrEqualTo(assetEventsBefore + 2));
+  }
+
+  /** The logs of a run's tasks that did not succeed, for a failure message. */
+  static String unsuccessfulTaskLogs(String dag, String runId) {
+    StringBuilder out = new StringBuilder();
+    try {
+      for (TaskInstance t : client.taskInstances(dag, runId)) {
+        if (!t.stateName().equals("success")) {
+          out.append("--- ").append(t.taskId()).append(" (").append(t.stateName()).append(") ---\n")
+              .append(airflow.taskLog(dag, runId, t.taskId())).append('\n');
+        }
+      }
+    } catch (Exception e) {
+      out.append("(cannot read the task logs: ").append(e).append(')');
+    }
+    return out.toString();
   }
 }
