@@ -17,6 +17,21 @@ public record Usage(long start, long end, List<Executor> executors, List<Task> t
     steps = List.copyOf(steps);
   }
 
+  /**
+   * This usage with that of another application the run launched (a step run as its own Spark application): its
+   * executors and tasks are added with ids prefixed {@code prefix + "/"} (every application has an executor "1");
+   * its step windows are not (the run's own windows cover its steps).
+   */
+  public Usage with(String prefix, Usage other) {
+    List<Executor> ex = new java.util.ArrayList<>(executors);
+    other.executors().forEach(e -> ex.add(new Executor(prefix + "/" + e.id(), e.profile(), e.cores(), e.memoryMib(),
+        e.gpus(), e.gpuType(), e.market(), e.start(), e.end())));
+    List<Task> ts = new java.util.ArrayList<>(tasks);
+    other.tasks().forEach(t -> ts.add(new Task(prefix + "/" + t.executor(), t.step(), t.stage(), t.profile(),
+        t.start(), t.end(), t.gpus())));
+    return new Usage(Math.min(start, other.start()), Math.max(end, other.end()), ex, ts, steps);
+  }
+
   /** One executor's life: its resources, its resource profile and the market its policy buys it on. */
   public record Executor(String id, int profile, int cores, long memoryMib, int gpus, Optional<String> gpuType,
       Market market, long start, long end) {

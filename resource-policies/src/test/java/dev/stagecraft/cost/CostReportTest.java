@@ -56,4 +56,30 @@ class CostReportTest {
     assertThat(r.executors()).extracting(CostReport.ExecutorCost::peakConcurrentTasks).containsExactly(1, 2);
     assertThat(sql.gpuUtilisation()).isNull();
   }
+
+  @Test
+  void aLaunchedApplicationsUsageAddsItsExecutorsUnderItsOwnIds() {
+    // The run's application: executor "1" (cpu, 0..100 s), step fit's window 20..80 s while it only waits.
+    Usage run = new Usage(0, 100_000,
+        List.of(new Usage.Executor("1", 0, 4, 8192, 0, Optional.empty(), Market.ON_DEMAND, 0, 100_000)),
+        List.of(), List.of(new Usage.Window("fit", 20_000, 80_000)));
+    // fit's own application: its executor "1" too (every application numbers from 1), a GPU, 25..75 s.
+    Usage fit = new Usage(22_000, 78_000,
+        List.of(new Usage.Executor("1", 0, 4, 16384, 1, Optional.of("t4"), Market.ON_DEMAND, 25_000, 75_000)),
+        List.of(new Usage.Task("1", "fit", 0, 0, 30_000, 70_000, 1)),
+        List.of(new Usage.Window("fit", 22_000, 78_000)));
+
+    Usage merged = run.with("fit-attempt-1", fit);
+    assertThat(merged.executors()).extracting(Usage.Executor::id).containsExactly("1", "fit-attempt-1/1");
+    assertThat(merged.tasks()).extracting(Usage.Task::executor).containsExactly("fit-attempt-1/1");
+    assertThat(merged.steps()).hasSize(1);
+    CostReport r = CostReport.compute(prices, merged);
+    double cpu = (4 * 0.031611 + 8 * 0.004237) * 100 / 3600;
+    double gpu = (4 * 0.031611 + 16 * 0.004237 + 0.35) * 50 / 3600;
+    assertThat(r.executors()).extracting(CostReport.ExecutorCost::cost).containsExactly(cpu, gpu);
+    assertThat(r.total().cost()).isCloseTo(cpu + gpu, within(1e-12));
+    // The GPU's 40 busy seconds of 50 belong to fit; the waiting run's CPU executor is idle in fit's window.
+    assertThat(r.steps().get("fit").busySeconds()).isCloseTo(40, within(1e-9));
+    assertThat(r.steps().get("fit").gpuUtilisation()).isCloseTo(40.0 / 50, within(1e-9));
+  }
 }

@@ -188,7 +188,8 @@ public final class StandaloneCluster implements AutoCloseable {
     return pb.start();
   }
 
-  private static String testClassPath() {
+  /** The test JVM's class path: what the cluster's executors need besides Spark's jars. */
+  public static String testClassPath() {
     return System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
   }
 

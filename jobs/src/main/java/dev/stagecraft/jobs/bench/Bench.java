@@ -21,12 +21,14 @@ import picocli.CommandLine.ParentCommand;
  * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference.")
+    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
+        + "cost.")
 public final class Bench implements Callable<Integer> {
-  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference");
+  static final List<String> NAMES =
+      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "cost");
 
   @Parameters(index = "0", paramLabel = "NAME",
-      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference")
+      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | cost")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -45,6 +47,11 @@ public final class Bench implements Callable<Integer> {
   public Integer call() throws Exception {
     if (!NAMES.contains(name)) {
       throw StagecraftException.user("Unknown benchmark '%s' (expected one of: %s)", name, String.join(", ", NAMES));
+    }
+    if (name.equals("cost")) { // its own cluster and applications: nothing runs in this JVM's Spark
+      SparkSessions.configureLogging(main.verbose());
+      CostBench.run(Results::emit);
+      return 0;
     }
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());
     try {

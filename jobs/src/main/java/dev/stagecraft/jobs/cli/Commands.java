@@ -219,6 +219,23 @@ public final class Commands {
   }
 
   /**
+   * Set when this process is a step's own application, launched by the run holding its lease (environment of
+   * {@link dev.stagecraft.jobs.engine.SparkSubmitLauncher}).
+   */
+  private static Optional<Engine.LaunchedBy> launchedBy(Optional<String> only) {
+    String token = System.getenv("STAGECRAFT_PARENT_LEASE");
+    String usage = System.getenv("STAGECRAFT_USAGE_FILE");
+    if (token == null || token.isBlank()) {
+      return Optional.empty();
+    }
+    if (only.isEmpty() || usage == null || usage.isBlank()) {
+      throw StagecraftException.user("STAGECRAFT_PARENT_LEASE is set (a step launched as its own application), but "
+          + "%s", only.isEmpty() ? "the command runs a whole workflow (expected `step`)" : "STAGECRAFT_USAGE_FILE is not");
+    }
+    return Optional.of(new Engine.LaunchedBy(token, usage));
+  }
+
+  /**
    * Loads, validates and runs; prints progress and a summary (and the first rows of step {@code preview}'s table);
    * returns the exit code.
    */
@@ -227,8 +244,11 @@ public final class Commands {
     Workspace.checkRunId(runId);
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
-    SparkSession spark =
-        SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose, SparkSessions.policyConf(spec, kinds));
+    dev.stagecraft.jobs.engine.Placement placement = SparkSessions.placement(spec, kinds);
+    // A step's own application (launched by its run: Placement) has its settings from the launcher.
+    Optional<Engine.LaunchedBy> launchedBy = launchedBy(only);
+    SparkSession spark = SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose,
+        launchedBy.isPresent() ? Map.of() : SparkSessions.policyConf(spec, placement));
     PrintStream out = System.out;
     try (ConsoleProgress progress =
         new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {
@@ -242,12 +262,18 @@ public final class Commands {
       if (only.isPresent()) {
         opts = opts.withOnlyStep(only.get());
       }
+      if (launchedBy.isPresent()) {
+        opts = opts.withLaunchedBy(launchedBy.get());
+      }
       EngineListener listener = progress;
       if (options.airflowAssetEvents) {
         listener = new AssetEventEmitter(progress, AirflowCommands.Connection::fromEnvironment, spec.name(),
             System.err);
       }
-      RunLedger ledger = new Engine(spark, kinds, listener).run(spec, opts);
+      Optional<dev.stagecraft.jobs.engine.StepLauncher> launcher = placement.ownApplication().isEmpty()
+          ? Optional.empty()
+          : Optional.of(dev.stagecraft.jobs.engine.SparkSubmitLauncher.forThisProcess(spark.sparkContext().getConf()));
+      RunLedger ledger = new Engine(spark, kinds, listener, placement, launcher).run(spec, opts);
       progress.close();
       summarize(ledger, only, file, out);
       preview.map(s -> ledger.step(s).outputs().get("output")).ifPresent(o -> {

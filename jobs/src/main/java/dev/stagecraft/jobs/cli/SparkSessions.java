@@ -69,54 +69,55 @@ public final class SparkSessions {
     return builder.getOrCreate();
   }
 
+  /** The master this process's application runs on: spark-submit's or {@code -Dspark.master}, else local. */
+  public static String master() {
+    return new SparkConf().get("spark.master", "local[*]");
+  }
+
+  /** Where {@code spec}'s steps run on this process's master ({@link dev.stagecraft.jobs.engine.Placement}). */
+  public static dev.stagecraft.jobs.engine.Placement placement(dev.stagecraft.jobs.spec.WorkflowSpec spec,
+      dev.stagecraft.jobs.spec.StepKinds kinds) {
+    return dev.stagecraft.jobs.engine.Placement.of(spec, master(), s -> kinds.get(s.kind()).barrier());
+  }
+
+  /** {@link #policyConf(dev.stagecraft.jobs.spec.WorkflowSpec, dev.stagecraft.jobs.engine.Placement)} with the
+   * placement of the built-in step kinds. */
+  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec) {
+    dev.stagecraft.jobs.spec.StepKinds kinds = dev.stagecraft.jobs.spec.StepKinds.discover();
+    return policyConf(spec, placement(spec, kinds));
+  }
+
   /**
    * Application settings from the policies a workflow's steps name (none if no step names one). In local mode only
    * the FAIR pools' allocation file applies (one JVM: nothing to size or allocate; the engine logs what each policy
-   * ignores). The RAPIDS plugin is left out, with a log line, when its jar is not on the classpath.
+   * ignores). On a cluster the steps that {@code placement} runs as their own application do not size this one. The
+   * RAPIDS plugin is left out, with a log line, when its jar is not on the classpath.
    */
-  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec) {
-    return policyConf(spec, dev.stagecraft.jobs.spec.StepKinds.discover());
-  }
-
-  /** As {@link #policyConf(dev.stagecraft.jobs.spec.WorkflowSpec)}, with the kinds that tell barrier steps apart. */
   public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec,
-      dev.stagecraft.jobs.spec.StepKinds kinds) {
-    java.util.List<dev.stagecraft.policy.ResourcePolicy> used = spec.steps().stream()
+      dev.stagecraft.jobs.engine.Placement placement) {
+    java.util.List<dev.stagecraft.policy.ResourcePolicy> all = spec.steps().stream()
         .map(spec::policyOf).flatMap(java.util.Optional::stream).distinct().toList();
+    java.util.List<dev.stagecraft.policy.ResourcePolicy> used = placement.inAppPolicies(spec);
     java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
-    if (used.isEmpty()) {
+    if (all.isEmpty()) {
       return out;
     }
     try {
       java.nio.file.Path xml = java.nio.file.Files.createTempFile("stagecraft-pools-", ".xml");
       xml.toFile().deleteOnExit();
-      java.nio.file.Files.writeString(xml, dev.stagecraft.policy.spark.SparkPolicies.fairSchedulerXml(used));
+      java.nio.file.Files.writeString(xml, dev.stagecraft.policy.spark.SparkPolicies.fairSchedulerXml(all));
       out.put("spark.scheduler.allocation.file", xml.toString());
     } catch (java.io.IOException e) {
       org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn(
           "Cannot write the FAIR scheduler allocation file (pools keep weight 1): {}", e.toString());
     }
-    String master = new SparkConf().get("spark.master", "local[*]");
-    if (master.startsWith("local")) {
+    if (master().startsWith("local") || used.isEmpty()) {
       return out;
     }
     dev.stagecraft.policy.ResourcePolicy base =
         dev.stagecraft.policy.spark.SparkPolicies.basePolicy(used).orElseThrow();
     out.putAll(dev.stagecraft.policy.spark.SparkPolicies.applicationConf(base, used,
         java.util.Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT"))));
-    boolean barrier = spec.steps().stream().anyMatch(s -> kinds.get(s.kind()).barrier());
-    if (barrier && "true".equals(out.get("spark.dynamicAllocation.enabled"))) {
-      // SPARK-24942: barrier stages refuse dynamic allocation. Running the static steps as their own application
-      // (SparkLauncher) is not built yet, so the whole application stays static, sized by the largest static policy;
-      // GPU policies then get task-only profiles.
-      out.keySet().removeIf(k -> k.startsWith("spark.dynamicAllocation."));
-      out.put("spark.dynamicAllocation.enabled", "false");
-      out.put("spark.executor.instances", String.valueOf(used.stream().filter(p -> !p.allocation().dynamic())
-          .mapToInt(p -> p.allocation().executors()).max().orElse(1)));
-      org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn("Workflow {} mixes barrier steps with dynamic "
-          + "policies: the application runs with static executors (dynamic allocation off), as Spark requires for "
-          + "barrier stages (SPARK-24942)", spec.source());
-    }
     if (out.containsKey("spark.plugins")) {
       try {
         Class.forName(dev.stagecraft.policy.spark.SparkPolicies.RAPIDS_PLUGIN, false,

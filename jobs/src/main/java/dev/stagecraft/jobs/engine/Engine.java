@@ -64,6 +64,8 @@ public final class Engine {
    * @param overrides {@code --set} values for the workflow's params
    * @param onlyStep run just this step of the run (its upstream steps must have succeeded)
    * @param command what the user ran, shown to anyone refused by this run's lease
+   * @param launchedBy set when this process is a step's own application, launched by the run that holds the run's
+   *     lease ({@link StepLauncher})
    */
   public record Options(
       String runId,
@@ -74,13 +76,15 @@ public final class Engine {
       String command,
       int maxParallel,
       Duration leaseStaleAfter,
-      Duration leaseHeartbeat) {
+      Duration leaseHeartbeat,
+      Optional<LaunchedBy> launchedBy) {
     public Options {
       Workspace.checkRunId(runId);
       requireNonNull(workspace, "workspace is null");
       overrides = Map.copyOf(overrides);
       requireNonNull(onlyStep, "onlyStep is null");
       requireNonNull(command, "command is null");
+      requireNonNull(launchedBy, "launchedBy is null");
       if (maxParallel < 1) {
         throw new IllegalArgumentException("maxParallel must be at least 1");
       }
@@ -88,41 +92,65 @@ public final class Engine {
 
     public static Options run(String runId) {
       return new Options(runId, false, Optional.empty(), Map.of(), Optional.empty(), "run", 4,
-          Lease.DEFAULT_STALE_AFTER, Lease.DEFAULT_HEARTBEAT);
+          Lease.DEFAULT_STALE_AFTER, Lease.DEFAULT_HEARTBEAT, Optional.empty());
     }
 
     public Options withResume() {
       return new Options(runId, true, workspace, overrides, onlyStep, command, maxParallel, leaseStaleAfter,
-          leaseHeartbeat);
+          leaseHeartbeat, launchedBy);
     }
 
     public Options withWorkspace(String uri) {
       return new Options(runId, resume, Optional.of(uri), overrides, onlyStep, command, maxParallel, leaseStaleAfter,
-          leaseHeartbeat);
+          leaseHeartbeat, launchedBy);
     }
 
     public Options withOverrides(Map<String, String> values) {
       return new Options(runId, resume, workspace, values, onlyStep, command, maxParallel, leaseStaleAfter,
-          leaseHeartbeat);
+          leaseHeartbeat, launchedBy);
     }
 
     public Options withOnlyStep(String step) {
       return new Options(runId, resume, workspace, overrides, Optional.of(step), command, maxParallel,
-          leaseStaleAfter, leaseHeartbeat);
+          leaseStaleAfter, leaseHeartbeat, launchedBy);
     }
 
     public Options withCommand(String cmd) {
       return new Options(runId, resume, workspace, overrides, onlyStep, cmd, maxParallel, leaseStaleAfter,
-          leaseHeartbeat);
+          leaseHeartbeat, launchedBy);
+    }
+
+    /** This process runs {@code onlyStep} as the step's own application, launched by the run {@code by} names. */
+    public Options withLaunchedBy(LaunchedBy by) {
+      return new Options(runId, resume, workspace, overrides, onlyStep, command, maxParallel, leaseStaleAfter,
+          leaseHeartbeat, Optional.of(by));
     }
 
     public Options withLease(Duration staleAfter, Duration heartbeat) {
-      return new Options(runId, resume, workspace, overrides, onlyStep, command, maxParallel, staleAfter, heartbeat);
+      return new Options(runId, resume, workspace, overrides, onlyStep, command, maxParallel, staleAfter, heartbeat,
+          launchedBy);
+    }
+  }
+
+  /**
+   * The run that launched this process as a step's own application: the token of its run lease, and the file (a
+   * workspace URI) this application's usage goes to.
+   */
+  public record LaunchedBy(String leaseToken, String usageFile) {
+    public LaunchedBy {
+      requireNonNull(leaseToken, "leaseToken is null");
+      requireNonNull(usageFile, "usageFile is null");
     }
   }
 
   private final SparkSession spark;
   private final StepKinds kinds;
+  private final Placement placement;
+  private final Optional<StepLauncher> launcher;
+  /** The lease of the run in progress: the token launched steps run under. */
+  private volatile String runLeaseToken;
+  /** Usage files of the applications launched by the run in progress, merged into its cost report. */
+  private final List<Path> launchedUsage = java.util.Collections.synchronizedList(new ArrayList<>());
   private final EngineListener listener;
   /** One profile per policy for the application's life: a new profile would mean new executors. */
   private final Map<String, Optional<org.apache.spark.resource.ResourceProfile>> profiles =
@@ -132,9 +160,25 @@ public final class Engine {
   private volatile dev.stagecraft.cost.spark.CostListener meter;
 
   public Engine(SparkSession spark, StepKinds kinds, EngineListener listener) {
+    this(spark, kinds, listener, Placement.IN_PROCESS, Optional.empty());
+  }
+
+  /**
+   * An engine that runs the steps {@code placement} names as their own applications, through {@code launcher}.
+   *
+   * @throws IllegalArgumentException if the placement names steps and there is no launcher
+   */
+  public Engine(SparkSession spark, StepKinds kinds, EngineListener listener, Placement placement,
+      Optional<StepLauncher> launcher) {
     this.spark = requireNonNull(spark, "spark is null");
     this.kinds = requireNonNull(kinds, "kinds is null");
     this.listener = requireNonNull(listener, "listener is null");
+    this.placement = requireNonNull(placement, "placement is null");
+    this.launcher = requireNonNull(launcher, "launcher is null");
+    if (!placement.ownApplication().isEmpty() && launcher.isEmpty()) {
+      throw new IllegalArgumentException("Steps " + placement.ownApplication() + " run as their own applications, "
+          + "but there is no launcher");
+    }
   }
 
   /** The workspace a workflow uses under these options: {@code --workspace}, else the file's, else the default. */
@@ -168,16 +212,18 @@ public final class Engine {
         options.leaseHeartbeat())) {
       // Re-check after taking ours: a run and a step racing to start both see the other.
       refuseIfLive(ws, spec, runId, only, options);
+      runLeaseToken = lease.token();
+      launchedUsage.clear();
       RunLedger ledger = prepare(spec, options, ws, store);
       List<String> toRun = only.map(List::of).orElseGet(() -> notSucceeded(spec, ledger));
       List<String> kept = new ArrayList<>(spec.order());
       kept.removeAll(toRun);
       listener.runStarted(runId, ws, toRun, only.isPresent() ? List.of() : kept);
       RunLedger result;
-      if (only.isPresent()) {
+      if (only.isPresent() && options.launchedBy().isEmpty()) {
         result = execute(spec, options, ws, store, toRun);
       } else {
-        result = metered(spec, runId, ws, () -> execute(spec, options, ws, store, toRun));
+        result = metered(spec, runId, ws, options.launchedBy(), () -> execute(spec, options, ws, store, toRun));
       }
       listener.runFinished(result);
       return result;
@@ -188,7 +234,7 @@ public final class Engine {
    * Runs {@code body} with a cost meter on the SparkContext and writes {@code runs/RUN/cost.json} and
    * {@code cost.png} afterwards (also when steps failed: their executors cost money too).
    */
-  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws,
+  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws, Optional<LaunchedBy> launchedBy,
       java.util.function.Supplier<RunLedger> body) {
     SparkContext sc = spark.sparkContext();
     List<ResourcePolicy> used = spec.steps().stream().map(spec::policyOf).flatMap(Optional::stream).distinct()
@@ -213,8 +259,22 @@ public final class Engine {
       sc.removeSparkListener(m);
       m.stop();
       try {
-        CostFiles.write(ws, runId, dev.stagecraft.cost.CostReport.compute(
-            dev.stagecraft.cost.PriceCatalog.builtIn(), m.usage()));
+        dev.stagecraft.cost.Usage usage = m.usage();
+        if (launchedBy.isPresent()) { // a step's own application: the launching run reports its cost
+          CostFiles.writeUsage(ws, new Path(launchedBy.get().usageFile()), usage);
+        } else {
+          for (Path f : List.copyOf(launchedUsage)) {
+            Optional<dev.stagecraft.cost.Usage> other = CostFiles.readUsage(ws, f);
+            if (other.isPresent()) {
+              usage = usage.with(f.getName().replaceFirst("\\.usage\\.json$", ""), other.get());
+            } else {
+              LOG.warn("The cost report of run '{}' misses a launched application: it left no usage file {}", runId,
+                  f);
+            }
+          }
+          CostFiles.write(ws, runId, dev.stagecraft.cost.CostReport.compute(
+              dev.stagecraft.cost.PriceCatalog.builtIn(), usage));
+        }
       } catch (RuntimeException e) {
         LOG.warn("Cannot write the cost report of run '{}': {}", runId, e.toString());
       }
@@ -226,7 +286,8 @@ public final class Engine {
         Lease.liveHolder(ws.fs(), ws.runLease(runId), options.leaseStaleAfter());
     long now = System.currentTimeMillis();
     if (only.isPresent()) {
-      runHolder.ifPresent(h -> {
+      runHolder.filter(h -> !options.launchedBy().map(LaunchedBy::leaseToken).equals(Optional.of(h.token())))
+          .ifPresent(h -> {
         throw StagecraftException.user("Cannot start step '%s' of run '%s': the whole run is live in another "
             + "process: %s", only.get(), runId, h.describe(now));
       });
@@ -411,6 +472,10 @@ public final class Engine {
 
   /** Runs one attempt of one step: the whole lifecycle of a step lives here. Never throws for a step failure. */
   private void runStep(WorkflowSpec spec, Options options, Workspace ws, LedgerStore store, StepConfig step) {
+    if (placement.ownApplication(step.id()) && options.launchedBy().isEmpty()) {
+      runLaunched(spec, options, ws, store, step);
+      return;
+    }
     String runId = options.runId();
     String id = step.id();
     StepKind kind = kinds.get(step.kind());
@@ -446,6 +511,7 @@ public final class Engine {
         resources.put("policy", policy.get().name());
         resources.put("pool", policy.get().pool());
         resources.put("resource_profile", profile.map(p -> (Object) p.id()).orElse("default"));
+        resources.put("application_id", sc.applicationId());
         run.detail("resources", resources);
       }
       kind.run(run);
@@ -491,6 +557,66 @@ public final class Engine {
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
     }
+  }
+
+  /**
+   * Runs a step as its own Spark application ({@link Placement}): the launched {@code stagecraft step} records the
+   * attempt in the ledger as any step does; this adds how the application ended (exit code, log) and records a
+   * failure if the application ended without recording one. Never throws for a step failure.
+   */
+  private void runLaunched(WorkflowSpec spec, Options options, Workspace ws, LedgerStore store, StepConfig step) {
+    String runId = options.runId();
+    String id = step.id();
+    int attempt = store.read(runId).orElseThrow().step(id).attempts() + 1;
+    String name = id + "-attempt-" + attempt;
+    Path usage = new Path(ws.runDir(runId), "applications/" + name + ".usage.json");
+    Path log = new Path(ws.runDir(runId), "applications/" + name + ".log");
+    listener.stepStarted(id, step.kind(), attempt, "stagecraft/" + runId + "/" + id);
+    if (meter != null) {
+      meter.stepStarted(id);
+    }
+    long start = System.nanoTime();
+    StepLauncher.Launched launched = null;
+    Throwable failure = null;
+    try {
+      launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, runId, ws, runLeaseToken, usage,
+          log), status -> listener.stepProgress(id, status));
+      launchedUsage.add(usage);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      failure = e;
+    } catch (Exception e) {
+      failure = e;
+    } finally {
+      if (meter != null) {
+        meter.stepFinished(id);
+      }
+    }
+    double secs = seconds(start);
+    Map<String, Object> app = new LinkedHashMap<>();
+    app.put("placement", "own application");
+    if (launched != null) {
+      app.put("exit_code", launched.exitCode());
+      app.put("spark_submit", launched.sparkSubmit());
+      app.put("log", launched.log());
+      app.put("seconds", Math.round(launched.seconds() * 10) / 10.0);
+    }
+    StepLauncher.Launched l = launched;
+    Throwable f = failure;
+    RunLedger after = store.update(runId, ledger -> ledger.withStep(id, r -> {
+      StepRecord attempted = r.attempts() >= attempt ? r : r.started(now());
+      if (f != null) {
+        return attempted.failed(now(), secs, "Cannot run step '" + id + "' as its own Spark application: "
+            + oneLine(f), StagecraftException.categoryOf(f).name(), Map.of("application", app));
+      }
+      if (attempted.status() == StepStatus.SUCCEEDED || attempted.status() == StepStatus.FAILED) {
+        return attempted.withDetail("application", app);
+      }
+      return attempted.withDetail("application", app).failed(now(), secs, "The Spark application of step '" + id
+          + "' exited with code " + l.exitCode() + " before it recorded a result (its output: " + l.log() + ")",
+          ErrorCategory.EXTERNAL.name(), attempted.withDetail("application", app).details());
+    }, now()));
+    listener.stepFinished(id, after.step(id));
   }
 
   /**

@@ -133,6 +133,11 @@ public final class Lease implements AutoCloseable {
     return p.get().info().startInstant().map(t -> t.toEpochMilli() > h.since() + 1_000).orElse(false);
   }
 
+  /** This holder's token: what a process this one launched shows to run under this lease. */
+  public String token() {
+    return holder.token();
+  }
+
   /** True if another process took this lease over (this one missed its heartbeats). */
   public boolean lost() {
     return lost;

@@ -71,6 +71,14 @@ public record StepRecord(
         null);
   }
 
+  /** Same state, with one more detail (replacing one of that name). */
+  public StepRecord withDetail(String name, Object value) {
+    Map<String, Object> d = details == null ? new LinkedHashMap<>() : new LinkedHashMap<>(details);
+    d.put(name, value);
+    return new StepRecord(kind, upstream, status, attempts, started, ended, seconds, outputs, metrics, error,
+        errorCategory, fingerprint, d);
+  }
+
   /** Same state, with the workflow's current kind and upstream steps (resume after an edit of the workflow). */
   public StepRecord withShape(String newKind, List<String> newUpstream) {
     return new StepRecord(newKind, newUpstream, status, attempts, started, ended, seconds, outputs, metrics,

@@ -12,6 +12,8 @@ import org.junit.jupiter.api.Test;
 
 /** The application settings bin/stagecraft derives from a workflow's policies. */
 class PolicyConfTest {
+  @org.junit.jupiter.api.io.TempDir Path dir;
+
   private final WorkflowSpec spec = new WorkflowLoader(StepKinds.discover()).parse("wf.yaml", """
       name: p
       steps:
@@ -52,19 +54,25 @@ class PolicyConfTest {
     WorkflowSpec none = new WorkflowLoader(StepKinds.discover()).parse("wf.yaml",
         "name: p\nsteps:\n  - { id: a, kind: sql, sql: \"SELECT 1\" }\n", "file:/flows");
     assertThat(SparkSessions.policyConf(none)).isEmpty();
+    assertThat(dev.stagecraft.jobs.engine.Placement.of(none, "spark://h:7077", st -> true).ownApplication())
+        .isEmpty();
   }
 
   @Test
-  void barrierStepsKeepTheApplicationStatic() {
+  void onAClusterTheDemosTrainingRunsAsItsOwnApplicationAndTheRestAllocatesDynamically() {
     WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(
         Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
     String before = System.getProperty("spark.master");
     System.setProperty("spark.master", "spark://127.0.0.1:7077");
     try {
+      assertThat(SparkSessions.placement(demo, StepKinds.discover()).ownApplication()).containsExactly("fit");
       Map<String, String> conf = SparkSessions.policyConf(demo);
-      assertThat(conf).containsEntry("spark.dynamicAllocation.enabled", "false")
-          .containsEntry("spark.executor.instances", "2")
-          .doesNotContainKey("spark.dynamicAllocation.shuffleTracking.enabled");
+      // Sized by cpu-etl (the first CPU policy) and gpu-inference only: gpu-training's static executors are the
+      // launched application's.
+      assertThat(conf).containsEntry("spark.dynamicAllocation.enabled", "true")
+          .containsEntry("spark.dynamicAllocation.maxExecutors", "4")
+          .containsEntry("spark.executor.cores", "4")
+          .doesNotContainKey("spark.executor.instances");
     } finally {
       if (before == null) {
         System.clearProperty("spark.master");
@@ -72,5 +80,38 @@ class PolicyConfTest {
         System.setProperty("spark.master", before);
       }
     }
+  }
+
+  @Test
+  void aLaunchedStepGetsItsPolicysStaticExecutorsAndInheritsTheRestButNotTheSizingOrIdentity() throws Exception {
+    WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(
+        Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
+    org.apache.spark.SparkConf parent = new org.apache.spark.SparkConf(false)
+        .set("spark.master", "spark://h:7077").set("spark.app.id", "app-1").set("spark.driver.port", "40000")
+        .set("spark.driver.host", "10.0.0.5").set("spark.dynamicAllocation.enabled", "true")
+        .set("spark.executor.cores", "4").set("spark.executor.memory", "8192m")
+        .set("spark.hadoop.fs.s3a.endpoint", "http://s3:9000").set("spark.executor.extraJavaOptions", "-Dx=1");
+    dev.stagecraft.jobs.engine.SparkSubmitLauncher launcher =
+        new dev.stagecraft.jobs.engine.SparkSubmitLauncher(parent, java.util.Optional.empty(),
+            java.util.Optional.empty());
+    var ws = new dev.stagecraft.jobs.engine.Workspace(dir.toUri().toString(),
+        new org.apache.hadoop.conf.Configuration());
+    var request = new dev.stagecraft.jobs.engine.StepLauncher.Request(demo, demo.step("fit"), "r1", ws, "token",
+        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "u.json"),
+        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "out.log"));
+
+    Map<String, String> conf = launcher.conf(request);
+
+    assertThat(conf).containsEntry("spark.dynamicAllocation.enabled", "false")
+        .containsEntry("spark.executor.instances", "2").containsEntry("spark.executor.memory", "16384m")
+        .containsEntry("spark.executor.resource.gpu.amount", "1").containsEntry("spark.task.resource.gpu.amount", "1")
+        .containsEntry("spark.hadoop.fs.s3a.endpoint", "http://s3:9000")
+        .containsEntry("spark.executor.extraJavaOptions", "-Dx=1").containsEntry("spark.driver.host", "10.0.0.5")
+        .containsEntry("spark.app.name", "stagecraft a9a r1 fit")
+        .doesNotContainKeys("spark.app.id", "spark.driver.port", "spark.master");
+    // Without a Spark distribution the launch fails with what to set, before anything starts.
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> launcher.launch(request, line -> { }))
+        .hasMessage("Cannot launch step 'fit' as its own Spark application: no Spark distribution (set SPARK_HOME "
+            + "to one; its bin/spark-submit launches it)");
   }
 }

@@ -1,0 +1,159 @@
+package dev.stagecraft.jobs.bench;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
+import dev.stagecraft.spi.StagecraftException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+
+/**
+ * What the resource policies save: the demo workflow, spark-submitted twice to the same standalone cluster (master and
+ * two workers with one fake GPU each, started here from a Spark distribution), (a) as one static application sized for
+ * its largest step — two GPU executors for the whole run — and (b) under Stagecraft's policies: CPU steps on
+ * dynamically allocated CPU executors, training as its own static application, scoring on dynamically allocated spot
+ * GPU executors released when idle. Each run's cost comes from its own cost report (the ledger's executor lifetimes ×
+ * the built-in price catalog). The policies keep the demo's shape, scaled to fit this machine: the same executor
+ * shapes in both runs, so the ratio compares allocation, not sizes.
+ */
+final class CostBench {
+  static final ObjectMapper JSON = new ObjectMapper();
+
+  /** The demo's policies, executors scaled to the benchmark cluster (4 cores, 4 GB, 1 GPU per worker). */
+  static final String POLICIES = """
+      policies:
+        cpu-etl:
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m }
+          allocation: { mode: dynamic, min: 0, max: 2, initial: 1, idle_timeout: 15s }
+          pool: etl
+        gpu-training:
+          executor: { cores: 1, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          task: { cpus: 1, gpus: 1 }
+          allocation: { mode: static, executors: 2 }
+          pool: training
+          priority: 2
+        gpu-inference:
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          task: { cpus: 1, gpus: 0.5 }
+          allocation: { mode: dynamic, min: 0, max: 2, initial: 0, idle_timeout: 15s }
+          market: spot
+          pool: inference
+          priority: 2
+        static-peak:
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          task: { cpus: 1, gpus: 0.5 }
+          allocation: { mode: static, executors: 2 }
+      """;
+
+  private CostBench() {}
+
+  static void run(Consumer<ObjectNode> out) throws Exception {
+    Path home = Path.of(System.getProperty("stagecraft.home", "."));
+    Path demo = home.resolve("jobs/examples/a9a/workflow.yaml");
+    String sparkHome = System.getenv("STAGECRAFT_SPARK_HOME");
+    if (sparkHome == null || sparkHome.isBlank()) {
+      sparkHome = System.getenv("SPARK_HOME");
+    }
+    if (sparkHome == null || sparkHome.isBlank()) {
+      throw StagecraftException.user("bench cost needs a Spark distribution to start a cluster and spark-submit to "
+          + "it: set STAGECRAFT_SPARK_HOME (bin/stagecraft does, with bin/spark-dist)");
+    }
+    String jar = SparkSubmitLauncher.ownJar().orElseThrow(() -> StagecraftException.user(
+        "bench cost spark-submits Stagecraft's jar: run it with bin/stagecraft"));
+    Path dir = Files.createTempDirectory("stagecraft-bench-cost");
+    String yaml = Files.readString(demo);
+    // The same steps, data and models; only the policies differ.
+    String ours = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "steps:");
+    String peak = ours.replaceAll("(?m)^(\\s+policy:) \\S+", "$1 static-peak");
+    Files.writeString(dir.resolve("ours.yaml"), ours);
+    Files.writeString(dir.resolve("static.yaml"), peak);
+    Path data = demo.getParent().resolve("data");
+
+    Bench.log("cost: starting a standalone cluster (master + 2 workers, 4 cores, 4 GB and 1 fake GPU each) from {}",
+        sparkHome);
+    try (BenchCluster cluster = BenchCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
+      List<Path> workflows = List.of(dir.resolve("static.yaml"), dir.resolve("ours.yaml"));
+      List<JsonNode> costs = new ArrayList<>();
+      List<JsonNode> ledgers = new ArrayList<>();
+      List<Double> seconds = new ArrayList<>();
+      for (Path wf : workflows) {
+        String runId = wf.getFileName().toString().replace(".yaml", "");
+        Bench.log("cost: spark-submit {} (the demo with {})", wf.getFileName(),
+            runId.equals("static") ? "one static application sized for its largest step" : "Stagecraft's policies");
+        List<String> cmd = new ArrayList<>(List.of(Path.of(sparkHome, "bin/spark-submit").toString(),
+            "--master", cluster.masterUrl(), "--conf", "spark.ui.enabled=false", "--conf",
+            "spark.driver.host=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
+            "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.interval=1s",
+            "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60",
+            "--class", "dev.stagecraft.jobs.Main", jar, "run", wf.toString(), "--run-id", runId,
+            "--workspace", dir.resolve("ws").toUri().toString(),
+            "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+            .redirectOutput(dir.resolve(runId + ".log").toFile());
+        pb.environment().put("SPARK_HOME", sparkHome);
+        pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+        pb.environment().put("STAGECRAFT_PROGRESS", "plain");
+        long t = System.nanoTime();
+        int code = pb.start().waitFor();
+        seconds.add((System.nanoTime() - t) / 1e9);
+        if (code != 0) {
+          throw new IllegalStateException("bench cost: the run of " + wf.getFileName() + " failed with exit code "
+              + code + "; its output: " + dir.resolve(runId + ".log"));
+        }
+        Path runDir = dir.resolve("ws/runs/" + runId);
+        costs.add(JSON.readTree(runDir.resolve("cost.json").toFile()));
+        ledgers.add(JSON.readTree(runDir.resolve("ledger.json").toFile()));
+        Bench.log("cost: {} finished in {} s, cost {}", runId, Bench.round(seconds.get(seconds.size() - 1), 1),
+            costs.get(costs.size() - 1).path("total").path("cost").asDouble());
+      }
+      ObjectNode line = Results.line("cost");
+      line.putObject("params").put("workflow", "a9a demo (7 steps)").put("cluster", "standalone, 2 workers × "
+          + "(4 cores, 4 GB, 1 fake GPU)").put("prices", costs.get(0).path("price_catalog").asText());
+      line.set("ours", side("Stagecraft's policies", costs.get(1), ledgers.get(1), seconds.get(1)));
+      line.set("baseline", side("one static application sized for the largest step", costs.get(0), ledgers.get(0),
+          seconds.get(0)));
+      double a = costs.get(0).path("total").path("cost").asDouble();
+      double b = costs.get(1).path("total").path("cost").asDouble();
+      line.put("cost_ratio", Bench.round(b / a, 3));
+      line.put("same_outputs", sameOutputs(ledgers.get(0), ledgers.get(1)));
+      out.accept(line);
+    }
+  }
+
+  private static ObjectNode side(String name, JsonNode cost, JsonNode ledger, double seconds) {
+    ObjectNode n = JSON.createObjectNode().put("name", name);
+    JsonNode total = cost.path("total");
+    n.put("cost", Bench.round(total.path("cost").asDouble(), 6))
+        .put("idle_gpu_cost", Bench.round(total.path("idle_gpu_cost").asDouble(), 6))
+        .put("gpu_seconds", Bench.round(total.path("gpu_seconds").asDouble(), 1))
+        .put("executors", cost.path("executors").size())
+        .put("seconds", Bench.round(seconds, 1))
+        .put("validation_accuracy", Bench.round(
+            ledger.path("steps").path("fit").path("metrics").path("validation_accuracy").asDouble(), 4))
+        .put("scored_rows", ledger.path("steps").path("score").path("metrics").path("scored_rows").asLong());
+    return n;
+  }
+
+  /** Both runs succeeded with the same rows in every table output and the same scored rows. */
+  private static boolean sameOutputs(JsonNode a, JsonNode b) {
+    for (var it = a.path("steps").fields(); it.hasNext(); ) {
+      var e = it.next();
+      JsonNode other = b.path("steps").path(e.getKey());
+      if (!e.getValue().path("status").asText().equals("SUCCEEDED")
+          || !other.path("status").asText().equals("SUCCEEDED")) {
+        return false;
+      }
+      for (var o = e.getValue().path("outputs").fields(); o.hasNext(); ) {
+        var out = o.next();
+        if (!out.getValue().path("rows").equals(other.path("outputs").path(out.getKey()).path("rows"))) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+}

@@ -1,0 +1,219 @@
+package dev.stagecraft.jobs.engine;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.policy.spark.SparkPolicies;
+import dev.stagecraft.spi.StagecraftException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.spark.SparkConf;
+import org.apache.spark.launcher.SparkLauncher;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Launches a step as its own Spark application through Spark's launcher API ({@link SparkLauncher}, which runs a
+ * Spark distribution's {@code bin/spark-submit}): same master, Stagecraft's jar, {@code stagecraft step} for the same
+ * run and workspace, the step's policy as the application's resources (static executors), and the rest of this
+ * application's settings. Settings travel in a properties file readable only by the user, not on the command line,
+ * so credentials in {@code spark.hadoop.*} never show in a process listing. The application's output is kept in the
+ * workspace; its progress lines are passed on as the step's progress.
+ */
+public final class SparkSubmitLauncher implements StepLauncher {
+  private static final Logger LOG = LoggerFactory.getLogger(SparkSubmitLauncher.class);
+  /** A plain progress line of {@code stagecraft step}: "  STEP: status, 12s". */
+  private static final Pattern PROGRESS = Pattern.compile("^  ([A-Za-z0-9_.-]+): (.+), \\d+s$");
+  /** Settings of this application that are not the launched one's. */
+  private static final List<String> NOT_INHERITED = List.of("spark.app.", "spark.driver.port",
+      "spark.executor.id", "spark.dynamicAllocation.", "spark.executor.instances", "spark.executor.cores",
+      "spark.executor.memory", "spark.executor.memoryOverhead", "spark.executor.resource.", "spark.task.cpus",
+      "spark.task.resource.", "spark.submit.", "spark.master", "spark.jars", "spark.repl.", "spark.sql.warehouse.dir",
+      "spark.ui.port", "spark.plugins", "spark.rapids.", "spark.scheduler.allocation.file");
+
+  private final SparkConf parent;
+  private final Optional<String> sparkHome;
+  private final Optional<String> jar;
+
+  /**
+   * @param parent this application's settings (master, Hadoop and JVM settings the launched one inherits)
+   * @param sparkHome a Spark distribution; empty: none (launching fails with a message saying what to set)
+   * @param jar Stagecraft's jar; empty: this process does not run from it
+   */
+  public SparkSubmitLauncher(SparkConf parent, Optional<String> sparkHome, Optional<String> jar) {
+    this.parent = requireNonNull(parent, "parent is null").clone();
+    this.sparkHome = requireNonNull(sparkHome, "sparkHome is null");
+    this.jar = requireNonNull(jar, "jar is null");
+  }
+
+  /**
+   * For this process: the Spark distribution in {@code SPARK_HOME} (spark-submit sets it) or
+   * {@code STAGECRAFT_SPARK_HOME}, and the jar this class was loaded from.
+   */
+  public static SparkSubmitLauncher forThisProcess(SparkConf conf) {
+    Optional<String> home = Optional.ofNullable(System.getenv("SPARK_HOME")).filter(s -> !s.isBlank())
+        .or(() -> Optional.ofNullable(System.getenv("STAGECRAFT_SPARK_HOME")).filter(s -> !s.isBlank()));
+    return new SparkSubmitLauncher(conf, home, ownJar());
+  }
+
+  /** The jar Stagecraft runs from; empty when it runs from class folders (a build's tests). */
+  public static Optional<String> ownJar() {
+    try {
+      java.nio.file.Path p = java.nio.file.Path.of(
+          SparkSubmitLauncher.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+      if (Files.isRegularFile(p) && p.getFileName().toString().endsWith(".jar")) {
+        return Optional.of(p.toString());
+      }
+    } catch (java.net.URISyntaxException | RuntimeException e) {
+      LOG.debug("Cannot tell which jar Stagecraft runs from: {}", e.toString());
+    }
+    return Optional.empty();
+  }
+
+  /** The launched application's settings: this one's, minus its sizing, plus the step's policy (static). */
+  public Map<String, String> conf(Request request) {
+    Map<String, String> conf = new LinkedHashMap<>();
+    for (scala.Tuple2<String, String> kv : parent.getAll()) {
+      if (NOT_INHERITED.stream().noneMatch(kv._1()::startsWith)) {
+        conf.put(kv._1(), kv._2());
+      }
+    }
+    Optional<ResourcePolicy> policy = request.spec().policyOf(request.step());
+    Optional<String> discovery = Optional.ofNullable(parent.get("spark.executor.resource.gpu.discoveryScript", null))
+        .or(() -> Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT")));
+    policy.ifPresent(p -> conf.putAll(SparkPolicies.applicationConf(p, List.of(p), discovery)));
+    conf.put("spark.dynamicAllocation.enabled", "false"); // barrier stages refuse it (SPARK-24942)
+    conf.put("spark.app.name", "stagecraft " + request.spec().name() + " " + request.runId() + " "
+        + request.step().id());
+    return conf;
+  }
+
+  @Override
+  public Launched launch(Request request, Consumer<String> progress) throws Exception {
+    String id = request.step().id();
+    String home = sparkHome.orElseThrow(() -> StagecraftException.user("Cannot launch step '%s' as its own Spark "
+        + "application: no Spark distribution (set SPARK_HOME to one; its bin/spark-submit launches it)", id));
+    String app = jar.orElseThrow(() -> StagecraftException.user("Cannot launch step '%s' as its own Spark "
+        + "application: this process does not run from Stagecraft's jar (start it with bin/stagecraft or "
+        + "spark-submit)", id));
+    java.nio.file.Path tmp = Files.createTempDirectory("stagecraft-launch-",
+        PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+    java.nio.file.Path props = tmp.resolve("spark.properties");
+    java.nio.file.Path out = tmp.resolve("output.log");
+    long start = System.nanoTime();
+    try {
+      Properties p = new Properties();
+      p.putAll(conf(request));
+      try (OutputStream o = Files.newOutputStream(props)) {
+        p.store(o, "Stagecraft: settings of step " + id + " of run " + request.runId());
+      }
+      Map<String, String> env = new LinkedHashMap<>();
+      env.put("STAGECRAFT_PARENT_LEASE", request.leaseToken());
+      env.put("STAGECRAFT_USAGE_FILE", request.workspace().fs().makeQualified(request.usageFile()).toString());
+      env.put("STAGECRAFT_PROGRESS", "plain");
+      String workflow = java.nio.file.Path.of(request.spec().source()).toAbsolutePath().toString();
+      SparkLauncher launcher = new SparkLauncher(env)
+          .setSparkHome(home)
+          .setAppResource(app)
+          .setMainClass("dev.stagecraft.jobs.Main")
+          .setMaster(parent.get("spark.master"))
+          .setDeployMode("client")
+          .setPropertiesFile(props.toString())
+          .addAppArgs("step", workflow, id, "--run-id", request.runId(), "--workspace",
+              request.workspace().uri())
+          .redirectError()
+          .redirectOutput(out.toFile());
+      LOG.info("Launching step '{}' of run '{}' as its own Spark application: {}/bin/spark-submit on {}", id,
+          request.runId(), home, parent.get("spark.master"));
+      Process process = launcher.launch();
+      Thread tail = new Thread(() -> follow(out, id, process, progress), "stagecraft-launch-" + id);
+      tail.setDaemon(true);
+      tail.start();
+      int exit;
+      try {
+        exit = process.waitFor();
+      } catch (InterruptedException e) {
+        process.destroy(); // spark-submit's driver stops its SparkContext on SIGTERM
+        if (!process.waitFor(30, TimeUnit.SECONDS)) {
+          process.destroyForcibly();
+        }
+        throw e;
+      } finally {
+        tail.join(5_000);
+      }
+      String log = keep(request, out);
+      return new Launched(exit, home + "/bin/spark-submit", log, (System.nanoTime() - start) / 1e9);
+    } finally {
+      try (var files = Files.list(tmp)) {
+        for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+          Files.deleteIfExists(f);
+        }
+      }
+      Files.deleteIfExists(tmp);
+    }
+  }
+
+  /** Passes the application's progress lines on while it runs (reads the growing file line by line). */
+  private static void follow(java.nio.file.Path out, String id, Process process, Consumer<String> progress) {
+    try {
+      while (!Files.exists(out) && process.isAlive()) {
+        Thread.sleep(100);
+      }
+      try (InputStream in = Files.newInputStream(out)) {
+        java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+        byte[] buf = new byte[8192];
+        while (true) {
+          int n = in.read(buf);
+          if (n < 0) {
+            if (!process.isAlive()) {
+              return;
+            }
+            Thread.sleep(200);
+            continue;
+          }
+          for (int i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+              line.write(buf[i]);
+              continue;
+            }
+            Matcher m = PROGRESS.matcher(line.toString(StandardCharsets.UTF_8));
+            if (m.matches() && m.group(1).equals(id)) {
+              progress.accept(m.group(2));
+            }
+            line.reset();
+          }
+        }
+      }
+    } catch (IOException e) {
+      LOG.debug("Stopped following the output of step '{}': {}", id, e.toString());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Copies the application's output into the workspace; returns where it is. */
+  private static String keep(Request request, java.nio.file.Path out) {
+    var fs = request.workspace().fs();
+    try {
+      fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(out.toUri()), request.logFile());
+      return fs.makeQualified(request.logFile()).toString();
+    } catch (IOException e) {
+      LOG.warn("Cannot keep the output of step '{}' in {}: {}", request.step().id(), request.logFile(),
+          e.toString());
+      return "(lost: " + e.getMessage() + ")";
+    }
+  }
+}

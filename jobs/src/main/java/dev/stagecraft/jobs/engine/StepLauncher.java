@@ -1,0 +1,51 @@
+package dev.stagecraft.jobs.engine;
+
+import static java.util.Objects.requireNonNull;
+
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.spi.StepConfig;
+import java.util.function.Consumer;
+import org.apache.hadoop.fs.Path;
+
+/**
+ * Runs one step of a run as a Spark application of its own ({@link Placement}) and waits for it to end. The
+ * application runs {@code stagecraft step} for the same run and workspace: it records the step in the run's ledger
+ * itself, under the lease of the run that launched it, and leaves what its executors used in {@code usageFile} for
+ * the run's cost report.
+ */
+public interface StepLauncher {
+  /**
+   * Launches the step's application and waits for it.
+   *
+   * @param progress receives the step's progress lines as the application prints them
+   * @throws Exception if the application cannot be launched at all (no Spark distribution, no jar)
+   */
+  Launched launch(Request request, Consumer<String> progress) throws Exception;
+
+  /**
+   * @param leaseToken the token of the launching run's lease: the launched {@code step} may run under it
+   * @param usageFile where the launched application writes its usage
+   * @param logFile where the application's output is kept (in the workspace)
+   */
+  record Request(WorkflowSpec spec, StepConfig step, String runId, Workspace workspace, String leaseToken,
+      Path usageFile, Path logFile) {
+    public Request {
+      requireNonNull(spec, "spec is null");
+      requireNonNull(step, "step is null");
+      requireNonNull(runId, "runId is null");
+      requireNonNull(workspace, "workspace is null");
+      requireNonNull(leaseToken, "leaseToken is null");
+      requireNonNull(usageFile, "usageFile is null");
+      requireNonNull(logFile, "logFile is null");
+    }
+  }
+
+  /**
+   * How the application ended.
+   *
+   * @param exitCode the exit code of its {@code spark-submit} process
+   * @param sparkSubmit the {@code spark-submit} that launched it
+   * @param log where its output is kept
+   */
+  record Launched(int exitCode, String sparkSubmit, String log, double seconds) {}
+}
