@@ -49,7 +49,8 @@ class CostLedgerTest {
     assertThat(ledger.status()).isEqualTo(RunStatus.SUCCEEDED);
     // Local mode: no profile of its own, but the policy's pool and the policy are on record.
     assertThat(ledger.step("squares").details().get("resources"))
-        .isEqualTo(Map.of("policy", "gpu-inference", "pool", "inference", "resource_profile", "default"));
+        .isEqualTo(Map.of("policy", "gpu-inference", "pool", "inference", "resource_profile", "default",
+            "application_id", spark.sparkContext().applicationId()));
 
     Workspace workspace = new Workspace(ws, spark.sparkContext().hadoopConfiguration());
     CostReport report = CostFiles.read(workspace, "cost-1").orElseThrow();
