@@ -21,12 +21,13 @@ import picocli.CommandLine.ParentCommand;
  * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference.")
+    description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
+        + "schedule.")
 public final class Bench implements Callable<Integer> {
-  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference");
+  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "schedule");
 
   @Parameters(index = "0", paramLabel = "NAME",
-      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference")
+      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | schedule")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -39,12 +40,38 @@ public final class Bench implements Callable<Integer> {
   @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
   int reps;
 
+  @Option(names = "--trace", paramLabel = "FILE",
+      description = "schedule: a Gavel job trace (default: the built-in Philly-derived 0e4a51.trace).")
+  java.nio.file.Path trace;
+
+  @Option(names = "--spot-trace", paramLabel = "FILE",
+      description = "schedule: a spot availability trace, one per zone, repeatable (default: two built-in AWS zones).")
+  List<java.nio.file.Path> spotTraces = new java.util.ArrayList<>();
+
+  @Option(names = "--cluster-gpus", paramLabel = "N", defaultValue = "0",
+      description = "schedule: GPUs in the simulated cluster (default 0: the trace's peak demand).")
+  int clusterGpus;
+
+  @Option(names = "--seed", paramLabel = "N", defaultValue = "1",
+      description = "schedule: where each spot trace starts (same seed, same result).")
+  long seed;
+
+  @Option(names = "--deadline-slack", paramLabel = "X", defaultValue = "1.5",
+      description = "schedule: a job's deadline is its arrival plus X times its duration.")
+  double deadlineSlack;
+
   @ParentCommand Main main;
 
   @Override
   public Integer call() throws Exception {
     if (!NAMES.contains(name)) {
       throw StagecraftException.user("Unknown benchmark '%s' (expected one of: %s)", name, String.join(", ", NAMES));
+    }
+    if (name.equals("schedule")) {
+      // a simulation: no Spark
+      ScheduleBench.run(java.util.Optional.ofNullable(trace), spotTraces, clusterGpus, seed, deadlineSlack,
+          Results::emit);
+      return 0;
     }
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());
     try {
