@@ -428,7 +428,7 @@ public final class Engine {
       registerUpstreamTables(session, spec, ledger, id);
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
       // Deadlines and sizing (issue #7): the policy as written, or as right-sized from earlier runs.
-      Optional<Double> deadline = StepSizing.deadlineSeconds(spec, id, Instant.parse(ledger.created()), Instant.now());
+      Optional<Double> deadline = StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now());
       Optional<dev.stagecraft.sizing.SizingDecision> sizing = StepSizing.decide(spec, step, ws, runId, deadline);
       Optional<ResourcePolicy> policy =
           sizing.map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));

@@ -48,10 +48,13 @@ final class StepSizing {
   private StepSizing() {}
 
   /** A step's deadline in seconds from {@code stepStart}: its own, or what is left of the workflow's, the sooner. */
-  static Optional<Double> deadlineSeconds(WorkflowSpec spec, String step, Instant runStart, Instant stepStart) {
+  static Optional<Double> deadlineSeconds(WorkflowSpec spec, String step, String runCreated, Instant stepStart) {
     Optional<Double> own = spec.stepSchedule(step).deadline().map(d -> d.secondsFrom(stepStart));
-    Optional<Double> run = spec.schedule().deadline()
-        .map(d -> (d.dueFrom(runStart).toEpochMilli() - stepStart.toEpochMilli()) / 1000.0);
+    // the workflow's deadline counts from the run's creation (a resumed run keeps its deadline)
+    Optional<Double> run = spec.schedule().deadline().map(d -> {
+      Instant runStart = runCreated == null ? stepStart : Instant.parse(runCreated);
+      return (d.dueFrom(runStart).toEpochMilli() - stepStart.toEpochMilli()) / 1000.0;
+    });
     if (own.isPresent() && run.isPresent()) {
       return Optional.of(Math.min(own.get(), run.get()));
     }
