@@ -105,9 +105,15 @@ public final class RightSizer {
     n.put("safety_margin", margin);
     n.put("executor_limit", limit);
 
+    int floor = gangFloor(policy, req.gangTasks());
+    if (floor > 1) {
+      n.put("gang_tasks", req.gangTasks());
+      n.put("executor_floor", floor);
+    }
+    limit = Math.max(limit, floor);
     int chosen = limit;
     boolean meets = false;
-    for (int k = 1; k <= limit; k++) {
+    for (int k = floor; k <= limit; k++) {
       if (time(last, used, parallelism, k) <= target * (1 + 1e-9)) {
         chosen = k;
         meets = true;
@@ -195,6 +201,21 @@ public final class RightSizer {
     ResourcePolicy sized = resize(policy, chosen, taskGpus, market);
     return new SizingDecision(req.step(), true, sized, chosen, taskGpus, market,
         sizeNote + "; " + marketNote + gpuNote + budgetNote, n);
+  }
+
+  /**
+   * Fewest executors of the policy's shape that hold {@code tasks} tasks at once (a barrier stage needs all its slots
+   * together), by CPUs and by GPUs; 1 when there is no gang.
+   */
+  static int gangFloor(ResourcePolicy p, int tasks) {
+    if (tasks <= 0) {
+      return 1;
+    }
+    int perExecutor = p.executor().cores() / Math.max(1, p.task().cpus());
+    if (p.task().gpus() > 0) {
+      perExecutor = Math.min(perExecutor, (int) Math.floor(p.executor().gpus() / p.task().gpus() + 1e-9));
+    }
+    return Math.max(1, (int) Math.ceil(tasks / (double) Math.max(1, perExecutor)));
   }
 
   /** T(n) = T₀ · u ÷ min(n, p). */

@@ -15,6 +15,7 @@ import java.util.Optional;
  * @param budget most the step may cost (catalog currency), if any
  * @param checkpointSeconds for a checkpointing step, the work a preemption can lose at most
  * @param history earlier succeeded runs of the step, newest first
+ * @param gangTasks tasks that must run at once (a barrier step's workers), 0 if none: the executors must hold them
  */
 public record SizingRequest(
     String step,
@@ -23,7 +24,8 @@ public record SizingRequest(
     Optional<Double> deadlineSeconds,
     Optional<Double> budget,
     Optional<Double> checkpointSeconds,
-    List<StepObservation> history) {
+    List<StepObservation> history,
+    int gangTasks) {
 
   public SizingRequest {
     requireNonNull(step, "step is null");
@@ -33,5 +35,8 @@ public record SizingRequest(
     requireNonNull(budget, "budget is null");
     requireNonNull(checkpointSeconds, "checkpointSeconds is null");
     history = List.copyOf(history);
+    if (gangTasks < 0) {
+      throw new IllegalArgumentException("Invalid gang size: " + gangTasks + " (expected 0 or more tasks)");
+    }
   }
 }

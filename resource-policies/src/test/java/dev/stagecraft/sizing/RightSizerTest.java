@@ -30,7 +30,7 @@ class RightSizerTest {
   }
 
   private static SizingRequest request(String kind, ResourcePolicy p, Double deadline, List<StepObservation> h) {
-    return new SizingRequest("s", kind, p, Optional.ofNullable(deadline), Optional.empty(), Optional.empty(), h);
+    return new SizingRequest("s", kind, p, Optional.ofNullable(deadline), Optional.empty(), Optional.empty(), h, 0);
   }
 
   @Test
@@ -83,7 +83,7 @@ class RightSizerTest {
     List<StepObservation> h = List.of(seen(3600, 7200, 0, null));
     // training with a 10-minute checkpoint interval and a loose deadline: spot is cheaper in expectation
     SizingDecision ckpt = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(3 * 3600.0),
-        Optional.empty(), Optional.of(600.0), h));
+        Optional.empty(), Optional.of(600.0), h, 0));
     assertThat(ckpt.market()).isEqualTo(Market.SPOT);
     assertThat(ckpt.policy().market()).isEqualTo(Market.SPOT);
     assertThat((double) ckpt.numbers().get("expected_cost_spot"))
@@ -95,7 +95,7 @@ class RightSizerTest {
     assertThat(none.reason()).contains("on demand: a 'train' step without checkpoints would lose all its work");
     // checkpoints, but a deadline that one preemption (3600 + 600 + 120 s, × 1.25) would break
     SizingDecision tight = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(5000.0),
-        Optional.empty(), Optional.of(600.0), h));
+        Optional.empty(), Optional.of(600.0), h, 0));
     assertThat(tight.market()).isEqualTo(Market.ON_DEMAND);
     assertThat(tight.reason()).contains("on demand: the deadline (5000 s) cannot absorb a preemption (4320 s with "
         + "one, times margin 1.25)");
@@ -109,6 +109,19 @@ class RightSizerTest {
     assertThat(d.taskGpus()).isEqualTo(0.125);
     assertThat(d.policy().task().gpus()).isEqualTo(0.125);
     assertThat(d.reason()).contains("GPU use 0.30 < 0.5: task GPUs 0.25 -> 0.125");
+  }
+
+  @Test
+  void aBarrierStepKeepsEnoughExecutorsForAllItsWorkers() {
+    // gpu-training: 1 GPU per executor and per task; 2 workers. History: both executors idle most of the time.
+    ResourcePolicy gpu = Policies.BUILT_IN.get("gpu-training");
+    List<StepObservation> h = List.of(seen(100, 40, 160, null));
+    SizingDecision gang = sizer.decide(new SizingRequest("fit", "train", gpu, Optional.empty(), Optional.empty(),
+        Optional.empty(), h, 2));
+    assertThat(gang.executors()).isEqualTo(2);
+    assertThat(gang.numbers()).containsEntry("executor_floor", 2);
+    SizingDecision loose = sizer.decide(request("train", gpu, null, h));
+    assertThat(loose.executors()).isEqualTo(1); // the same history without a gang: 0.4 executors were busy
   }
 
   private static ResourcePolicy withMax(ResourcePolicy p, int max) {

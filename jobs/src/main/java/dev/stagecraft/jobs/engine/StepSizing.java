@@ -77,7 +77,8 @@ final class StepSizing {
           + "' as written");
     } else {
       d = new RightSizer(PriceCatalog.builtIn(), spotRisk(), SAFETY_MARGIN).decide(new SizingRequest(step.id(),
-          step.kind(), policy.get(), deadline, schedule.budget(), checkpointSeconds(step, ws, history), history));
+          step.kind(), policy.get(), deadline, schedule.budget(), checkpointSeconds(step, ws, history), history,
+          gangTasks(step)));
     }
     if (!d.policy().equals(policy.get())) {
       // its own name: profiles (and the cost meter's prices by profile) are made once per policy name
@@ -88,6 +89,18 @@ final class StepSizing {
     }
     LOG.info("Sizing of step '{}' ({}): {}", step.id(), d.fromHistory() ? "auto" : "policy as written", d.reason());
     return Optional.of(d);
+  }
+
+  /** A barrier ({@code train}) step's workers: tasks that must all run at once. */
+  private static int gangTasks(StepConfig step) {
+    if (!step.kind().equals("train")) {
+      return 0;
+    }
+    try {
+      return Math.max(1, step.intValue("workers", 1));
+    } catch (dev.stagecraft.spi.StagecraftException e) {
+      return 1; // the train step itself reports a bad value
+    }
   }
 
   /**
