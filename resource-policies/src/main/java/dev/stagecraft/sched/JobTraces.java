@@ -78,7 +78,8 @@ public final class JobTraces {
   /** Durations from the throughputs, deadlines at {@code slack} times the duration after arrival. */
   public static List<SimJob> toJobs(List<TraceJob> trace, Map<String, Double> stepsPerSecond, double slack) {
     if (slack < 1) {
-      throw new IllegalArgumentException("Invalid deadline slack: " + slack + " (expected >= 1)");
+      throw StagecraftException.user("Invalid deadline slack: %s (expected at least 1: a deadline no sooner than the "
+          + "job's own duration)", slack);
     }
     List<SimJob> out = new ArrayList<>();
     for (TraceJob t : trace) {

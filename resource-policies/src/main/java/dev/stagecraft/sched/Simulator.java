@@ -122,9 +122,9 @@ public final class Simulator {
     sorted.sort(Comparator.comparingDouble(SimJob::arrival).thenComparingInt(SimJob::id));
     for (SimJob j : sorted) {
       if (j.gpus() > cfg.clusterGpus()) {
-        throw new IllegalArgumentException("Cannot replay job " + j.id() + ": it needs " + j.gpus()
-            + " GPUs and the cluster has " + cfg.clusterGpus() + " (expected a cluster at least as large as the "
-            + "largest job)");
+        throw dev.stagecraft.spi.StagecraftException.user("Cannot replay job %d: it needs %d GPUs and the cluster "
+            + "has %d (expected a cluster at least as large as the largest job)", j.id(), j.gpus(),
+            cfg.clusterGpus());
       }
     }
     return sorted;

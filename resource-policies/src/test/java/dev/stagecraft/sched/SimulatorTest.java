@@ -121,7 +121,12 @@ class SimulatorTest {
   void refusesAJobLargerThanTheCluster() {
     Simulator sim = new Simulator(config(2, 0), always());
     assertThatThrownBy(() -> sim.costAware(List.of(new SimJob(3, "big", 0, 60, 4, 60))))
-        .hasMessageContaining("Cannot replay job 3: it needs 4 GPUs and the cluster has 2");
+        .isInstanceOf(dev.stagecraft.spi.StagecraftException.class)
+        .hasMessage("Cannot replay job 3: it needs 4 GPUs and the cluster has 2 (expected a cluster at least as large "
+            + "as the largest job)");
+    assertThatThrownBy(() -> JobTraces.toJobs(List.of(), Map.of(), 0.5))
+        .hasMessage("Invalid deadline slack: 0.5 (expected at least 1: a deadline no sooner than the job's own "
+            + "duration)");
   }
 
   @Test
