@@ -22,6 +22,7 @@ import java.util.Set;
  *   <li>time with n executors: T(n) = T₀ · u ÷ min(n, p), where p, the parallelism the step can use, is u when its
  *       executors were idle more than 10% of the time (more executors would only idle too) and unbounded when they
  *       were busy (the step was short of executors). Below p, the busy work spreads over fewer executors.
+ *   <li>T₀ is scaled by this run's input rows (what its upstream steps wrote) over that run's: task time per row.
  *   <li>target: T(n) · margin ≤ the deadline; without a deadline, T(n) ≤ T₀ (no slower than last time).
  *   <li>cost on demand: n · price · T(n), which grows with n once n ≥ u: the smallest n that meets the target is the
  *       cheapest. If none up to the limit does, the limit, and the reason says the deadline is at risk.
@@ -89,10 +90,16 @@ public final class RightSizer {
     n.put("history_executors", round(last.executors()));
     n.put("history_busy_executors", round(last.busyExecutors()));
     n.put("history_idle_executor_seconds", round(last.idleExecutorSeconds()));
-    if (last.work() > 0) {
-      n.put("history_work", last.work());
-      n.put("history_seconds_per_1k_work_per_executor",
-          round(last.busyExecutorSeconds() / last.work() * 1000));
+    // task time per input row: the step's time scales with its input (the rows its upstream steps wrote)
+    double scale = 1;
+    if (last.inputRows() > 0) {
+      n.put("history_input_rows", last.inputRows());
+      n.put("history_task_seconds_per_1k_input_rows", round(last.taskSeconds() / last.inputRows() * 1000));
+      if (req.inputRows() > 0) {
+        scale = req.inputRows() / last.inputRows();
+        n.put("input_rows", req.inputRows());
+        n.put("input_scale", round(scale));
+      }
     }
     last.deadlineSeconds().ifPresent(d -> n.put("history_deadline_seconds", d));
     double used = Math.max(last.busyExecutors(), 1e-9);
@@ -100,7 +107,8 @@ public final class RightSizer {
     double parallelism = busyShare >= SATURATED ? Double.POSITIVE_INFINITY : used;
     n.put("history_busy_share", round(busyShare));
     int limit = limit(policy);
-    double target = req.deadlineSeconds().map(d -> d / margin).orElse(last.seconds());
+    double base = last.seconds() * scale;
+    double target = req.deadlineSeconds().map(d -> d / margin).orElse(base);
     n.put("target_seconds", round(target));
     n.put("safety_margin", margin);
     n.put("executor_limit", limit);
@@ -114,13 +122,13 @@ public final class RightSizer {
     int chosen = limit;
     boolean meets = false;
     for (int k = floor; k <= limit; k++) {
-      if (time(last, used, parallelism, k) <= target * (1 + 1e-9)) {
+      if (time(base, used, parallelism, k) <= target * (1 + 1e-9)) {
         chosen = k;
         meets = true;
         break;
       }
     }
-    double t = time(last, used, parallelism, chosen);
+    double t = time(base, used, parallelism, chosen);
     n.put("expected_seconds", round(t));
 
     double taskGpus = policy.task().gpus();
@@ -218,9 +226,9 @@ public final class RightSizer {
     return Math.max(1, (int) Math.ceil(tasks / (double) Math.max(1, perExecutor)));
   }
 
-  /** T(n) = T₀ · u ÷ min(n, p). */
-  static double time(StepObservation last, double used, double parallelism, int executors) {
-    return last.seconds() * used / Math.min(executors, parallelism);
+  /** T(n) = T₀ · u ÷ min(n, p), T₀ scaled by the input rows. */
+  static double time(double base, double used, double parallelism, int executors) {
+    return base * used / Math.min(executors, parallelism);
   }
 
   /** The policy with the chosen count (static executors, or a dynamic max), task GPUs and market. */

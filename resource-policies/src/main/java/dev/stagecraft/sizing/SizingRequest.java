@@ -15,6 +15,8 @@ import java.util.Optional;
  * @param budget most the step may cost (catalog currency), if any
  * @param checkpointSeconds for a checkpointing step, the work a preemption can lose at most
  * @param history earlier succeeded runs of the step, newest first
+ * @param inputRows rows of the tables the step's upstream steps wrote in this run (0 when unknown): the step's time
+ *     is scaled from history by the ratio of input rows
  * @param gangTasks tasks that must run at once (a barrier step's workers), 0 if none: the executors must hold them
  */
 public record SizingRequest(
@@ -25,6 +27,7 @@ public record SizingRequest(
     Optional<Double> budget,
     Optional<Double> checkpointSeconds,
     List<StepObservation> history,
+    double inputRows,
     int gangTasks) {
 
   public SizingRequest {

@@ -11,7 +11,8 @@ import java.util.Optional;
  * @param seconds the step's wall time
  * @param busyExecutorSeconds executor time running at least one of the step's tasks
  * @param idleExecutorSeconds executor time alive but running no task, charged to the step
- * @param work rows (load, sql, infer) or training steps (train); 0 when unknown
+ * @param work rows the step wrote (its table output); 0 when unknown
+ * @param inputRows rows of the tables its upstream steps wrote in that run; 0 when unknown
  * @param gpuUtilisation task GPU-seconds ÷ GPU-seconds alive, when the step had GPUs
  * @param deadlineSeconds the deadline the step had in that run, if any
  */
@@ -22,6 +23,7 @@ public record StepObservation(
     double idleExecutorSeconds,
     double taskSeconds,
     double work,
+    double inputRows,
     Optional<Double> gpuUtilisation,
     Optional<Double> deadlineSeconds) {
 

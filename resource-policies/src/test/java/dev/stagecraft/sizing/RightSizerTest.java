@@ -25,12 +25,12 @@ class RightSizerTest {
   }
 
   private static StepObservation seen(double seconds, double busy, double idle, Double deadline) {
-    return new StepObservation("r1", seconds, busy, idle, busy, 1_000_000, Optional.empty(),
+    return new StepObservation("r1", seconds, busy, idle, busy, 1_000_000, 0, Optional.empty(),
         Optional.ofNullable(deadline));
   }
 
   private static SizingRequest request(String kind, ResourcePolicy p, Double deadline, List<StepObservation> h) {
-    return new SizingRequest("s", kind, p, Optional.ofNullable(deadline), Optional.empty(), Optional.empty(), h, 0);
+    return new SizingRequest("s", kind, p, Optional.ofNullable(deadline), Optional.empty(), Optional.empty(), h, 0, 0);
   }
 
   @Test
@@ -83,7 +83,7 @@ class RightSizerTest {
     List<StepObservation> h = List.of(seen(3600, 7200, 0, null));
     // training with a 10-minute checkpoint interval and a loose deadline: spot is cheaper in expectation
     SizingDecision ckpt = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(3 * 3600.0),
-        Optional.empty(), Optional.of(600.0), h, 0));
+        Optional.empty(), Optional.of(600.0), h, 0, 0));
     assertThat(ckpt.market()).isEqualTo(Market.SPOT);
     assertThat(ckpt.policy().market()).isEqualTo(Market.SPOT);
     assertThat((double) ckpt.numbers().get("expected_cost_spot"))
@@ -95,7 +95,7 @@ class RightSizerTest {
     assertThat(none.reason()).contains("on demand: a 'train' step without checkpoints would lose all its work");
     // checkpoints, but a deadline that one preemption (3600 + 600 + 120 s, × 1.25) would break
     SizingDecision tight = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(5000.0),
-        Optional.empty(), Optional.of(600.0), h, 0));
+        Optional.empty(), Optional.of(600.0), h, 0, 0));
     assertThat(tight.market()).isEqualTo(Market.ON_DEMAND);
     assertThat(tight.reason()).contains("on demand: the deadline (5000 s) cannot absorb a preemption (4320 s with "
         + "one, times margin 1.25)");
@@ -104,7 +104,7 @@ class RightSizerTest {
   @Test
   void underusedGpusPackMoreTasksPerGpu() {
     ResourcePolicy p = Policies.BUILT_IN.get("gpu-inference"); // task GPUs 0.25
-    StepObservation o = new StepObservation("r0", 100, 100, 0, 100, 5000, Optional.of(0.3), Optional.empty());
+    StepObservation o = new StepObservation("r0", 100, 100, 0, 100, 5000, 0, Optional.of(0.3), Optional.empty());
     SizingDecision d = sizer.decide(request("infer", p, null, List.of(o)));
     assertThat(d.taskGpus()).isEqualTo(0.125);
     assertThat(d.policy().task().gpus()).isEqualTo(0.125);
@@ -117,11 +117,27 @@ class RightSizerTest {
     ResourcePolicy gpu = Policies.BUILT_IN.get("gpu-training");
     List<StepObservation> h = List.of(seen(100, 40, 160, null));
     SizingDecision gang = sizer.decide(new SizingRequest("fit", "train", gpu, Optional.empty(), Optional.empty(),
-        Optional.empty(), h, 2));
+        Optional.empty(), h, 0, 2));
     assertThat(gang.executors()).isEqualTo(2);
     assertThat(gang.numbers()).containsEntry("executor_floor", 2);
     SizingDecision loose = sizer.decide(request("train", gpu, null, h));
     assertThat(loose.executors()).isEqualTo(1); // the same history without a gang: 0.4 executors were busy
+  }
+
+  @Test
+  void twiceTheInputRowsNeedTwiceTheExecutorsForTheSameDeadline() {
+    // last run: 1M input rows in 100 s on 2 busy executors (200 task-seconds); this run reads 2M rows, deadline 125 s
+    StepObservation o = new StepObservation("r0", 100, 200, 0, 200, 1_000_000, 1_000_000, Optional.empty(),
+        Optional.empty());
+    ResourcePolicy p = withMax(Policies.BUILT_IN.get("gpu-inference"), 8);
+    SizingDecision same = sizer.decide(new SizingRequest("s", "infer", p, Optional.of(125.0), Optional.empty(),
+        Optional.empty(), List.of(o), 1_000_000, 0));
+    assertThat(same.executors()).isEqualTo(2); // 100 s × 1.25 ≤ 125 s
+    SizingDecision twice = sizer.decide(new SizingRequest("s", "infer", p, Optional.of(125.0), Optional.empty(),
+        Optional.empty(), List.of(o), 2_000_000, 0));
+    assertThat(twice.executors()).isEqualTo(4);
+    assertThat(twice.numbers()).containsEntry("input_scale", 2.0)
+        .containsEntry("history_task_seconds_per_1k_input_rows", 0.2).containsEntry("expected_seconds", 100.0);
   }
 
   private static ResourcePolicy withMax(ResourcePolicy p, int max) {

@@ -429,7 +429,7 @@ public final class Engine {
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
       // Deadlines and sizing (issue #7): the policy as written, or as right-sized from earlier runs.
       Optional<Double> deadline = StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now());
-      Optional<dev.stagecraft.sizing.SizingDecision> sizing = StepSizing.decide(spec, resolved, ws, runId, deadline);
+      Optional<dev.stagecraft.sizing.SizingDecision> sizing = StepSizing.decide(spec, resolved, ws, ledger, deadline);
       Optional<ResourcePolicy> policy =
           sizing.map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
       // FAIR pools: one per policy (weighted by its priority when the CLI wrote the allocation file), else one per

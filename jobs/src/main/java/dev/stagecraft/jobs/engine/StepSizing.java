@@ -62,8 +62,9 @@ final class StepSizing {
   }
 
   /** The policy the step runs under, with the decision to record; empty when the step names no policy. */
-  static Optional<SizingDecision> decide(WorkflowSpec spec, StepConfig step, Workspace ws, String runId,
+  static Optional<SizingDecision> decide(WorkflowSpec spec, StepConfig step, Workspace ws, RunLedger ledger,
       Optional<Double> deadline) {
+    String runId = ledger.runId();
     Optional<ResourcePolicy> policy = spec.policyOf(step);
     Schedule schedule = spec.stepSchedule(step.id()).orElse(spec.schedule());
     if (policy.isEmpty() || !schedule.autoSizing()) {
@@ -78,7 +79,7 @@ final class StepSizing {
     } else {
       d = new RightSizer(PriceCatalog.builtIn(), spotRisk(), SAFETY_MARGIN).decide(new SizingRequest(step.id(),
           step.kind(), policy.get(), deadline, schedule.budget(), checkpointSeconds(step, ws, history), history,
-          gangTasks(step)));
+          inputRows(ledger, ledger.step(step.id()).upstream()), gangTasks(step)));
     }
     if (!d.policy().equals(policy.get())) {
       // its own name: profiles (and the cost meter's prices by profile) are made once per policy name
@@ -166,7 +167,8 @@ final class StepSizing {
             .map(o -> o.rows() == null ? 0.0 : o.rows().doubleValue())
             .orElse(r.metrics().getOrDefault("rows", 0.0));
         found.add(Map.entry(r.ended(), new StepObservation(runId, Math.max(r.seconds(), 1e-3), line.busySeconds(),
-            line.idleSeconds(), line.taskSeconds(), work, Optional.ofNullable(line.gpuUtilisation()),
+            line.idleSeconds(), line.taskSeconds(), work, inputRows(ledger.get(), r.upstream()),
+            Optional.ofNullable(line.gpuUtilisation()),
             recordedDeadline(r))));
       } catch (RuntimeException e) {
         LOG.warn("Skipping run '{}' as sizing history: {}", runId, e.getMessage());
@@ -174,6 +176,20 @@ final class StepSizing {
     }
     found.sort(Map.Entry.<String, StepObservation>comparingByKey().reversed());
     return found.stream().map(Map.Entry::getValue).toList();
+  }
+
+  /** Rows of the tables the given steps wrote in a run (0 when none recorded a row count). */
+  static double inputRows(RunLedger ledger, List<String> upstream) {
+    double rows = 0;
+    for (String u : upstream) {
+      StepRecord r = ledger.steps().get(u);
+      if (r != null) {
+        for (OutputRecord o : r.outputs().values()) {
+          rows += o.isTable() && o.rows() != null ? o.rows() : 0;
+        }
+      }
+    }
+    return rows;
   }
 
   private static Optional<Double> recordedDeadline(StepRecord r) {

@@ -64,6 +64,9 @@ class SizingEngineTest {
     assertThat(((Number) numbers.get("history_seconds")).doubleValue())
         .isEqualTo(Math.round(first.step("sq").seconds() * 1000) / 1000.0);
     assertThat((int) auto.get("executors")).isBetween(1, 4);
+    // the same 6 input rows (what 'nums' wrote) as last time: the time is not scaled
+    assertThat(numbers.get("history_input_rows")).isEqualTo(6.0);
+    assertThat(numbers.get("input_scale")).isEqualTo(1.0);
     // an idempotent SQL step with a 5-minute deadline a second-long step easily absorbs: spot
     assertThat(auto.get("market")).isEqualTo("spot");
     assertThat((String) auto.get("reason")).contains("spot: expected");
