@@ -24,7 +24,8 @@ import picocli.CommandLine.ParentCommand;
     description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
         + "schedule.")
 public final class Bench implements Callable<Integer> {
-  static final List<String> NAMES = List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "schedule");
+  static final List<String> NAMES =
+      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "schedule");
 
   @Parameters(index = "0", paramLabel = "NAME",
       description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | schedule")
