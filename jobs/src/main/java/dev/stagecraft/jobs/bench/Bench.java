@@ -22,13 +22,13 @@ import picocli.CommandLine.ParentCommand;
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
-        + "cost.")
+        + "cost, schedule.")
 public final class Bench implements Callable<Integer> {
   static final List<String> NAMES =
-      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "cost");
+      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "cost", "schedule");
 
   @Parameters(index = "0", paramLabel = "NAME",
-      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | cost")
+      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | cost | schedule")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -41,6 +41,26 @@ public final class Bench implements Callable<Integer> {
   @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
   int reps;
 
+  @Option(names = "--trace", paramLabel = "FILE",
+      description = "schedule: a Gavel job trace (default: the built-in Philly-derived 0e4a51.trace).")
+  java.nio.file.Path trace;
+
+  @Option(names = "--spot-trace", paramLabel = "FILE",
+      description = "schedule: a spot availability trace, one per zone, repeatable (default: two built-in AWS zones).")
+  List<java.nio.file.Path> spotTraces = new java.util.ArrayList<>();
+
+  @Option(names = "--cluster-gpus", paramLabel = "N", defaultValue = "0",
+      description = "schedule: GPUs in the simulated cluster (default 0: the trace's peak demand).")
+  int clusterGpus;
+
+  @Option(names = "--seed", paramLabel = "N", defaultValue = "1",
+      description = "schedule: where each spot trace starts (same seed, same result).")
+  long seed;
+
+  @Option(names = "--deadline-slack", paramLabel = "X", defaultValue = "1.5",
+      description = "schedule: a job's deadline is its arrival plus X times its duration.")
+  double deadlineSlack;
+
   @ParentCommand Main main;
 
   @Override
@@ -51,6 +71,12 @@ public final class Bench implements Callable<Integer> {
     if (name.equals("cost")) { // its own cluster and applications: nothing runs in this JVM's Spark
       SparkSessions.configureLogging(main.verbose());
       CostBench.run(Results::emit);
+      return 0;
+    }
+    if (name.equals("schedule")) {
+      // a simulation: no Spark
+      ScheduleBench.run(java.util.Optional.ofNullable(trace), spotTraces, clusterGpus, seed, deadlineSlack,
+          Results::emit);
       return 0;
     }
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());

@@ -48,5 +48,23 @@ final class StatusTable {
       }
       out.println(line.toString().stripTrailing());
     }
+    // sizing decisions and deadlines (issue #7), with the numbers they used
+    for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
+      Map<String, Object> d = e.getValue().details();
+      if (d == null) {
+        continue;
+      }
+      if (d.get("sizing") instanceof Map<?, ?> z) {
+        out.printf("sizing %s: %s, policy %s, %s executor(s), task GPUs %s, %s — %s%n", e.getKey(), z.get("mode"),
+            z.get("policy"), z.get("executors"), z.get("task_gpus"), z.get("market"), z.get("reason"));
+        if (z.get("numbers") instanceof Map<?, ?> n && !n.isEmpty()) {
+          out.printf("  numbers %s%n", n);
+        }
+      }
+      if (d.get("deadline") instanceof Map<?, ?> dl) {
+        out.printf("deadline %s: %s s, took %s s — %s%n", e.getKey(), dl.get("deadline_seconds"), dl.get("seconds"),
+            Boolean.TRUE.equals(dl.get("met")) ? "met" : "MISSED");
+      }
+    }
   }
 }

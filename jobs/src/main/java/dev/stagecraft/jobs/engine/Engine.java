@@ -492,7 +492,11 @@ public final class Engine {
       SparkSession session = spark.newSession();
       registerUpstreamTables(session, spec, ledger, id);
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
-      Optional<ResourcePolicy> policy = spec.policyOf(step);
+      // Deadlines and sizing (issue #7): the policy as written, or as right-sized from earlier runs.
+      Optional<Double> deadline = StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now());
+      Optional<dev.stagecraft.sizing.SizingDecision> sizing = StepSizing.decide(spec, resolved, ws, ledger, deadline);
+      Optional<ResourcePolicy> policy =
+          sizing.map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
       // FAIR pools: one per policy (weighted by its priority when the CLI wrote the allocation file), else one per
       // step, so concurrent steps share executors instead of queueing FIFO.
       sc.setLocalProperty("spark.scheduler.pool", policy.map(ResourcePolicy::pool).orElse(id));
@@ -514,8 +518,14 @@ public final class Engine {
         resources.put("application_id", sc.applicationId());
         run.detail("resources", resources);
       }
+      if (sizing.isPresent()) {
+        run.detail("sizing", sizing.get().toMap());
+      }
       kind.run(run);
       double secs = seconds(start);
+      if (deadline.isPresent()) {
+        run.detail("deadline", StepSizing.deadlineOutcome(deadline.get(), secs));
+      }
       Map<String, OutputRecord> outputs = run.outputs();
       Map<String, Double> metrics = run.metrics();
       Map<String, Object> details = run.details();

@@ -7,6 +7,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import dev.stagecraft.policy.Policies;
 import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.sizing.Deadline;
+import dev.stagecraft.sizing.Schedule;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.StagecraftException;
@@ -41,8 +43,9 @@ public final class WorkflowLoader {
   /** Parameters every workflow has; {@code params} may not redefine them. */
   public static final Set<String> BUILT_INS = Set.of("run_id", "workflow_dir", "workspace");
 
-  static final List<String> TOP_LEVEL = List.of("name", "workspace", "params", "policies", "steps");
-  static final List<String> COMMON = List.of("id", "kind", "after", "policy");
+  static final List<String> TOP_LEVEL =
+      List.of("name", "workspace", "params", "policies", "deadline", "budget", "sizing", "steps");
+  static final List<String> COMMON = List.of("id", "kind", "after", "policy", "deadline", "budget", "sizing");
   private static final Pattern ID = Pattern.compile("[A-Za-z][A-Za-z0-9_]*");
 
   private final StepKinds kinds;
@@ -97,6 +100,8 @@ public final class WorkflowLoader {
     Optional<String> workspace = Optional.ofNullable(root.get("workspace")).map(JsonNode::asText);
     Map<String, String> params = params(root.get("params"), problems);
     Map<String, ResourcePolicy> policies = policies(source, root.get("policies"), directory, problems);
+    Schedule schedule = schedule(root, "", problems);
+    Map<String, Schedule> stepSchedules = new LinkedHashMap<>();
 
     List<StepConfig> steps = new ArrayList<>();
     JsonNode stepsNode = root.get("steps");
@@ -112,6 +117,7 @@ public final class WorkflowLoader {
         StepConfig step = step(source, s, index, seen, problems);
         if (step != null) {
           steps.add(step);
+          stepSchedules.put(step.id(), schedule(s, "step '" + step.id() + "' ", problems));
         }
       }
     }
@@ -132,7 +138,42 @@ public final class WorkflowLoader {
       }
     }
     problems.throwIfAny();
-    return new WorkflowSpec(source, directory, name, workspace, params, policies, steps, upstream);
+    return new WorkflowSpec(source, directory, name, workspace, params, policies, steps, upstream, schedule,
+        stepSchedules);
+  }
+
+  /** {@code deadline}, {@code budget} and {@code sizing} of the workflow ({@code at} empty) or of a step. */
+  private static Schedule schedule(JsonNode node, String at, Problems problems) {
+    Optional<Deadline> deadline = Optional.empty();
+    JsonNode d = node.get("deadline");
+    if (d != null && !d.isNull()) {
+      deadline = d.isValueNode() ? Deadline.parse(d.asText()) : Optional.empty();
+      if (deadline.isEmpty()) {
+        problems.add(at + "field 'deadline': '" + d.asText() + "' is not a deadline (expected " + Deadline.EXPECTED
+            + ")");
+      }
+    }
+    Optional<Double> budget = Optional.empty();
+    JsonNode b = node.get("budget");
+    if (b != null && !b.isNull()) {
+      double v = b.isNumber() ? b.asDouble() : b.isTextual() && isNumber(b.asText()) ? Double.parseDouble(b.asText())
+          : Double.NaN;
+      if (!(v > 0) || Double.isInfinite(v)) {
+        problems.add(at + "field 'budget': '" + b.asText() + "' is not a positive amount (expected the most it may "
+            + "cost in the price catalog's currency, e.g. 0.50)");
+      } else {
+        budget = Optional.of(v);
+      }
+    }
+    Optional<Schedule.Sizing> sizing = Optional.empty();
+    JsonNode z = node.get("sizing");
+    if (z != null && !z.isNull()) {
+      sizing = z.isValueNode() ? Schedule.Sizing.parse(z.asText()) : Optional.empty();
+      if (sizing.isEmpty()) {
+        problems.add(at + "field 'sizing': '" + z.asText() + "' is not a sizing mode (expected auto or as_written)");
+      }
+    }
+    return new Schedule(deadline, budget, sizing);
   }
 
   private StepConfig step(String source, JsonNode s, int index, Set<String> seen, Problems problems) {

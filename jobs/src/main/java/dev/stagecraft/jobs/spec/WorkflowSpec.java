@@ -3,6 +3,7 @@ package dev.stagecraft.jobs.spec;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.sizing.Schedule;
 import dev.stagecraft.spi.StepConfig;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -24,6 +25,8 @@ import java.util.Set;
  * @param source the workflow file as the user named it
  * @param directory URI of the folder holding the workflow file (relative paths are resolved against it)
  * @param policies every policy a step may name: the built-ins and the workflow's own ({@code policies:})
+ * @param schedule the workflow's {@code deadline}, {@code budget} and {@code sizing}
+ * @param stepSchedules each step's own
  */
 public record WorkflowSpec(
     String source,
@@ -33,7 +36,9 @@ public record WorkflowSpec(
     Map<String, String> params,
     Map<String, ResourcePolicy> policies,
     List<StepConfig> steps,
-    Map<String, Set<String>> upstream) {
+    Map<String, Set<String>> upstream,
+    Schedule schedule,
+    Map<String, Schedule> stepSchedules) {
 
   public WorkflowSpec {
     requireNonNull(source, "source is null");
@@ -46,6 +51,13 @@ public record WorkflowSpec(
     Map<String, Set<String>> copy = new LinkedHashMap<>();
     upstream.forEach((k, v) -> copy.put(k, Collections.unmodifiableSet(new LinkedHashSet<>(v))));
     upstream = Collections.unmodifiableMap(copy);
+    requireNonNull(schedule, "schedule is null");
+    stepSchedules = Collections.unmodifiableMap(new LinkedHashMap<>(stepSchedules));
+  }
+
+  /** The step's own scheduling fields (its deadline counts from the step's start), without the workflow's. */
+  public Schedule stepSchedule(String id) {
+    return stepSchedules.getOrDefault(id, Schedule.NONE);
   }
 
   public StepConfig step(String id) {

@@ -134,7 +134,8 @@ class WorkflowLoaderTest {
         steps:
           - { id: q, kind: sql, sql: SELECT 1, sqll: x }
         """)).containsExactly(
-            "wf.yaml: step 'q' field 'sqll': unknown field for kind 'sql' (expected one of: id, kind, after, policy, sql)");
+            "wf.yaml: step 'q' field 'sqll': unknown field for kind 'sql' (expected one of: id, kind, after, policy, "
+                + "deadline, budget, sizing, sql)");
   }
 
   @Test
@@ -231,7 +232,8 @@ class WorkflowLoaderTest {
         stepz: []
         params: { run_id: x }
         """)).containsExactly(
-            "wf.yaml: field 'stepz': unknown field (expected one of: name, workspace, params, policies, steps)",
+            "wf.yaml: field 'stepz': unknown field (expected one of: name, workspace, params, policies, deadline, "
+                + "budget, sizing, steps)",
             "wf.yaml: field 'name': is missing (expected the workflow's name)",
             "wf.yaml: field 'params.run_id': 'run_id' is built in (expected another name)",
             "wf.yaml: field 'steps': is missing (expected a list of steps)");
@@ -347,5 +349,49 @@ class WorkflowLoaderTest {
     Files.delete(dir.resolve("policies.yaml"));
     assertThatThrownBy(() -> loader.load(dir.resolve("wf.yaml")))
         .hasMessageContaining("field 'policies': cannot read policy file policies.yaml: no such file");
+  }
+
+  @Test
+  void deadlinesBudgetsAndSizing() {
+    WorkflowSpec spec = parse("""
+        name: w
+        deadline: "06:30+01:00"
+        budget: 2.5
+        sizing: auto
+        steps:
+          - { id: a, kind: sql, sql: SELECT 1, deadline: 1h30m, budget: "0.25" }
+          - { id: b, kind: sql, sql: SELECT 2, sizing: as_written }
+        """);
+    assertThat(spec.schedule().autoSizing()).isTrue();
+    assertThat(spec.schedule().budget()).contains(2.5);
+    java.time.Instant five = java.time.Instant.parse("2026-11-28T05:00:00Z");
+    // 06:30 at +01:00 is 05:30 UTC: half an hour after 05:00 UTC
+    assertThat(spec.schedule().deadline().orElseThrow().secondsFrom(five)).isEqualTo(1800.0);
+    assertThat(spec.stepSchedule("a").deadline().orElseThrow().secondsFrom(five)).isEqualTo(5400.0);
+    assertThat(spec.stepSchedule("a").budget()).contains(0.25);
+    assertThat(spec.stepSchedule("a").orElse(spec.schedule()).autoSizing()).isTrue();
+    assertThat(spec.stepSchedule("b").orElse(spec.schedule()).autoSizing()).isFalse();
+    assertThat(spec.stepSchedule("b").orElse(spec.schedule()).budget()).contains(2.5);
+  }
+
+  @Test
+  void badDeadlinesBudgetsAndSizingNameTheField() {
+    assertThat(problems("""
+        name: w
+        deadline: soon
+        sizing: automatic
+        steps:
+          - { id: a, kind: sql, sql: SELECT 1, deadline: "25:00", budget: -1 }
+          - { id: b, kind: sql, sql: SELECT 2, budget: lots }
+        """)).containsExactly(
+            "wf.yaml: field 'deadline': 'soon' is not a deadline (expected a duration such as 90s, 45m, 2h or 1h30m, "
+                + "or a time of day such as 06:00 (UTC) or 06:00+01:00)",
+            "wf.yaml: field 'sizing': 'automatic' is not a sizing mode (expected auto or as_written)",
+            "wf.yaml: step 'a' field 'deadline': '25:00' is not a deadline (expected a duration such as 90s, 45m, 2h "
+                + "or 1h30m, or a time of day such as 06:00 (UTC) or 06:00+01:00)",
+            "wf.yaml: step 'a' field 'budget': '-1' is not a positive amount (expected the most it may cost in the "
+                + "price catalog's currency, e.g. 0.50)",
+            "wf.yaml: step 'b' field 'budget': 'lots' is not a positive amount (expected the most it may cost in the "
+                + "price catalog's currency, e.g. 0.50)");
   }
 }
