@@ -124,8 +124,10 @@ public final class Run {
     List<List<Object>> rows = new ArrayList<>();
     for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
       StepRecord r = e.getValue();
-      Long count = r.outputs().values().stream().filter(OutputRecord::isTable).map(OutputRecord::rows).findFirst()
-          .orElse(null);
+      // The step's main table ("output"; an infer step also has "quarantine"), else its first table.
+      OutputRecord main = r.outputs().get("output");
+      Long count = main != null && main.isTable() ? main.rows() : r.outputs().values().stream()
+          .filter(OutputRecord::isTable).map(OutputRecord::rows).findFirst().orElse(null);
       List<String> notes = new ArrayList<>();
       if (r.error() != null) {
         notes.add(r.error());

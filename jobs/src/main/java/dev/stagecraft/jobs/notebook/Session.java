@@ -63,20 +63,27 @@ public final class Session implements AutoCloseable {
   private final SparkSession spark;
   private final boolean ownsSpark;
   private final Workspace workspace;
+  /** The temporary folder this session made for its workspace (deleted on close), if it made one. */
+  private final Optional<Path> tempWorkspace;
   private final StepKinds kinds;
   private final WorkflowLoader loader;
   private final PrintStream out;
 
-  private Session(SparkSession spark, boolean ownsSpark, Workspace workspace, PrintStream out) {
+  private Session(SparkSession spark, boolean ownsSpark, Workspace workspace, Optional<Path> tempWorkspace,
+      PrintStream out) {
     this.spark = spark;
     this.ownsSpark = ownsSpark;
     this.workspace = workspace;
+    this.tempWorkspace = tempWorkspace;
     this.kinds = StepKinds.discover();
     this.loader = new WorkflowLoader(kinds);
     this.out = out;
   }
 
-  /** A session with the defaults: local Spark (at least 2 task slots), workspace in a new temporary folder. */
+  /**
+   * A session with the defaults: local Spark (at least 2 task slots), workspace in a new temporary folder (deleted by
+   * {@link #close()}).
+   */
   public static Session start() {
     return builder().start();
   }
@@ -102,7 +109,10 @@ public final class Session implements AutoCloseable {
       return this;
     }
 
-    /** The workspace: a path or any Hadoop URI (file://, hdfs://, s3a://); default a new temporary folder. */
+    /**
+     * The workspace: a path or any Hadoop URI (file://, hdfs://, s3a://), kept after the session. Default: a new
+     * temporary folder, deleted by {@link Session#close()}.
+     */
     public Builder workspace(String uri) {
       this.workspace = requireNonNull(uri, "workspace is null");
       return this;
@@ -134,9 +144,11 @@ public final class Session implements AutoCloseable {
 
     public Session start() {
       String ws = workspace;
+      Optional<Path> temp = Optional.empty();
       if (ws == null) {
         try {
-          ws = Files.createTempDirectory("stagecraft-notebook-").toUri().toString();
+          temp = Optional.of(Files.createTempDirectory("stagecraft-notebook-"));
+          ws = temp.get().toUri().toString();
         } catch (IOException e) {
           throw StagecraftException.external(e, "Cannot create a temporary workspace folder: %s", e.getMessage());
         }
@@ -156,7 +168,7 @@ public final class Session implements AutoCloseable {
         s = b.getOrCreate();
         owns = true;
       }
-      Session session = new Session(s, owns, new Workspace(ws, s.sparkContext().hadoopConfiguration()), out);
+      Session session = new Session(s, owns, new Workspace(ws, s.sparkContext().hadoopConfiguration()), temp, out);
       session.out().println("Stagecraft session: Spark " + s.version() + " (" + s.sparkContext().master()
           + "), workspace " + session.workspace());
       return session;
@@ -294,11 +306,24 @@ public final class Session implements AutoCloseable {
         + String.format("%04x", ThreadLocalRandom.current().nextInt(0x10000));
   }
 
-  /** Stops Spark if this session started it. */
+  /** Stops Spark if this session started it, and deletes the workspace if it is the session's temporary folder. */
   @Override
   public void close() {
-    if (ownsSpark) {
-      spark.stop();
+    try {
+      if (ownsSpark) {
+        spark.stop();
+      }
+    } finally {
+      tempWorkspace.ifPresent(dir -> {
+        try (java.util.stream.Stream<Path> all = Files.walk(dir)) {
+          for (Path p : all.sorted(java.util.Comparator.reverseOrder()).toList()) {
+            Files.deleteIfExists(p);
+          }
+        } catch (IOException e) {
+          // Never mask a failure of stop(); a left-over temporary folder is harmless.
+          System.err.println("Cannot delete the session's temporary workspace " + dir + ": " + e);
+        }
+      });
     }
   }
 

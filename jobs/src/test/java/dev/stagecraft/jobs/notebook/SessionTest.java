@@ -41,7 +41,11 @@ class SessionTest {
   }
 
   Workflow people() {
-    return session.workflow("people")
+    return people(session);
+  }
+
+  Workflow people(Session s) {
+    return s.workflow("people")
         .param("csv", dir.resolve("people.csv"))
         .step("people", "load", Map.of("path", "${csv}", "options", Map.of("header", true, "inferSchema", true)))
         .step("older", "sql", Map.of("sql", "SELECT id, name, age FROM people WHERE age > 30 ORDER BY id",
@@ -187,6 +191,23 @@ class SessionTest {
       assertThat(files.map(p -> p.getFileName().toString())).as("the temporary workflow file is gone")
           .noneMatch(n -> n.startsWith(".people-"));
     }
+  }
+
+  @Test
+  void closeDeletesATemporaryWorkspaceButKeepsAGivenOneAndAnAdoptedSparkSession() throws Exception {
+    Session temporary = Session.builder().spark(TestSpark.get())
+        .progressTo(new PrintStream(printed, true, StandardCharsets.UTF_8)).start();
+    Path folder = Path.of(java.net.URI.create(temporary.workspace()));
+    assertThat(folder.toString()).contains("stagecraft-notebook-");
+    temporary.run(people(temporary), "w1").requireSucceeded();
+    assertThat(folder.resolve("runs/w1/ledger.json")).exists();
+    temporary.close();
+    assertThat(folder).doesNotExist();
+    assertThat(TestSpark.get().sparkContext().isStopped()).as("an adopted session keeps running").isFalse();
+
+    session.run(people(), "w2");
+    session.close();
+    assertThat(dir.resolve("ws/runs/w2/ledger.json")).as("a given workspace is kept").exists();
   }
 
   static long distinctColours(BufferedImage img) {
