@@ -10,6 +10,7 @@ per notebook and exits 1 if any failed. Executed copies (with outputs) go to --o
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -38,6 +39,20 @@ def check_expected(nb):
     return problems
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def describe(nb, e):
+    """One line for a failed cell: its index and what it raised (the kernel's traceback follows, indented)."""
+    index = next((i for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.get("output_type") == "error"),
+                 None)
+    trace = next((o.get("traceback", []) for c in nb.cells for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"), [])
+    head = f"cell {index} raised {e.ename}: {e.evalue}"
+    rest = "\n".join("    " + ANSI.sub("", t) for t in trace[1:12])
+    return head + ("\n" + rest if rest else "")
+
+
 def run(path, out_dir, cell_timeout):
     name = os.path.basename(path)
     nb = nbformat.read(path, as_version=4)
@@ -50,8 +65,10 @@ def run(path, out_dir, cell_timeout):
     error = None
     try:
         client.execute()
-    except (CellExecutionError, CellTimeoutError) as e:
-        error = str(e).strip()
+    except CellExecutionError as e:
+        error = describe(nb, e)
+    except CellTimeoutError as e:
+        error = "a cell timed out: " + str(e).strip().splitlines()[0]
     seconds = time.monotonic() - start
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
