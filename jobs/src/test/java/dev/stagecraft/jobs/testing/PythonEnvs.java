@@ -6,7 +6,7 @@ import java.nio.file.Path;
 import java.util.Optional;
 
 /**
- * The Python-side installs the integration tests use, made by {@code bin/spark-dist} and {@code bin/airflow-env}
+ * The Python-side installs the integration tests use, made by {@code bin/spark-dist}, {@code bin/airflow-env} and {@code bin/notebook-env}
  * (which {@code bin/test} runs first): found through {@code STAGECRAFT_SPARK_HOME} / {@code STAGECRAFT_AIRFLOW_VENV},
  * else in their cache folder. Tests skip with {@link #MISSING_SPARK} / {@link #MISSING_AIRFLOW} when absent.
  */
@@ -15,6 +15,8 @@ public final class PythonEnvs {
       "No Spark distribution: run bin/spark-dist (bin/test does) or set STAGECRAFT_SPARK_HOME";
   public static final String MISSING_AIRFLOW =
       "No Airflow venv: run bin/airflow-env (bin/test does) or set STAGECRAFT_AIRFLOW_VENV";
+  public static final String MISSING_NOTEBOOK =
+      "No Jupyter + JJava venv: run bin/notebook-env (bin/test does) or set STAGECRAFT_NOTEBOOK_VENV";
 
   private PythonEnvs() {}
 
@@ -55,5 +57,21 @@ public final class PythonEnvs {
       }
     }
     return Optional.of(venv).filter(v -> Files.isExecutable(v.resolve("bin/airflow")));
+  }
+
+  /** The Jupyter + JJava venv made by {@code bin/notebook-env} (with {@code bin/python} and the {@code java} kernel). */
+  public static Optional<Path> notebookVenv() {
+    String env = System.getenv("STAGECRAFT_NOTEBOOK_VENV");
+    Path venv;
+    if (env != null && !env.isBlank()) {
+      venv = Path.of(env);
+    } else {
+      venv = cache().resolve("notebook-1.0a8").resolve("venv");
+      if (!Files.exists(venv.getParent().resolve(".complete"))) {
+        return Optional.empty();
+      }
+    }
+    return Optional.of(venv).filter(v -> Files.isExecutable(v.resolve("bin/python"))
+        && Files.exists(v.resolve("share/jupyter/kernels/java/kernel.json")));
   }
 }
