@@ -33,10 +33,17 @@ import org.apache.spark.sql.types.StructType;
  * {@code CASE} per feature made a projection so large (a9a: 123 features) that compiling it took tens of seconds per
  * step and evaluating it cost several times the Parquet read.
  *
- * <p>Output columns: {@code [id columns…, _stagecraft_reason, _f0 … _f(n-1)]}, the layout {@link ScoringTask} reads.
+ * <p>Output columns: {@code [id columns…, _stagecraft_reason, _stagecraft_features]}, the last an ARRAY&lt;FLOAT&gt; of
+ * the standardised features in model order: the layout {@link ScoringTask} reads. One array column, not a column per
+ * feature: a projection with more than {@code spark.sql.codegen.maxFields} (100) output columns falls out of
+ * whole-stage code generation, and writing 123 fields of a row one by one cost more than the Parquet scan (profiled);
+ * the array's floats lie contiguous in the row, so the scoring task copies them into its Arrow batch in one go.
  */
 final class FeaturePlan {
   static final String REASON = "_stagecraft_reason";
+  static final String FEATURES = "_stagecraft_features";
+  /** Above this many features the preprocessing runs without whole-stage code generation (see InferStep). */
+  static final int MAX_FUSED_FEATURES = 16;
 
   /**
    * Where the features come from.
@@ -131,7 +138,7 @@ final class FeaturePlan {
       if (source.mean() != null) {
         standardised = value.minus(lit(source.mean()[j])).divide(lit(source.std()[j]));
       }
-      features.add(standardised.cast("float").as("_f" + j));
+      features.add(standardised.cast("float"));
       // Nulls and NaN/infinite values are found by the scoring task as it copies the floats into the batch (one
       // test per value it reads anyway); SQL only says what the floats cannot: a string that is not a number.
       if (array == null && field(input.schema(), source.columns().get(j)).dataType() == DataTypes.StringType) {
@@ -140,7 +147,7 @@ final class FeaturePlan {
     }
     out.add((reasons.isEmpty() ? lit(null).cast("string") : reasons.size() == 1 ? reasons.get(0)
         : coalesce(reasons.toArray(new Column[0]))).as(REASON));
-    out.addAll(features);
+    out.add(org.apache.spark.sql.functions.array(features.toArray(new Column[0])).as(FEATURES));
     return input.select(out.toArray(new Column[0]));
   }
 

@@ -172,6 +172,13 @@ public final class InferStep implements StepKind {
             + "'preprocess', or the output with 'output')");
       }
     }
+    if (plan.source().numFeatures() > FeaturePlan.MAX_FUSED_FEATURES) {
+      // Whole-stage code generation inlines every feature's expression into one generated method; past 8,000 bytes
+      // of bytecode HotSpot leaves such a method interpreted, which made the preprocessing of a9a's 123 features
+      // several times slower than the Parquet scan (profiled). Without it, Spark splits the projection into small
+      // methods. The step's session is its own: other steps keep whole-stage code generation.
+      ctx.spark().conf().set("spark.sql.codegen.wholeStage", "false");
+    }
     Dataset<Row> prepared = FeaturePlan.apply(input, plan.source(), ids);
     GpuPlans.record(step.id(), prepared); // the preprocessing: every operator should be GPU-eligible
     Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx);

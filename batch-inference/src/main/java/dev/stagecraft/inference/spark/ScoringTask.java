@@ -28,6 +28,7 @@ import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.GenericInternalRow;
 import org.apache.spark.sql.catalyst.expressions.UnsafeArrayData;
+import org.apache.spark.sql.catalyst.util.ArrayData;
 import org.apache.spark.sql.catalyst.expressions.UnsafeMapData;
 import org.apache.spark.sql.catalyst.expressions.UnsafeRow;
 import org.apache.spark.sql.catalyst.util.GenericArrayData;
@@ -40,7 +41,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Scores one partition: rows laid out as {@code [id columns…, reason, f0…f(n-1) as FLOAT]} (see {@link FeaturePlan})
+ * Scores one partition: rows laid out as {@code [id columns…, reason, features ARRAY<FLOAT>]} (see {@link FeaturePlan})
  * are gathered {@code batchSize} at a time into an Arrow {@link FixedSizeListVector} of floats whose data buffer —
  * row-major {@code [rows × n]} — is handed to the runtime without copying. Rows with a reason (bad rows), or with a
  * null or NaN/infinite feature (tested as each float is copied), skip the model and come out with null outputs and
@@ -193,21 +194,9 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
           continue;
         }
         long base = address + (long) n * numFeatures * Float.BYTES;
-        int j = 0;
-        for (; j < numFeatures; j++) {
-          int k = reasonAt + 1 + j;
-          if (row.isNullAt(k)) {
-            break;
-          }
-          float v = row.getFloat(k);
-          if (!Float.isFinite(v)) {
-            break;
-          }
-          Platform.putFloat(null, base + (long) j * Float.BYTES, v);
-        }
-        if (j < numFeatures) { // the slot is reused by the next row
-          ready.add(head.badRow(idValues, UTF8String.fromString("feature '" + featureNames[j] + "' "
-              + (row.isNullAt(reasonAt + 1 + j) ? "is null" : "is NaN or infinite"))));
+        String problem = copyFeatures(row.getArray(reasonAt + 1), base);
+        if (problem != null) { // the slot is reused by the next row
+          ready.add(head.badRow(idValues, UTF8String.fromString(problem)));
           bad++;
           continue;
         }
@@ -233,6 +222,52 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       batches++;
       fillNanos += t1 - t0 + System.nanoTime() - t2;
       scoreNanos += t2 - t1;
+    }
+
+    /**
+     * Copies a row's standardised features into the batch at {@code dest}; returns why the row cannot be scored (a
+     * null or NaN/infinite feature) or null. An {@link UnsafeArrayData} (what Spark's projection produces) is checked
+     * for nulls a 64-bit word at a time and copied in one block; anything else one value at a time.
+     */
+    private String copyFeatures(ArrayData features, long dest) {
+      if (features.numElements() != numFeatures) { // FeaturePlan builds exactly numFeatures
+        throw new IllegalStateException("Expected " + numFeatures + " features, got " + features.numElements());
+      }
+      if (features instanceof UnsafeArrayData a) {
+        Object base = a.getBaseObject();
+        long offset = a.getBaseOffset() + 8; // after numElements
+        int words = (numFeatures + 63) / 64;
+        long nulls = 0;
+        for (int w = 0; w < words; w++) {
+          nulls |= Platform.getLong(base, offset + 8L * w);
+        }
+        if (nulls == 0) {
+          Platform.copyMemory(base, offset + 8L * words, null, dest, (long) numFeatures * Float.BYTES);
+          int bad = firstNonFinite(dest);
+          return bad < 0 ? null : "feature '" + featureNames[bad] + "' is NaN or infinite";
+        }
+      }
+      for (int j = 0; j < numFeatures; j++) { // the first bad value, in order, names the reason
+        if (features.isNullAt(j)) {
+          return "feature '" + featureNames[j] + "' is null";
+        }
+        float v = features.getFloat(j);
+        if (!Float.isFinite(v)) {
+          return "feature '" + featureNames[j] + "' is NaN or infinite";
+        }
+        Platform.putFloat(null, dest + (long) j * Float.BYTES, v);
+      }
+      return null;
+    }
+
+    /** The first feature at {@code address} whose exponent bits are all set (NaN or ±∞), or -1. */
+    private int firstNonFinite(long address) {
+      for (int j = 0; j < numFeatures; j++) {
+        if ((Platform.getInt(null, address + (long) j * Float.BYTES) & 0x7f800000) == 0x7f800000) {
+          return j;
+        }
+      }
+      return -1;
     }
 
     private Object[] copyIds(InternalRow row) {

@@ -93,17 +93,26 @@ public final class Workflow {
    * policy the new set lacks is reported.
    */
   public Workflow withPolicies(Object policies) {
-    requireNonNull(policies, "policies is null");
+    return with("policies", policies);
+  }
+
+  /**
+   * A copy with a top-level field set, as in YAML: e.g. {@code with("sizing", "auto")}, {@code with("deadline",
+   * "30m")}. Validated again, so a bad value is reported naming the field.
+   */
+  public Workflow with(String field, Object value) {
+    requireNonNull(field, "field is null");
+    requireNonNull(value, "value is null");
     ObjectNode root;
     try {
       root = (ObjectNode) YAML.readTree(text);
     } catch (JsonProcessingException | ClassCastException e) {
-      throw StagecraftException.user("Cannot change the policies of %s: its YAML cannot be read again (%s)",
+      throw StagecraftException.user("Cannot change field '%s' of %s: its YAML cannot be read again (%s)", field,
           spec.source(), e.getMessage());
     }
-    root.set("policies", YAML.valueToTree(policies));
+    root.set(field, YAML.valueToTree(value));
     String changed = write(root);
-    String source = spec.source() + " (policies replaced)";
+    String source = spec.source() + " (" + field + " replaced)";
     return new Workflow(loader, loader.parse(source, changed, spec.directory()), changed, Optional.empty(), overrides);
   }
 
