@@ -37,6 +37,8 @@ import java.util.function.Consumer;
  * <p>Thread-safe: one client may serve several threads.
  */
 public final class AirflowClient {
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(AirflowClient.class);
+
   /** Environment variable with Airflow's base URL (without {@code /api/v2}). */
   public static final String URL_ENV = "STAGECRAFT_AIRFLOW_URL";
   public static final String URL_DEFAULT = "http://localhost:8080";
@@ -339,14 +341,31 @@ public final class AirflowClient {
 
   /**
    * Sends one API request with a valid token (renewed once if Airflow answers 401 to it) and returns the parsed
-   * answer ({@code null} node for an empty body).
+   * answer ({@code null} node for an empty body). A transient server error (HTTP 500, 502, 503, 504 — e.g. Airflow's
+   * "Database error" when its metadata database is locked, as SQLite is under concurrent writers) is retried up to
+   * {@value #TRANSIENT_ATTEMPTS} times in all, 1 s and then 2 s apart; the last answer counts.
    */
   JsonNode send(String method, String path, JsonNode body, String what) {
-    HttpResponse<String> r = exchange(method, path, body, bearer(false), what);
-    if (r.statusCode() == 401) {
-      r = exchange(method, path, body, bearer(true), what); // expired or revoked: one fresh token
+    HttpResponse<String> r;
+    for (int attempt = 1; ; attempt++) {
+      r = exchange(method, path, body, bearer(false), what);
+      if (r.statusCode() == 401) {
+        r = exchange(method, path, body, bearer(true), what); // expired or revoked: one fresh token
+      }
+      if (!isTransient(r.statusCode()) || attempt >= TRANSIENT_ATTEMPTS) {
+        break;
+      }
+      LOG.info("Airflow answered HTTP {} to '{}' (attempt {} of {}); retrying", r.statusCode(), what, attempt,
+          TRANSIENT_ATTEMPTS);
+      sleep(Duration.ofSeconds(attempt));
     }
     return parse(r, what);
+  }
+
+  static final int TRANSIENT_ATTEMPTS = 3;
+
+  static boolean isTransient(int status) {
+    return status == 500 || status == 502 || status == 503 || status == 504;
   }
 
   private String bearer(boolean renew) {

@@ -88,4 +88,60 @@ class AirflowClientTest {
         .hasMessage("Invalid Airflow URL 'localhost:8080' (expected http(s)://HOST:PORT, e.g. http://localhost:8080)");
     assertThat(AirflowClient.Config.of("http://h:8080/", c).baseUrl().toString()).isEqualTo("http://h:8080");
   }
+
+  /**
+   * An HTTP server on loopback that answers as Airflow does when its metadata database is locked: HTTP 500
+   * "Database error" to the first {@code failures} triggers, then the run.
+   */
+  static com.sun.net.httpserver.HttpServer lockedThenFine(int failures, java.util.concurrent.atomic.AtomicInteger calls)
+      throws Exception {
+    var server = com.sun.net.httpserver.HttpServer.create(
+        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+    server.createContext("/auth/token", x -> reply(x, 201, "{\"access_token\": \"t\"}"));
+    server.createContext("/api/v2/dags/d/dagRuns", x -> {
+      if (calls.incrementAndGet() <= failures) {
+        reply(x, 500, "{\"detail\": \"Database error\"}");
+      } else {
+        reply(x, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"r1\", \"state\": \"queued\", \"conf\": {}}");
+      }
+    });
+    server.start();
+    return server;
+  }
+
+  static void reply(com.sun.net.httpserver.HttpExchange x, int status, String json) throws java.io.IOException {
+    x.getRequestBody().readAllBytes();
+    byte[] b = json.getBytes(StandardCharsets.UTF_8);
+    x.getResponseHeaders().add("Content-Type", "application/json");
+    x.sendResponseHeaders(status, b.length);
+    x.getResponseBody().write(b);
+    x.close();
+  }
+
+  @Test
+  void aTransientServerErrorIsRetriedAndAPersistentOneIsReportedAfterThreeAttempts() throws Exception {
+    var calls = new java.util.concurrent.atomic.AtomicInteger();
+    var server = lockedThenFine(2, calls);
+    try {
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + server.getAddress().getPort(), new AirflowCredentials("u", "p")));
+      assertThat(client.trigger("d", Optional.of("r1"), Map.of()).runId()).isEqualTo("r1");
+      assertThat(calls.get()).isEqualTo(3);
+    } finally {
+      server.stop(0);
+    }
+    var always = new java.util.concurrent.atomic.AtomicInteger();
+    var broken = lockedThenFine(Integer.MAX_VALUE, always);
+    try {
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + broken.getAddress().getPort(), new AirflowCredentials("u", "p")));
+      assertThatThrownBy(() -> client.trigger("d", Optional.of("r1"), Map.of()))
+          .isInstanceOfSatisfying(AirflowException.class,
+              e -> assertThat(e.reason()).isEqualTo(AirflowException.Reason.SERVER_ERROR))
+          .hasMessageContaining("HTTP 500").hasMessageContaining("Database error");
+      assertThat(always.get()).isEqualTo(AirflowClient.TRANSIENT_ATTEMPTS);
+    } finally {
+      broken.stop(0);
+    }
+  }
 }
