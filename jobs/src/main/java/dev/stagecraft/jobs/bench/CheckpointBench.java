@@ -15,8 +15,8 @@ import org.apache.spark.sql.SparkSession;
 
 /**
  * What checkpoints cost: the training loop's time with a checkpoint every 50 steps against the same training without
- * (in ABBA order after a warm-up, medians), and the checkpoint writer's throughput (serialise, write each file, verify
- * nothing, write the manifest last, apply retention) against a plain copy of the same bytes to the same file system.
+ * (in ABBA order after a warm-up, medians), and the checkpoint writer's throughput (serialise, write and hash each
+ * file, write the manifest last, apply retention) against plain java.nio writes of the same bytes to the same disk.
  */
 final class CheckpointBench {
   static final int EVERY_STEPS = 50;

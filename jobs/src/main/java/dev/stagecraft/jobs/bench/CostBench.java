@@ -75,7 +75,7 @@ final class CostBench {
 
     Bench.log("cost: starting a standalone cluster (master + 2 workers, 4 cores, 4 GB and 1 fake GPU each) from {}",
         sparkHome);
-    try (BenchCluster cluster = BenchCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
+    try (DistributionCluster cluster = DistributionCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
       List<Path> workflows = List.of(dir.resolve("static.yaml"), dir.resolve("ours.yaml"));
       List<JsonNode> costs = new ArrayList<>();
       List<JsonNode> ledgers = new ArrayList<>();

@@ -622,8 +622,8 @@ public final class Engine {
       if (attempted.status() == StepStatus.SUCCEEDED || attempted.status() == StepStatus.FAILED) {
         return attempted.withDetail("application", app);
       }
-      return attempted.withDetail("application", app).failed(now(), secs, "The Spark application of step '" + id
-          + "' exited with code " + l.exitCode() + " before it recorded a result (its output: " + l.log() + ")",
+      return attempted.failed(now(), secs, "The Spark application of step '" + id + "' exited with code "
+          + l.exitCode() + " before it recorded a result (its output: " + l.log() + ")",
           ErrorCategory.EXTERNAL.name(), attempted.withDetail("application", app).details());
     }, now()));
     listener.stepFinished(id, after.step(id));

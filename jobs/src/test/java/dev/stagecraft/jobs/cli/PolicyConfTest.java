@@ -31,22 +31,14 @@ class PolicyConfTest {
 
   @Test
   void aClusterGetsDynamicAllocationAndTheCpuPolicyAsDefaultExecutors() {
-    String before = System.getProperty("spark.master");
-    System.setProperty("spark.master", "spark://127.0.0.1:7077");
-    try {
+    onMaster("spark://127.0.0.1:7077", () -> {
       Map<String, String> conf = SparkSessions.policyConf(spec);
       assertThat(conf).containsEntry("spark.dynamicAllocation.enabled", "true")
           .containsEntry("spark.dynamicAllocation.shuffleTracking.enabled", "true")
           .containsEntry("spark.executor.cores", "4").containsEntry("spark.executor.memory", "8192m")
           // No RAPIDS jar on the test classpath: the plugin is left out rather than failing the session.
           .doesNotContainKey("spark.plugins");
-    } finally {
-      if (before == null) {
-        System.clearProperty("spark.master");
-      } else {
-        System.setProperty("spark.master", before);
-      }
-    }
+    });
   }
 
   @Test
@@ -60,11 +52,8 @@ class PolicyConfTest {
 
   @Test
   void onAClusterTheDemosTrainingRunsAsItsOwnApplicationAndTheRestAllocatesDynamically() {
-    WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(
-        Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
-    String before = System.getProperty("spark.master");
-    System.setProperty("spark.master", "spark://127.0.0.1:7077");
-    try {
+    WorkflowSpec demo = demo();
+    onMaster("spark://127.0.0.1:7077", () -> {
       assertThat(SparkSessions.placement(demo, StepKinds.discover()).ownApplication()).containsExactly("fit");
       Map<String, String> conf = SparkSessions.policyConf(demo);
       // Sized by cpu-etl (the first CPU policy) and gpu-inference only: gpu-training's static executors are the
@@ -73,19 +62,12 @@ class PolicyConfTest {
           .containsEntry("spark.dynamicAllocation.maxExecutors", "4")
           .containsEntry("spark.executor.cores", "4")
           .doesNotContainKey("spark.executor.instances");
-    } finally {
-      if (before == null) {
-        System.clearProperty("spark.master");
-      } else {
-        System.setProperty("spark.master", before);
-      }
-    }
+    });
   }
 
   @Test
   void aLaunchedStepGetsItsPolicysStaticExecutorsAndInheritsTheRestButNotTheSizingOrIdentity() throws Exception {
-    WorkflowSpec demo = new WorkflowLoader(StepKinds.discover()).load(
-        Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
+    WorkflowSpec demo = demo();
     org.apache.spark.SparkConf parent = new org.apache.spark.SparkConf(false)
         .set("spark.master", "spark://h:7077").set("spark.app.id", "app-1").set("spark.driver.port", "40000")
         .set("spark.driver.host", "10.0.0.5").set("spark.dynamicAllocation.enabled", "true")
@@ -113,5 +95,25 @@ class PolicyConfTest {
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> launcher.launch(request, line -> { }))
         .hasMessage("Cannot launch step 'fit' as its own Spark application: no Spark distribution (set SPARK_HOME "
             + "to one; its bin/spark-submit launches it)");
+  }
+
+  static WorkflowSpec demo() {
+    return new WorkflowLoader(StepKinds.discover()).load(
+        Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/workflow.yaml"));
+  }
+
+  /** Runs {@code body} with {@code spark.master} set as spark-submit would set it, then restores it. */
+  static void onMaster(String master, Runnable body) {
+    String before = System.getProperty("spark.master");
+    System.setProperty("spark.master", master);
+    try {
+      body.run();
+    } finally {
+      if (before == null) {
+        System.clearProperty("spark.master");
+      } else {
+        System.setProperty("spark.master", before);
+      }
+    }
   }
 }

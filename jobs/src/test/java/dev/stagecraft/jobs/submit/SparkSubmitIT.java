@@ -4,13 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.stagecraft.jobs.bench.DistributionCluster;
 import dev.stagecraft.jobs.testing.Proc;
 import dev.stagecraft.jobs.testing.PythonEnvs;
 import java.io.IOException;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -114,62 +112,18 @@ class SparkSubmitIT {
 
   @Test
   void runsOnAStandaloneMasterAndWorkerStartedWithSparkClass() throws Exception {
-    int port = Proc.freePort();
-    int web = Proc.freePort();
-    Map<String, String> env = Map.of("SPARK_HOME", sparkHome.toString(), "SPARK_LOCAL_IP", "127.0.0.1",
-        "SPARK_LOG_DIR", dir.resolve("spark-logs").toString());
-    String spark = sparkHome.resolve("bin/spark-class").toString();
-    Process master = daemon(List.of(spark, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-        "--port", String.valueOf(port), "--webui-port", String.valueOf(web)), env, "master.log");
-    Process worker = null;
-    try {
-      worker = daemon(List.of(spark, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-          "--cores", "2", "--memory", "2g", "--webui-port", String.valueOf(Proc.freePort()),
-          "--work-dir", dir.resolve("worker").toString(), "spark://127.0.0.1:" + port), env, "worker.log");
-      awaitAliveWorker(web, master);
-
+    Path clusterDir = Files.createDirectories(dir.resolve("cluster"));
+    try (DistributionCluster cluster = DistributionCluster.start(sparkHome, clusterDir, 1, 2, "2g", 0)) {
       Path ws = dir.resolve("ws-standalone");
-      Proc.Result ok = submit("spark://127.0.0.1:" + port, "run", "wf.yaml", "--run-id", "cl1",
-          "--workspace", ws.toString());
+      Proc.Result ok = submit(cluster.masterUrl(), "run", "wf.yaml", "--run-id", "cl1", "--workspace",
+          ws.toString());
       assertThat(ok.code()).as(ok.err()).isZero();
       assertThat(ok.out()).contains("Run cl1 SUCCEEDED");
       assertThat(ledger(ws, "cl1").path("status").asText()).isEqualTo("SUCCEEDED");
       // The work ran on the cluster: the worker launched an executor for the application.
-      try (var apps = Files.list(dir.resolve("worker"))) {
+      try (var apps = Files.list(clusterDir.resolve("worker-0"))) {
         assertThat(apps.map(p -> p.getFileName().toString())).anyMatch(n -> n.startsWith("app-"));
       }
-    } finally {
-      if (worker != null) {
-        Proc.kill(worker);
-      }
-      Proc.kill(master);
     }
-  }
-
-  private static Process daemon(List<String> cmd, Map<String, String> env, String log) throws IOException {
-    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(dir.resolve(log).toFile());
-    pb.environment().putAll(env);
-    return pb.start();
-  }
-
-  private static void awaitAliveWorker(int webPort, Process master) throws Exception {
-    HttpClient http = HttpClient.newHttpClient();
-    long deadline = System.nanoTime() + Duration.ofSeconds(90).toNanos();
-    String last = "";
-    while (System.nanoTime() < deadline) {
-      assertThat(master.isAlive()).as("the master is up (see master.log)").isTrue();
-      try {
-        last = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + webPort + "/json/")).build(),
-            HttpResponse.BodyHandlers.ofString()).body();
-        if (JSON.readTree(last).path("aliveworkers").asInt() >= 1) {
-          return;
-        }
-      } catch (IOException e) {
-        // not listening yet
-      }
-      Thread.sleep(250);
-    }
-    throw new AssertionError("No worker registered with the master within 90 s: " + last);
   }
 }

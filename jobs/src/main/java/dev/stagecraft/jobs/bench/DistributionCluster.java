@@ -16,21 +16,25 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
- * A Spark standalone cluster on this machine for benchmarks, started with a Spark distribution's
- * {@code bin/spark-class} (as its {@code sbin} scripts would): a master and workers that advertise fake GPUs through
- * discovery scripts, each worker's addresses distinct. Logs stay in {@code dir}.
+ * A Spark standalone cluster on this machine, started with a Spark distribution's {@code bin/spark-class} (as its
+ * {@code sbin} scripts would), for benchmarks and tests: a master and workers, which may advertise fake GPUs through
+ * discovery scripts (each worker's addresses distinct). Logs ({@code master.log}, {@code worker-N.log}) and each
+ * worker's work folder ({@code worker-N}) stay in {@code dir}.
  */
-final class BenchCluster implements AutoCloseable {
+public final class DistributionCluster implements AutoCloseable {
+  private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
+      new com.fasterxml.jackson.databind.ObjectMapper();
+
   private final Process master;
   private final List<Process> workers = new ArrayList<>();
   private final int port;
 
-  private BenchCluster(Process master, int port) {
+  private DistributionCluster(Process master, int port) {
     this.master = master;
     this.port = port;
   }
 
-  static BenchCluster start(Path sparkHome, Path dir, int workers, int cores, String memory, int gpus)
+  public static DistributionCluster start(Path sparkHome, Path dir, int workers, int cores, String memory, int gpus)
       throws Exception {
     int port = freePort();
     int web = freePort();
@@ -38,19 +42,11 @@ final class BenchCluster implements AutoCloseable {
     Process master = daemon(sparkHome, List.of(sparkClass, "org.apache.spark.deploy.master.Master", "--host",
         "127.0.0.1", "--port", String.valueOf(port), "--webui-port", String.valueOf(web)), Map.of(),
         dir.resolve("master.log"));
-    BenchCluster cluster = new BenchCluster(master, port);
+    DistributionCluster cluster = new DistributionCluster(master, port);
     try {
       for (int i = 0; i < workers; i++) {
-        List<String> addresses = new ArrayList<>();
-        for (int g = 0; g < gpus; g++) {
-          addresses.add("\"" + (i * gpus + g) + "\"");
-        }
-        Path script = dir.resolve("gpus-" + i + ".sh");
-        Files.writeString(script, "#!/usr/bin/env bash\necho '{\"name\":\"gpu\",\"addresses\":["
-            + String.join(",", addresses) + "]}'\n");
-        Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
         String opts = gpus == 0 ? "" : "-Dspark.worker.resource.gpu.amount=" + gpus
-            + " -Dspark.worker.resource.gpu.discoveryScript=" + script;
+            + " -Dspark.worker.resource.gpu.discoveryScript=" + gpuScript(dir, i, gpus);
         cluster.workers.add(daemon(sparkHome, List.of(sparkClass, "org.apache.spark.deploy.worker.Worker",
             "--host", "127.0.0.1", "--cores", String.valueOf(cores), "--memory", memory, "--webui-port",
             String.valueOf(freePort()), "--work-dir", dir.resolve("worker-" + i).toString(), cluster.masterUrl()),
@@ -64,7 +60,20 @@ final class BenchCluster implements AutoCloseable {
     }
   }
 
-  String masterUrl() {
+  /** A discovery script reporting worker {@code i}'s GPU addresses {@code i*gpus … i*gpus+gpus-1}. */
+  private static Path gpuScript(Path dir, int i, int gpus) throws IOException {
+    List<String> addresses = new ArrayList<>();
+    for (int g = 0; g < gpus; g++) {
+      addresses.add("\"" + (i * gpus + g) + "\"");
+    }
+    Path script = dir.resolve("gpus-" + i + ".sh");
+    Files.writeString(script, "#!/usr/bin/env bash\necho '{\"name\":\"gpu\",\"addresses\":["
+        + String.join(",", addresses) + "]}'\n");
+    Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
+    return script;
+  }
+
+  public String masterUrl() {
     return "spark://127.0.0.1:" + port;
   }
 
@@ -79,11 +88,11 @@ final class BenchCluster implements AutoCloseable {
       try {
         last = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + web + "/json/")).build(),
             HttpResponse.BodyHandlers.ofString()).body();
-        if (last.replaceAll("\\s", "").contains("\"aliveworkers\":" + n)) {
+        if (JSON.readTree(last).path("aliveworkers").asInt() >= n) {
           return;
         }
-      } catch (IOException e) {
-        last = e.toString(); // not listening yet
+      } catch (IOException e) { // not listening yet, or not JSON yet
+        last = e.toString();
       }
       Thread.sleep(500);
     }
@@ -106,6 +115,7 @@ final class BenchCluster implements AutoCloseable {
     }
   }
 
+  /** Stops the workers (and the executors they started), then the master. */
   @Override
   public void close() {
     List<Process> all = new ArrayList<>(workers);
