@@ -8,60 +8,100 @@ import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
-import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.mllib.evaluation.BinaryClassificationMetrics;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import scala.Tuple2;
 
 /**
- * Metrics of trained parameters on a dataset, computed where the data is (one model per partition): loss and
- * accuracy, plus AUC (binary) or RMSE (regression).
+ * Metrics of trained parameters on a dataset, computed where the data is in one pass (one model per partition, one
+ * {@link Summary} per partition, merged in a tree): loss and accuracy, plus AUC (binary) or RMSE (regression). Nothing
+ * is cached and nothing is shuffled: a step that holds GPU executors holds them for one short job per dataset.
  */
 final class Evaluator {
   private Evaluator() {}
 
-  /** Per-row prediction: [label, loss, correct (0/1 or squared error), score (p(1) for binary)]. */
   static Map<String, Double> evaluate(Dataset<Row> selected, TrainingInput.Features features, double[] mean,
       double[] std, Map<String, Object> spec, Task task, int numClasses, float[] params, String prefix) {
-    JavaRDD<double[]> rows = selected.javaRDD().mapPartitions(new Predict(features, mean, std, spec, task, numClasses,
-        params)).cache();
-    try {
-      double[] sums = rows.map(r -> new double[] {1, r[1], r[2]}).fold(new double[3], (a, b) -> {
-        double[] c = new double[3];
-        for (int i = 0; i < 3; i++) {
-          c[i] = a[i] + b[i];
+    Summary s = selected.javaRDD().mapPartitions(new Predict(features, mean, std, spec, task, numClasses, params))
+        .treeReduce(Summary::merge, 2);
+    Map<String, Double> m = new LinkedHashMap<>();
+    m.put(prefix + "loss", s.loss / s.rows);
+    if (task == Task.REGRESSION) {
+      m.put(prefix + "rmse", Math.sqrt(s.scored / s.rows));
+    } else {
+      m.put(prefix + "accuracy", s.scored / s.rows);
+    }
+    if (task == Task.BINARY) {
+      m.put(prefix + "auc", s.auc());
+    }
+    return m;
+  }
+
+  /**
+   * What a partition contributes: rows, summed loss, summed score (correct predictions, or squared errors), and for
+   * binary tasks the predicted probabilities of each class counted in {@link #BINS} equal-width bins. AUC from the
+   * bins counts a positive and a negative in the same bin as half ordered, as for tied scores; with 2^16 bins that
+   * differs from the exact AUC by at most the fraction of pairs that share a bin (bins 1.5e-5 wide).
+   */
+  static final class Summary implements Serializable {
+    private static final long serialVersionUID = 1L;
+    static final int BINS = 1 << 16;
+    long rows;
+    double loss;
+    double scored;
+    final long[] positives;
+    final long[] negatives;
+
+    Summary(boolean binary) {
+      positives = binary ? new long[BINS] : null;
+      negatives = binary ? new long[BINS] : null;
+    }
+
+    void add(double lossValue, double score, double probability, boolean positive) {
+      rows++;
+      loss += lossValue;
+      scored += score;
+      if (positives != null) {
+        int bin = (int) Math.min(BINS - 1, Math.max(0, Math.floor(probability * BINS)));
+        (positive ? positives : negatives)[bin]++;
+      }
+    }
+
+    Summary merge(Summary o) {
+      rows += o.rows;
+      loss += o.loss;
+      scored += o.scored;
+      if (positives != null) {
+        for (int i = 0; i < BINS; i++) {
+          positives[i] += o.positives[i];
+          negatives[i] += o.negatives[i];
         }
-        return c;
-      });
-      Map<String, Double> m = new LinkedHashMap<>();
-      double n = sums[0];
-      m.put(prefix + "loss", sums[1] / n);
-      if (task == Task.REGRESSION) {
-        m.put(prefix + "rmse", Math.sqrt(sums[2] / n));
-      } else {
-        m.put(prefix + "accuracy", sums[2] / n);
       }
-      if (task == Task.BINARY) {
-        JavaRDD<Tuple2<Object, Object>> scores = rows.map(r -> new Tuple2<>(r[3], r[0]));
-        BinaryClassificationMetrics bcm = new BinaryClassificationMetrics(scores.rdd());
-        m.put(prefix + "auc", bcm.areaUnderROC());
-        bcm.unpersist();
+      return this;
+    }
+
+    /** Area under the ROC curve: the chance that a random positive scores above a random negative (ties: half). */
+    double auc() {
+      double pairs = 0;
+      long pos = 0;
+      long neg = 0;
+      long negBelow = 0;
+      for (int i = 0; i < BINS; i++) {
+        pairs += positives[i] * (negBelow + negatives[i] / 2.0);
+        negBelow += negatives[i];
+        pos += positives[i];
+        neg += negatives[i];
       }
-      return m;
-    } finally {
-      rows.unpersist(false);
+      return pos == 0 || neg == 0 ? Double.NaN : pairs / ((double) pos * neg);
     }
   }
 
   private static final class Predict
-      implements org.apache.spark.api.java.function.FlatMapFunction<Iterator<Row>, double[]>, Serializable {
+      implements org.apache.spark.api.java.function.FlatMapFunction<Iterator<Row>, Summary>, Serializable {
     private static final long serialVersionUID = 1L;
     private static final int BATCH = 4096;
     private final TrainingInput.Features features;
@@ -84,9 +124,12 @@ final class Evaluator {
     }
 
     @Override
-    public Iterator<double[]> call(Iterator<Row> it) {
+    public Iterator<Summary> call(Iterator<Row> it) {
       int nf = mean.length;
-      List<double[]> out = new ArrayList<>();
+      Summary summary = new Summary(task == Task.BINARY);
+      if (!it.hasNext()) {
+        return List.of(summary).iterator();
+      }
       try (FlatModel model = FlatModel.create(ModelSpec.fromMap(spec), task, nf, numClasses,
           Devices.select(Optional.empty()))) {
         model.setParameters(params);
@@ -108,7 +151,7 @@ final class Evaluator {
             xs.flip();
             float[] p = model.predict(xs, n);
             for (int i = 0; i < n; i++) {
-              out.add(row(p, i, y[i]));
+              add(summary, p, i, y[i]);
             }
             n = 0;
           }
@@ -117,17 +160,17 @@ final class Evaluator {
           }
         }
       }
-      return out.iterator();
+      return List.of(summary).iterator();
     }
 
-    private double[] row(float[] p, int i, float label) {
+    private void add(Summary s, float[] p, int i, float label) {
       double eps = 1e-7;
       switch (task) {
         case BINARY: {
           double q = Math.min(1 - eps, Math.max(eps, p[i]));
           double loss = label > 0.5 ? -Math.log(q) : -Math.log(1 - q);
-          double correct = (q >= 0.5) == (label > 0.5) ? 1 : 0;
-          return new double[] {label, loss, correct, p[i]};
+          s.add(loss, (q >= 0.5) == (label > 0.5) ? 1 : 0, p[i], label > 0.5);
+          break;
         }
         case MULTICLASS: {
           int k = numClasses;
@@ -138,11 +181,12 @@ final class Evaluator {
             }
           }
           double q = Math.max(eps, p[i * k + (int) label]);
-          return new double[] {label, -Math.log(q), best == (int) label ? 1 : 0, p[i * k + best]};
+          s.add(-Math.log(q), best == (int) label ? 1 : 0, p[i * k + best], false);
+          break;
         }
         default: {
           double err = p[i] - label;
-          return new double[] {label, err * err, err * err, p[i]};
+          s.add(err * err, err * err, p[i], false);
         }
       }
     }

@@ -279,7 +279,7 @@ public final class Commands {
       preview.map(s -> ledger.step(s).outputs().get("output")).ifPresent(o -> {
         out.println();
         out.println("First rows of " + o.uri() + ":");
-        spark.read().parquet(o.uri()).show(20, false);
+        o.read(spark).show(20, false);
       });
       // The demo (and every whole run) ends with the cost report.
       if (only.isEmpty()) {

@@ -668,7 +668,7 @@ public final class Engine {
       for (Map.Entry<String, OutputRecord> o : ledger.step(up).outputs().entrySet()) {
         if (o.getValue().isTable()) {
           String view = first ? up : up + "_" + o.getKey();
-          session.read().parquet(o.getValue().uri()).createOrReplaceTempView(view);
+          o.getValue().read(session).createOrReplaceTempView(view);
           first = false;
         }
       }

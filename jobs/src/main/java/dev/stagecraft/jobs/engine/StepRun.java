@@ -115,7 +115,7 @@ final class StepRun implements StepContext {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("Interrupted while counting the rows of output '" + output + "'", e);
     }
-    outputs.put(output, new OutputRecord(qualified(dir), OutputRecord.TABLE, n));
+    outputs.put(output, OutputRecord.table(qualified(dir), n, data.schema()));
     return n;
   }
 
@@ -128,7 +128,7 @@ final class StepRun implements StepContext {
       throw StagecraftException.external(e, "Cannot create %s: %s", dir, e.getMessage());
     }
     String uri = qualified(dir);
-    outputs.put(output, new OutputRecord(uri, OutputRecord.DIRECTORY, null));
+    outputs.put(output, OutputRecord.directory(uri));
     return uri;
   }
 
@@ -147,7 +147,7 @@ final class StepRun implements StepContext {
     }
     extraDirs.add(dir);
     String uri = qualified(dir);
-    outputs.put(output, new OutputRecord(uri, OutputRecord.DIRECTORY, null));
+    outputs.put(output, OutputRecord.directory(uri));
     return uri;
   }
 

@@ -106,12 +106,13 @@ public final class Run {
   }
 
   public Dataset<Row> output(String step, String name) {
+    String uri = outputUri(step, name);
     OutputRecord o = step(step).outputs().get(name);
-    if (o != null && !o.isTable()) {
+    if (!o.isTable()) {
       throw StagecraftException.user("Cannot read output '%s' of step '%s' as a table: it is a %s (%s)", name, step,
-          o.format(), o.uri());
+          o.format(), uri);
     }
-    return spark.read().parquet(outputUri(step, name));
+    return o.read(spark);
   }
 
   /** The first {@code rows} rows of a step's table output, for {@code display(preview.html(), "text/html")}. */

@@ -79,6 +79,11 @@ class LocalEngineTest extends EngineScenarios {
     assertThat(b.status()).isEqualTo(StepStatus.SUCCEEDED);
     assertThat(b.attempts()).isEqualTo(1);
     assertThat(b.outputs().get("output").rows()).isEqualTo(10);
+    // The schema travels in the ledger, so readers downstream need no inference job; it is the file's schema.
+    OutputRecord out = b.outputs().get("output");
+    assertThat(out.schema()).isNotBlank();
+    assertThat(out.read(spark).schema()).isEqualTo(spark.read().parquet(out.uri()).schema());
+    assertThat(out.read(spark).count()).isEqualTo(10);
     assertThat(b.details().get("application")).isEqualTo(Map.of("placement", "own application", "exit_code", 0,
         "spark_submit", "in-jvm", "log", "the-log", "seconds", 0.1));
     assertThat(ledger.step("c").outputs().get("output").rows()).isEqualTo(1);
