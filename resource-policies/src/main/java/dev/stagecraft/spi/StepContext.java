@@ -86,4 +86,12 @@ public interface StepContext {
    * lists and maps of them.
    */
   void detail(String name, Object value);
+
+  /**
+   * What {@link StepKind#prepare} returned for this attempt in the workflow's application, when the step runs as its own
+   * application; empty otherwise.
+   */
+  default java.util.Map<String, Object> prepared() {
+    return java.util.Map.of();
+  }
 }

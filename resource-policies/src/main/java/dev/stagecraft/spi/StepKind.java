@@ -52,6 +52,18 @@ public interface StepKind {
   }
 
   /**
+   * The part of a step's work that needs none of its policy's resources, for a step the engine runs as its own Spark
+   * application (a static policy in a workflow that otherwise allocates dynamically, see the README's placement):
+   * called in the workflow's own application just before the launch, so the step's executors — GPUs, typically —
+   * start only when the work that needs them can. What it returns (JSON values: numbers, strings, lists, maps) reaches
+   * the launched attempt as {@link StepContext#prepared()}. {@link #run} must work without it too, as it does in
+   * every other placement. A failure here fails the attempt before anything is launched. Default: nothing.
+   */
+  default java.util.Map<String, Object> prepare(StepContext context) throws Exception {
+    return java.util.Map.of();
+  }
+
+  /**
    * Runs one attempt of the step. Outputs are written through {@link StepContext} and committed by the engine only
    * if this method returns normally; on an exception nothing the attempt wrote becomes visible.
    *

@@ -58,6 +58,8 @@ public final class TrainStep implements StepKind {
   /** How long the driver waits for executors to offer enough slots before it fails the step. */
   static final Duration SLOT_WAIT = Duration.ofSeconds(60);
   static final int DEFAULT_MAX_ATTEMPTS = 3;
+  /** The key of the statistics {@link #prepare} hands to the training application. */
+  static final String PREPARED_STATS = "stats";
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
@@ -223,6 +225,22 @@ public final class TrainStep implements StepKind {
     return Task.valueOf(value.toUpperCase(Locale.ROOT));
   }
 
+  /**
+   * In a workflow that runs this step as its own application: the statistics pass (rows, mean/std, labels, NaN/Inf
+   * checks) on the workflow's executors, so the training application's GPU executors start with the training itself.
+   */
+  @Override
+  public Map<String, Object> prepare(StepContext ctx) {
+    StepConfig step = ctx.step();
+    String label = step.requireString("label");
+    String inputRef = step.requireString("input");
+    Dataset<Row> input = ctx.input("input", inputRef);
+    TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
+    ctx.progress("reading the input: statistics of " + inputRef + " (before the training application starts)");
+    return Map.of(PREPARED_STATS, TrainingInput.stats(step, TrainingInput.select(input, features, label), features,
+        label).toMap());
+  }
+
   @Override
   public void run(StepContext ctx) throws Exception {
     StepConfig step = ctx.step();
@@ -237,23 +255,34 @@ public final class TrainStep implements StepKind {
     String inputRef = step.requireString("input");
     Dataset<Row> input = ctx.input("input", inputRef);
     TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
+    Object prepared = ctx.prepared().get(PREPARED_STATS);
+    Dataset<Row> selected = TrainingInput.select(input, features, label);
+    if (prepared instanceof Map<?, ?> stats) {
+      // Statistics from the workflow's application (prepare): read twice (training, evaluation), not cached.
+      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected,
+          TrainingInput.Stats.fromMap(stats));
+      return;
+    }
     // Read three times (statistics, training, evaluation): keep it after the first read instead of decoding the
     // source again.
-    Dataset<Row> selected = TrainingInput.select(input, features, label)
-        .persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
+    selected = selected.persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
     try {
-      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected);
+      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected, null);
     } finally {
       selected.unpersist(false);
     }
   }
 
   private void runOn(StepContext ctx, StepConfig step, ModelSpec spec, boolean shuffle, WorkerLoop.Schedule schedule,
-      int workers, String label, String inputRef, TrainingInput.Features features, Dataset<Row> selected)
-      throws Exception {
+      int workers, String label, String inputRef, TrainingInput.Features features, Dataset<Row> selected,
+      TrainingInput.Stats prepared) throws Exception {
     long fitStart = System.nanoTime();
-    ctx.progress("reading the input: statistics of " + inputRef);
-    TrainingInput.Stats stats = TrainingInput.stats(step, selected, features, label);
+    if (prepared == null) {
+      ctx.progress("reading the input: statistics of " + inputRef);
+    } else {
+      ctx.detail("statistics", "prepared in the workflow's application");
+    }
+    TrainingInput.Stats stats = prepared != null ? prepared : TrainingInput.stats(step, selected, features, label);
 
     Task task = step.string("task").map(t -> task(step, t)).orElseGet(() -> inferTask(spec, stats));
     try {

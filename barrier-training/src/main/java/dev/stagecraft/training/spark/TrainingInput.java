@@ -15,7 +15,9 @@ import dev.stagecraft.spi.StepConfig;
 import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import org.apache.spark.ml.linalg.SQLDataTypes;
 import org.apache.spark.ml.linalg.SparseVector;
@@ -59,6 +61,32 @@ public final class TrainingInput {
       implements Serializable {
     public int numFeatures() {
       return mean.length;
+    }
+
+    /** As JSON values, for {@link #fromMap}. */
+    public Map<String, Object> toMap() {
+      Map<String, Object> m = new LinkedHashMap<>();
+      m.put("rows", rows);
+      m.put("mean", mean);
+      m.put("std", std);
+      m.put("label_min", labelMin);
+      m.put("label_max", labelMax);
+      m.put("fractional_labels", fractionalLabels);
+      return m;
+    }
+
+    /** Statistics written by {@link #toMap} (read back from JSON: numbers and lists of numbers). */
+    public static Stats fromMap(Map<?, ?> m) {
+      return new Stats(((Number) m.get("rows")).longValue(), doubles(m.get("mean")), doubles(m.get("std")),
+          ((Number) m.get("label_min")).doubleValue(), ((Number) m.get("label_max")).doubleValue(),
+          ((Number) m.get("fractional_labels")).longValue());
+    }
+
+    private static double[] doubles(Object values) {
+      if (values instanceof double[] d) {
+        return d.clone();
+      }
+      return ((List<?>) values).stream().mapToDouble(v -> ((Number) v).doubleValue()).toArray();
     }
   }
 

@@ -232,7 +232,8 @@ public final class Commands {
       throw StagecraftException.user("STAGECRAFT_PARENT_LEASE is set (a step launched as its own application), but "
           + "%s", only.isEmpty() ? "the command runs a whole workflow (expected `step`)" : "STAGECRAFT_USAGE_FILE is not");
     }
-    return Optional.of(new Engine.LaunchedBy(token, usage));
+    String prepared = System.getenv("STAGECRAFT_PREPARED_FILE");
+    return Optional.of(new Engine.LaunchedBy(token, usage, prepared == null || prepared.isBlank() ? null : prepared));
   }
 
   /**

@@ -136,7 +136,8 @@ public final class Engine {
    * The run that launched this process as a step's own application: the token of its run lease, and the file (a
    * workspace URI) this application's usage goes to.
    */
-  public record LaunchedBy(String leaseToken, String usageFile) {
+  public record LaunchedBy(String leaseToken, String usageFile, String preparedFile) {
+    /** @param preparedFile what {@link StepKind#prepare} returned in the launching run (a workspace URI), or null */
     public LaunchedBy {
       requireNonNull(leaseToken, "leaseToken is null");
       requireNonNull(usageFile, "usageFile is null");
@@ -521,6 +522,9 @@ public final class Engine {
       if (sizing.isPresent()) {
         run.detail("sizing", sizing.get().toMap());
       }
+      if (options.launchedBy().map(LaunchedBy::preparedFile).isPresent()) {
+        run.prepared(readPrepared(ws, new Path(options.launchedBy().get().preparedFile())));
+      }
       kind.run(run);
       double secs = seconds(start);
       if (deadline.isPresent()) {
@@ -581,6 +585,7 @@ public final class Engine {
     String name = id + "-attempt-" + attempt;
     Path usage = new Path(ws.runDir(runId), "applications/" + name + ".usage.json");
     Path log = new Path(ws.runDir(runId), "applications/" + name + ".log");
+    Path prepared = new Path(ws.runDir(runId), "applications/" + name + ".prepared.json");
     listener.stepStarted(id, step.kind(), attempt, "stagecraft/" + runId + "/" + id);
     if (meter != null) {
       meter.stepStarted(id);
@@ -588,9 +593,12 @@ public final class Engine {
     long start = System.nanoTime();
     StepLauncher.Launched launched = null;
     Throwable failure = null;
+    boolean preparing = true;
     try {
+      prepare(spec, ws, store.read(runId).orElseThrow(), step, attempt, prepared);
+      preparing = false;
       launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, runId, ws, runLeaseToken, usage,
-          log), status -> listener.stepProgress(id, status));
+          log, prepared), status -> listener.stepProgress(id, status));
       launchedUsage.add(usage);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -613,11 +621,14 @@ public final class Engine {
     }
     StepLauncher.Launched l = launched;
     Throwable f = failure;
+    // A failure while preparing is the step's own (bad input, say), reported as it would be in-process.
+    String failed = f == null ? null : preparing ? oneLine(f)
+        : "Cannot run step '" + id + "' as its own Spark application: " + oneLine(f);
     RunLedger after = store.update(runId, ledger -> ledger.withStep(id, r -> {
       StepRecord attempted = r.attempts() >= attempt ? r : r.started(now());
       if (f != null) {
-        return attempted.failed(now(), secs, "Cannot run step '" + id + "' as its own Spark application: "
-            + oneLine(f), StagecraftException.categoryOf(f).name(), Map.of("application", app));
+        return attempted.failed(now(), secs, failed, StagecraftException.categoryOf(f).name(),
+            Map.of("application", app));
       }
       if (attempted.status() == StepStatus.SUCCEEDED || attempted.status() == StepStatus.FAILED) {
         return attempted.withDetail("application", app);
@@ -627,6 +638,46 @@ public final class Engine {
           ErrorCategory.EXTERNAL.name(), attempted.withDetail("application", app).details());
     }, now()));
     listener.stepFinished(id, after.step(id));
+  }
+
+  /**
+   * Runs the step kind's {@link StepKind#prepare} here, in the workflow's application, on its default executors and
+   * in the step's job group, and writes what it returns to {@code file} for the launched attempt.
+   */
+  private void prepare(WorkflowSpec spec, Workspace ws, RunLedger ledger, StepConfig step, int attempt, Path file)
+      throws Exception {
+    String runId = ledger.runId();
+    String id = step.id();
+    SparkContext sc = spark.sparkContext();
+    SparkSession session = spark.newSession();
+    registerUpstreamTables(session, spec, ledger, id);
+    StepRun run = new StepRun(runId, resolve(spec, step, ledger, ledger.params(), ws, runId), session, ws,
+        ws.attemptDir(runId, id, attempt), attempt, spec.directory(), spec.allUpstream(id),
+        status -> listener.stepProgress(id, status), Optional.empty());
+    sc.setJobGroup("stagecraft/" + runId + "/" + id, "Stagecraft run " + runId + " step " + id + " (prepare)", true);
+    long start = System.nanoTime();
+    Map<String, Object> values;
+    try {
+      values = kinds.get(step.kind()).prepare(run);
+    } finally {
+      sc.clearJobGroup();
+    }
+    if (!values.isEmpty()) {
+      LOG.info("Prepared step '{}' of run '{}' in this application in {} s: {}", id, runId,
+          Math.round(seconds(start) * 10) / 10.0, values.keySet());
+    }
+    dev.stagecraft.fs.AtomicFiles.write(ws.fs(), file, Json.MAPPER.writeValueAsBytes(values));
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Map<String, Object> readPrepared(Workspace ws, Path file) {
+    try {
+      Optional<byte[]> bytes = dev.stagecraft.fs.AtomicFiles.read(ws.fs(), file);
+      return bytes.isEmpty() ? Map.of() : Json.MAPPER.readValue(bytes.get(), Map.class);
+    } catch (java.io.IOException e) {
+      throw StagecraftException.external(e, "Cannot read %s (what the launching run prepared for this step): %s", file,
+          e.getMessage());
+    }
   }
 
   /**

@@ -123,6 +123,8 @@ public final class SparkSubmitLauncher implements StepLauncher {
       Map<String, String> env = new LinkedHashMap<>();
       env.put("STAGECRAFT_PARENT_LEASE", request.leaseToken());
       env.put("STAGECRAFT_USAGE_FILE", request.workspace().fs().makeQualified(request.usageFile()).toString());
+      env.put("STAGECRAFT_PREPARED_FILE",
+          request.workspace().fs().makeQualified(request.preparedFile()).toString());
       env.put("STAGECRAFT_PROGRESS", "plain");
       String workflow = java.nio.file.Path.of(request.spec().source()).toAbsolutePath().toString();
       SparkLauncher launcher = new SparkLauncher(env)

@@ -26,9 +26,10 @@ public interface StepLauncher {
    * @param leaseToken the token of the launching run's lease: the launched {@code step} may run under it
    * @param usageFile where the launched application writes its usage
    * @param logFile where the application's output is kept (in the workspace)
+   * @param preparedFile what the step's {@code prepare} returned (JSON), for the launched attempt to read
    */
   record Request(WorkflowSpec spec, StepConfig step, String runId, Workspace workspace, String leaseToken,
-      Path usageFile, Path logFile) {
+      Path usageFile, Path logFile, Path preparedFile) {
     public Request {
       requireNonNull(spec, "spec is null");
       requireNonNull(step, "step is null");
@@ -37,6 +38,7 @@ public interface StepLauncher {
       requireNonNull(leaseToken, "leaseToken is null");
       requireNonNull(usageFile, "usageFile is null");
       requireNonNull(logFile, "logFile is null");
+      requireNonNull(preparedFile, "preparedFile is null");
     }
   }
 

@@ -36,6 +36,7 @@ final class StepRun implements StepContext {
   private final int attempt;
   private final java.util.function.Consumer<String> onProgress;
   private final java.util.Optional<org.apache.spark.resource.ResourceProfile> profile;
+  private volatile Map<String, Object> prepared = Map.of();
 
   StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir, int attempt,
       String workflowDir, Set<String> upstream, java.util.function.Consumer<String> onProgress,
@@ -50,6 +51,16 @@ final class StepRun implements StepContext {
     this.attemptDir = attemptDir;
     this.workflowDir = workflowDir;
     this.upstream = upstream;
+  }
+
+  /** What the step's {@code prepare} returned in the run that launched this attempt as its own application. */
+  void prepared(Map<String, Object> values) {
+    this.prepared = Collections.unmodifiableMap(new LinkedHashMap<>(values));
+  }
+
+  @Override
+  public Map<String, Object> prepared() {
+    return prepared;
   }
 
   @Override

@@ -80,7 +80,8 @@ class PolicyConfTest {
         new org.apache.hadoop.conf.Configuration());
     var request = new dev.stagecraft.jobs.engine.StepLauncher.Request(demo, demo.step("fit"), "r1", ws, "token",
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "u.json"),
-        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "out.log"));
+        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "out.log"),
+        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "prepared.json"));
 
     Map<String, String> conf = launcher.conf(request);
 

@@ -53,7 +53,8 @@ class LocalEngineTest extends EngineScenarios {
       }
       progress.accept("half way");
       RunLedger l = engine().run(spec, options(request.runId()).withOnlyStep(id)
-          .withLaunchedBy(new Engine.LaunchedBy(request.leaseToken(), request.usageFile().toString())));
+          .withLaunchedBy(new Engine.LaunchedBy(request.leaseToken(), request.usageFile().toString(),
+              request.preparedFile().toString())));
       return new Launched(l.step(id).status() == StepStatus.SUCCEEDED ? 0 : 1, "in-jvm", "the-log", 0.1);
     }
   }
@@ -94,6 +95,65 @@ class LocalEngineTest extends EngineScenarios {
         .isTrue();
     JsonNode cost = Json.MAPPER.readTree(ws.fs().open(CostFiles.json(ws, "pl1")));
     assertThat(cost.path("executors").findValuesAsText("id")).contains("driver", "b-attempt-1/driver");
+  }
+
+  @org.junit.jupiter.api.Test
+  void aLaunchedTrainStepGetsItsStatisticsFromTheWorkflowsApplicationAndTrainsTheSameModel() throws Exception {
+    String yaml = """
+        name: placed-train
+        steps:
+          - id: data
+            kind: sql
+            sql: >
+              SELECT CAST(id % 2 AS DOUBLE) AS label, CAST(id % 7 AS DOUBLE) + (id % 2) * 3 AS x,
+                     CAST(id % 5 AS DOUBLE) AS y FROM range(0, 400)
+          - id: fit
+            kind: train
+            input: data
+            label: label
+            workers: 1
+            model: { type: logistic, epochs: 2, batch_size: 32, lr: 0.1, seed: 3 }
+        """;
+    WorkflowSpec spec = workflow(yaml);
+    RunLedger inProcess = engine().run(spec, options("tr1"));
+    RunLedger placed = new Engine(spark, KINDS, EngineListener.NONE, new Placement(Set.of("fit")),
+        Optional.of(new InJvmLauncher(spec, false))).run(spec, options("tr2"));
+
+    assertThat(placed.status()).isEqualTo(RunStatus.SUCCEEDED);
+    StepRecord fit = placed.step("fit");
+    assertThat(fit.details()).containsEntry("statistics", "prepared in the workflow's application");
+    assertThat(inProcess.step("fit").details()).doesNotContainKey("statistics");
+    Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
+    JsonNode prepared = Json.MAPPER.readTree(ws.fs().open(new org.apache.hadoop.fs.Path(ws.runDir("tr2"),
+        "applications/fit-attempt-1.prepared.json")));
+    assertThat(prepared.path("stats").path("rows").asLong()).isEqualTo(400);
+    assertThat(prepared.path("stats").path("mean").size()).isEqualTo(2);
+    // The same statistics, data and seed: the same parameters, so the same metrics.
+    for (String m : List.of("train_loss", "train_accuracy", "train_auc")) {
+      assertThat(fit.metrics().get(m)).as(m).isCloseTo(inProcess.step("fit").metrics().get(m),
+          org.assertj.core.api.Assertions.within(1e-6));
+    }
+  }
+
+  @org.junit.jupiter.api.Test
+  void badInputFoundWhilePreparingFailsTheStepAsItsOwnErrorAndLaunchesNothing() throws Exception {
+    WorkflowSpec spec = workflow("""
+        name: placed-bad
+        steps:
+          - { id: data, kind: sql, sql: "SELECT IF(id = 3, CAST('NaN' AS DOUBLE), 1.0) AS label, id AS x FROM range(0, 9)" }
+          - { id: fit, kind: train, input: data, label: label, model: { type: logistic } }
+        """);
+    InJvmLauncher launcher = new InJvmLauncher(spec, false);
+
+    RunLedger ledger = new Engine(spark, KINDS, EngineListener.NONE, new Placement(Set.of("fit")),
+        Optional.of(launcher)).run(spec, options("tr3"));
+
+    StepRecord fit = ledger.step("fit");
+    assertThat(fit.status()).isEqualTo(StepStatus.FAILED);
+    assertThat(fit.error()).contains("step 'fit' field 'label': column 'label' is null, NaN or infinite in 1 of 9 rows")
+        .doesNotContain("as its own Spark application");
+    assertThat(fit.errorCategory()).isEqualTo("USER");
+    assertThat(launcher.refusals).isEmpty(); // nothing was launched
   }
 
   @org.junit.jupiter.api.Test
