@@ -385,14 +385,14 @@ public final class Simulator {
    *   <li>jobs start in that order while they fit; nothing jumps ahead of a job that does not fit. An urgent job that
    *       does not fit evicts running jobs that keep at least twice the safety net of slack after losing their work
    *       since the last checkpoint (most slack first), if they free enough GPUs; the evicted queue again. A starting
-   *       job takes spot or on demand as {@link #choose} says (an urgent job always takes on demand), or keeps
+   *       job takes spot or on demand as {@code choose} says (an urgent job always takes on demand), or keeps
    *       waiting for spot capacity, not holding GPUs;
    *   <li>running jobs advance; one on spot whose slack has fallen below the safety net moves to on demand at its next
-   *       checkpoint (it queues again, urgent, and takes back the GPUs it left).
+   *       checkpoint (it queues again, urgent, so among the first to take the GPUs it left).
    * </ol>
    *
-   * <p>So a job's deadline is at risk only when urgent jobs alone fill the cluster (or when it is longer than its
-   * deadline allows to begin with).
+   * <p>So a job's deadline is at risk only when jobs that cannot be evicted (urgent ones, and others too close to
+   * their own deadline) fill the cluster, or when its slack is shorter than a start-up to begin with.
    */
   public PolicyResult costAware(List<SimJob> input) {
     List<SimJob> jobs = byArrival(input);
