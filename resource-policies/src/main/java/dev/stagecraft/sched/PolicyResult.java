@@ -10,8 +10,11 @@ import java.util.TreeSet;
  * What one scheduling policy did with a trace.
  *
  * @param cost billed GPU-hours times their market's price
- * @param busyGpuHours GPU-hours that ran work (including work later lost to preemptions)
- * @param lostGpuHours GPU-hours of work lost to preemptions (run again after the restart)
+ * @param busyGpuHours GPU-hours that ran work (including work later lost)
+ * @param lostGpuHours GPU-hours of work lost to preemptions, evictions and moves from spot to on demand (run again
+ *     after the restart)
+ * @param preemptions spot capacity lost under a running job
+ * @param evictions running jobs the policy stopped itself to make room for an urgent one
  * @param completions job id → completion time (seconds)
  * @param missed ids of jobs that finished after their deadline
  * @param spotStarts (re)starts on spot capacity
@@ -27,6 +30,7 @@ public record PolicyResult(
     double p99JctSeconds,
     double makespanSeconds,
     int preemptions,
+    int evictions,
     int spotStarts,
     SortedSet<Integer> missed,
     Map<Integer, Double> completions) {

@@ -9,7 +9,8 @@ package dev.stagecraft.sched;
  * @param idleTimeoutSeconds how long Spark's dynamic allocation keeps an idle executor (policy b; Spark's default 60)
  * @param checkpointSeconds every job checkpoints after this much work; a preemption loses the work since the last one
  * @param safetyMargin policy (c) keeps spot only while the slack to the deadline is at least this many times one
- *     preemption's worst cost (a checkpoint interval of lost work plus a restart)
+ *     preemption's worst cost (a checkpoint interval of lost work plus a restart): its safety net. Below it a job is
+ *     urgent (first in line, on demand, may evict jobs with at least twice that slack to spare)
  */
 public record SimConfig(
     int clusterGpus,

@@ -27,7 +27,14 @@ import java.util.TreeSet;
  *       application ends); each (re)start picks the market with the lower expected cost that keeps the deadline —
  *       spot only while the slack can absorb a preemption (a checkpoint interval of lost work plus a restart, times
  *       the safety margin); waits for spot capacity while the slack allows, else goes on demand and stays there.
+ *       Under contention, a safety net ({@link #costAware}): a job whose slack has fallen below that margin is
+ *       <i>urgent</i>, is placed before every other job, and when it does not fit, running jobs with plenty of slack
+ *       are evicted to make room for it.
  * </ul>
+ *
+ * <p>A job's <b>slack</b> at t is what a scheduler knows then: deadline − t − remaining work − one start-up, the
+ * time it could still lose if it (re)started now on demand. The policies see no future arrivals and no future spot
+ * capacity; they do know every job's duration (the trace's, as the model assumes).
  *
  * <p>Deterministic: the only randomness is in the {@link SpotMarket}'s offsets (a seed). Pure Java, no Spark.
  */
@@ -75,6 +82,7 @@ public final class Simulator {
     double busyGpuSeconds;
     double lostGpuSeconds;
     int preemptions;
+    int evictions;
     int spotStarts;
     final Map<Integer, Double> completions = new HashMap<>();
 
@@ -113,7 +121,7 @@ public final class Simulator {
       double p99 = jct.length == 0 ? 0 : jct[(int) Math.ceil(0.99 * jct.length) - 1];
       return new PolicyResult(policy, cost, onDemandGpuSeconds / 3600, spotGpuSeconds / 3600,
           busyGpuSeconds / 3600, lostGpuSeconds / 3600, mean, p99, jobs.isEmpty() ? 0 : last - first, preemptions,
-          spotStarts, missed, completions);
+          evictions, spotStarts, missed, completions);
     }
   }
 
@@ -277,13 +285,58 @@ public final class Simulator {
     WAIT
   }
 
-  /** Seconds to spare if the job started now on demand and ran to the end. */
+  /** Seconds to spare if the job (re)started now on demand and ran to the end without interruption. */
   private double slack(Run r, double t) {
     return r.job.deadline() - t - r.remaining - cfg.startupSeconds();
   }
 
+  /** The safety net: the slack a job keeps in reserve, one preemption's worst cost times the safety margin. */
+  private double safetyNet() {
+    return cfg.safetyMargin() * cfg.preemptionSeconds();
+  }
+
   private boolean canAbsorbPreemption(Run r, double t) {
-    return slack(r, t) >= cfg.safetyMargin() * cfg.preemptionSeconds();
+    return slack(r, t) >= safetyNet();
+  }
+
+  /** (c)'s order classes: urgent jobs first, then the rest, then jobs that can no longer meet their deadline. */
+  private static final int URGENT = 0;
+  private static final int NORMAL = 1;
+  private static final int LATE = 2;
+
+  private int urgency(Run r, double t) {
+    double s = slack(r, t);
+    return s < 0 ? LATE : s < safetyNet() ? URGENT : NORMAL;
+  }
+
+  /**
+   * Running jobs to evict so that {@code need} more GPUs are free: only jobs whose slack, once they lose their work
+   * since the last checkpoint, is still at least twice the safety net (so they are far from urgent themselves), the
+   * most slack first. Empty when they cannot free enough: then nobody is evicted.
+   */
+  private List<Run> victims(List<Run> running, int need, double t) {
+    List<Run> eligible = new ArrayList<>();
+    for (Run v : running) {
+      if (slack(v, t) - v.sinceCheckpoint >= 2 * safetyNet()) {
+        eligible.add(v);
+      }
+    }
+    eligible.sort(Comparator.<Run>comparingDouble(v -> -(slack(v, t) - v.sinceCheckpoint))
+        .thenComparingInt(v -> v.job.id()));
+    int freed = 0;
+    int k = 0;
+    while (k < eligible.size() && freed < need) {
+      freed += eligible.get(k++).job.gpus();
+    }
+    return freed < need ? List.of() : eligible.subList(0, k);
+  }
+
+  /** Stops a running job of (c): it loses its work since the last checkpoint and will restart from there. */
+  private static void stop(Run r, Books books) {
+    books.lostGpuSeconds += r.sinceCheckpoint * r.job.gpus();
+    r.remaining += r.sinceCheckpoint;
+    r.sinceCheckpoint = 0;
+    r.zone = -1;
   }
 
   /**
@@ -320,12 +373,30 @@ public final class Simulator {
     return Choice.SPOT;
   }
 
-  /** (c) Stagecraft's cost-aware policy. */
+  /**
+   * (c) Stagecraft's cost-aware policy. Each tick, in this order:
+   *
+   * <ol>
+   *   <li>jobs on spot in a zone that lost its capacity are preempted (they lose their work since the last
+   *       checkpoint) and queue again;
+   *   <li>the queue is ordered: <b>urgent</b> jobs (0 ≤ slack &lt; the safety net, {@link SimConfig#safetyMargin()}
+   *       × {@link SimConfig#preemptionSeconds()}), then the others, then <b>late</b> jobs (slack &lt; 0: they
+   *       miss whatever happens, so they no longer delay anyone); by deadline within each class;
+   *   <li>jobs start in that order while they fit; nothing jumps ahead of a job that does not fit. An urgent job that
+   *       does not fit evicts running jobs that keep at least twice the safety net of slack after losing their work
+   *       since the last checkpoint (most slack first), if they free enough GPUs; the evicted queue again. A starting
+   *       job takes spot or on demand as {@code choose} says (an urgent job always takes on demand), or keeps
+   *       waiting for spot capacity, not holding GPUs;
+   *   <li>running jobs advance; one on spot whose slack has fallen below the safety net moves to on demand at its next
+   *       checkpoint (it queues again, urgent, so among the first to take the GPUs it left).
+   * </ol>
+   *
+   * <p>So a job's deadline is at risk only when jobs that cannot be evicted (urgent ones, and others too close to
+   * their own deadline) fill the cluster, or when its slack is shorter than a start-up to begin with.
+   */
   public PolicyResult costAware(List<SimJob> input) {
     List<SimJob> jobs = byArrival(input);
     Books books = new Books("stagecraft-cost-aware");
-    Comparator<Run> edf = Comparator.<Run>comparingDouble(r -> r.job.deadline())
-        .thenComparingDouble(r -> r.job.arrival()).thenComparingInt(r -> r.job.id());
     List<Run> queue = new ArrayList<>();
     List<Run> running = new ArrayList<>();
     int alive = 0;
@@ -340,10 +411,7 @@ public final class Simulator {
         Run r = it.next();
         if (r.onSpot() && !spot.available(r.zone, t)) {
           books.preemptions++;
-          books.lostGpuSeconds += r.sinceCheckpoint * r.job.gpus();
-          r.remaining += r.sinceCheckpoint;
-          r.sinceCheckpoint = 0;
-          r.zone = -1;
+          stop(r, books);
           alive -= r.job.gpus();
           it.remove();
           queue.add(r);
@@ -352,11 +420,25 @@ public final class Simulator {
       while (next < jobs.size() && jobs.get(next).arrival() <= t + EPS) {
         queue.add(new Run(jobs.get(next++)));
       }
-      queue.sort(edf);
+      final double now = t;
+      queue.sort(Comparator.<Run>comparingInt(r -> urgency(r, now)).thenComparingDouble(r -> r.job.deadline())
+          .thenComparingDouble(r -> r.job.arrival()).thenComparingInt(r -> r.job.id()));
+      List<Run> evicted = new ArrayList<>();
       for (Iterator<Run> it = queue.iterator(); it.hasNext(); ) {
         Run r = it.next();
         if (alive + r.job.gpus() > cfg.clusterGpus()) {
-          break; // earliest deadline first: nothing later jumps ahead of a job that does not fit
+          List<Run> victims = urgency(r, t) == URGENT
+              ? victims(running, alive + r.job.gpus() - cfg.clusterGpus(), t) : List.of();
+          if (victims.isEmpty()) {
+            break; // nothing later jumps ahead of a job that does not fit
+          }
+          for (Run v : List.copyOf(victims)) {
+            books.evictions++;
+            stop(v, books);
+            alive -= v.job.gpus();
+            running.remove(v);
+            evicted.add(v);
+          }
         }
         Choice c = choose(r, t);
         if (c == Choice.WAIT) {
@@ -370,6 +452,7 @@ public final class Simulator {
         r.startupLeft = cfg.startupSeconds();
         running.add(r);
       }
+      queue.addAll(evicted);
       for (Iterator<Run> it = running.iterator(); it.hasNext(); ) {
         Run r = it.next();
         double before = r.sinceCheckpoint;
@@ -385,10 +468,7 @@ public final class Simulator {
         boolean checkpointed = r.sinceCheckpoint < before || remainingBefore - r.remaining >= cfg.checkpointSeconds();
         if (r.onSpot() && checkpointed && !canAbsorbPreemption(r, t + cfg.tickSeconds())) {
           // the slack shrank below one preemption: move to on demand, losing only the work since the checkpoint
-          books.lostGpuSeconds += r.sinceCheckpoint * r.job.gpus();
-          r.remaining += r.sinceCheckpoint;
-          r.sinceCheckpoint = 0;
-          r.zone = -1;
+          stop(r, books);
           r.onDemandOnly = true;
           alive -= r.job.gpus();
           it.remove();

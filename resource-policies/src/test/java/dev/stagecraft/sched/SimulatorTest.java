@@ -78,6 +78,48 @@ class SimulatorTest {
   }
 
   @Test
+  void urgentArrivalEvictsASpotJobWithSlackInsteadOfMissingItsDeadline() {
+    // A: 2 GPUs for 4 h, deadline at 12 h, on spot and filling the 2-GPU cluster. B arrives at 10 min needing 1 GPU
+    // for 1 h with 15 min to spare (< 1.5 × 20 min: urgent). Waiting for A, as EDF without the safety net did, B
+    // would finish at 5 h, 3.6 h late; instead A is evicted (its slack absorbs 10 min of lost work many times over).
+    List<SimJob> jobs = List.of(new SimJob(0, "A", 0, 14_400, 2, 43_200), new SimJob(1, "B", 600, 3600, 1, 5100));
+    PolicyResult c = new Simulator(config(2, 0), always()).costAware(jobs);
+    assertThat(c.evictions()).isEqualTo(1);
+    assertThat(c.preemptions()).isZero();
+    assertThat(c.missed()).isEmpty();
+    // B: 10 min to 70 min on demand; A: 10 min on spot, lost, then (not urgent, B holds a GPU) restarts at 70 min
+    assertThat(c.completions()).containsEntry(1, 4200.0).containsEntry(0, 4200.0 + 14_400);
+    assertThat(c.lostGpuHours()).isCloseTo(2 * 600 / 3600.0, within(1e-9));
+    assertThat(c.onDemandGpuHours()).isCloseTo(1.0, within(1e-9));
+    assertThat(c.spotGpuHours()).isCloseTo(2 * (600 + 14_400) / 3600.0, within(1e-9));
+    assertThat(c.cost()).isCloseTo(1.0 * OD + 2 * (600 + 14_400) / 3600.0 * SPOT, within(1e-9));
+    assertThat(c.busyGpuHours()).isCloseTo(2 * 4 + 1 + 2 * 600 / 3600.0, within(1e-9));
+  }
+
+  @Test
+  void noEvictionOfAJobWhoseSlackWouldNotAbsorbIt() {
+    // as above, but A's deadline is 50 min after its own duration: losing 10 min of work and waiting an hour for B
+    // would make A late, so A keeps its GPUs and B (late either way) waits
+    List<SimJob> jobs = List.of(new SimJob(0, "A", 0, 14_400, 2, 17_400), new SimJob(1, "B", 600, 3600, 1, 5100));
+    PolicyResult c = new Simulator(config(2, 0), always()).costAware(jobs);
+    assertThat(c.evictions()).isZero();
+    assertThat(c.completions()).containsEntry(0, 14_400.0).containsEntry(1, 14_400.0 + 3600);
+    assertThat(c.missed()).containsExactly(1);
+  }
+
+  @Test
+  void aJobPastSavingGoesLastInsteadOfMakingAnotherLate() {
+    // one GPU; L cannot meet its deadline whatever happens (30 min for 1 h of work), N can (1 h 40 min for 1 h).
+    // Plain EDF would run L first (earlier deadline) and make N late too; L goes last instead.
+    List<SimJob> jobs = List.of(new SimJob(0, "L", 0, 3600, 1, 1800), new SimJob(1, "N", 0, 3600, 1, 6000));
+    PolicyResult c = new Simulator(config(1, 0), always()).costAware(jobs);
+    assertThat(c.completions()).containsEntry(1, 3600.0).containsEntry(0, 7200.0);
+    assertThat(c.missed()).containsExactly(0);
+    assertThat(c.spotGpuHours()).isCloseTo(1.0, within(1e-9)); // N: 40 min of slack absorbs a preemption
+    assertThat(c.onDemandGpuHours()).isCloseTo(1.0, within(1e-9));
+  }
+
+  @Test
   void fifoWaitsForTheClusterAndReusesIdleExecutors() {
     // cluster of 1 GPU: the second job queues behind the first and reuses its executor without a start-up
     List<SimJob> jobs = List.of(new SimJob(0, "a", 0, 1830, 1, 3600), new SimJob(1, "b", 60, 1800, 1, 3660));
@@ -92,9 +134,22 @@ class SimulatorTest {
 
   @Test
   void replayIsDeterministicForASeedAndItsAccountingAddsUp() throws Exception {
+    List<PolicyResult> r = deterministicAndAccounted(64);
+    assertThat(r.get(2).missesBeyond(r.get(0))).isZero();
+  }
+
+  @Test
+  void contendedReplayIsDeterministicAndItsAccountingAddsUpWithEvictions() throws Exception {
+    // 32 GPUs for the trace's first 120 jobs: overloaded ((a) misses half of them), and (c) evicts
+    List<PolicyResult> r = deterministicAndAccounted(32);
+    assertThat(r.get(2).evictions()).isPositive();
+    assertThat(r.get(2).preemptions()).isPositive();
+  }
+
+  private static List<PolicyResult> deterministicAndAccounted(int clusterGpus) throws Exception {
     List<SimJob> jobs = philly(120);
     List<SpotTrace> zones = zones();
-    SimConfig cfg = new SimConfig(64, 60, 2.48, 0.992, 120, 60, 1800, 1.5);
+    SimConfig cfg = new SimConfig(clusterGpus, 60, 2.48, 0.992, 120, 60, 1800, 1.5);
     List<PolicyResult> first = new Simulator(cfg, SpotMarket.seeded(zones, 7)).all(jobs);
     List<PolicyResult> again = new Simulator(cfg, SpotMarket.seeded(zones, 7)).all(jobs);
     assertThat(again).isEqualTo(first);
@@ -115,6 +170,7 @@ class SimulatorTest {
     double last = a.completions().values().stream().mapToDouble(Double::doubleValue).max().orElseThrow();
     int peak = new Simulator(cfg, SpotMarket.seeded(zones, 7)).peakDemand(jobs);
     assertThat(a.gpuHours()).isCloseTo(peak * (last - first0) / 3600, within(1e-6));
+    return first;
   }
 
   @Test
