@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
+import dev.stagecraft.sizing.Deadline;
 import dev.stagecraft.spi.StagecraftException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,6 +20,10 @@ import java.util.function.Consumer;
  * GPU executors released when idle. Each run's cost comes from its own cost report (the ledger's executor lifetimes ×
  * the built-in price catalog). The policies keep the demo's shape, scaled to fit this machine: the same executor
  * shapes in both runs, so the ratio compares allocation, not sizes.
+ *
+ * <p>Ours run with {@code sizing: auto} and a deadline, in a workspace of their own: the first run has no history and
+ * runs the policies as written (line {@code cost}); a second run is right-sized from the first (line
+ * {@code cost-sizing}: second ÷ first, with each step's decision).
  */
 final class CostBench {
   static final ObjectMapper JSON = new ObjectMapper();
@@ -51,6 +56,9 @@ final class CostBench {
 
   private CostBench() {}
 
+  /** The deadline of the sized runs: the demo takes 1–3 minutes here. */
+  static final String DEADLINE = "15m";
+
   static void run(Consumer<ObjectNode> out) throws Exception {
     Path home = Path.of(System.getProperty("stagecraft.home", "."));
     Path demo = home.resolve("jobs/examples/a9a/workflow.yaml");
@@ -66,9 +74,12 @@ final class CostBench {
         "bench cost spark-submits Stagecraft's jar: run it with bin/stagecraft"));
     Path dir = Files.createTempDirectory("stagecraft-bench-cost");
     String yaml = Files.readString(demo);
-    // The same steps, data and models; only the policies differ.
-    String ours = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "steps:");
-    String peak = ours.replaceAll("(?m)^(\\s+policy:) \\S+", "$1 static-peak");
+    // The same steps, data and models; only the policies differ. Ours right-size from history (sizing: auto): the
+    // first run has none and runs the policies as written, the second is sized from the first.
+    String ours = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "deadline: " + DEADLINE
+        + "\nsizing: auto\nsteps:");
+    String peak = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "steps:")
+        .replaceAll("(?m)^(\\s+policy:) \\S+", "$1 static-peak");
     Files.writeString(dir.resolve("ours.yaml"), ours);
     Files.writeString(dir.resolve("static.yaml"), peak);
     Path data = demo.getParent().resolve("data");
@@ -76,55 +87,93 @@ final class CostBench {
     Bench.log("cost: starting a standalone cluster (master + 2 workers, 4 cores, 4 GB and 1 fake GPU each) from {}",
         sparkHome);
     try (DistributionCluster cluster = DistributionCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
-      List<Path> workflows = List.of(dir.resolve("static.yaml"), dir.resolve("ours.yaml"));
-      List<JsonNode> costs = new ArrayList<>();
-      List<JsonNode> ledgers = new ArrayList<>();
-      List<Double> seconds = new ArrayList<>();
-      for (Path wf : workflows) {
-        String runId = wf.getFileName().toString().replace(".yaml", "");
-        Bench.log("cost: spark-submit {} (the demo with {})", wf.getFileName(),
-            runId.equals("static") ? "one static application sized for its largest step" : "Stagecraft's policies");
-        List<String> cmd = new ArrayList<>(List.of(Path.of(sparkHome, "bin/spark-submit").toString(),
-            "--master", cluster.masterUrl(), "--conf", "spark.ui.enabled=false", "--conf",
-            "spark.driver.host=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
-            "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.interval=1s",
-            "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60",
-            "--class", "dev.stagecraft.jobs.Main", jar, "run", wf.toString(), "--run-id", runId,
-            "--workspace", dir.resolve("ws").toUri().toString(),
-            "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-            .redirectOutput(dir.resolve(runId + ".log").toFile());
-        pb.environment().put("SPARK_HOME", sparkHome);
-        pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
-        pb.environment().put("STAGECRAFT_PROGRESS", "plain");
-        long t = System.nanoTime();
-        int code = pb.start().waitFor();
-        seconds.add((System.nanoTime() - t) / 1e9);
-        if (code != 0) {
-          throw new IllegalStateException("bench cost: the run of " + wf.getFileName() + " failed with exit code "
-              + code + "; its output: " + dir.resolve(runId + ".log"));
-        }
-        Path runDir = dir.resolve("ws/runs/" + runId);
-        costs.add(JSON.readTree(runDir.resolve("cost.json").toFile()));
-        ledgers.add(JSON.readTree(runDir.resolve("ledger.json").toFile()));
-        Bench.log("cost: {} finished in {} s, cost {}", runId, Bench.round(seconds.get(seconds.size() - 1), 1),
-            costs.get(costs.size() - 1).path("total").path("cost").asDouble());
-      }
+      // Separate workspaces: the static run is no history for ours.
+      Run peakRun = submit(cluster, sparkHome, jar, dir, data, "static.yaml", "static", "ws-static",
+          "one static application sized for its largest step");
+      Run first = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours", "ws-ours",
+          "Stagecraft's policies; no history yet, so as written");
+      Run second = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours-sized", "ws-ours",
+          "Stagecraft's policies right-sized from the first run");
+
       ObjectNode line = Results.line("cost");
       line.putObject("params").put("workflow", "a9a demo (7 steps)").put("cluster", "standalone, 2 workers × "
-          + "(4 cores, 4 GB, 1 fake GPU)").put("prices", costs.get(0).path("price_catalog").asText());
-      line.set("ours", side("Stagecraft's policies", costs.get(1), ledgers.get(1), seconds.get(1)));
-      line.set("baseline", side("one static application sized for the largest step", costs.get(0), ledgers.get(0),
-          seconds.get(0)));
-      double a = costs.get(0).path("total").path("cost").asDouble();
-      double b = costs.get(1).path("total").path("cost").asDouble();
-      line.put("cost_ratio", Bench.round(b / a, 3));
-      line.put("same_outputs", sameOutputs(ledgers.get(0), ledgers.get(1)));
+          + "(4 cores, 4 GB, 1 fake GPU)").put("prices", peakRun.cost.path("price_catalog").asText());
+      line.set("ours", side("Stagecraft's policies", first));
+      line.set("baseline", side("one static application sized for the largest step", peakRun));
+      line.put("cost_ratio", Bench.round(first.total() / peakRun.total(), 3));
+      line.put("same_outputs", sameOutputs(peakRun.ledger, first.ledger));
       out.accept(line);
+
+      ObjectNode sized = Results.line("cost-sizing");
+      sized.putObject("params").put("workflow", "a9a demo (7 steps), sizing: auto, deadline " + DEADLINE)
+          .put("cluster", "standalone, 2 workers × (4 cores, 4 GB, 1 fake GPU)");
+      sized.set("ours", side("second run, right-sized from the first", second).set("decisions",
+          decisions(second.ledger)));
+      sized.set("baseline", side("first run (no history: the policies as written)", first));
+      sized.put("cost_ratio", Bench.round(second.total() / first.total(), 3));
+      sized.put("same_outputs", sameOutputs(first.ledger, second.ledger));
+      sized.put("within_deadline", second.seconds
+          <= Deadline.parse(DEADLINE).orElseThrow().secondsFrom(java.time.Instant.now()));
+      out.accept(sized);
     }
   }
 
-  private static ObjectNode side(String name, JsonNode cost, JsonNode ledger, double seconds) {
+  /** One spark-submitted run of the demo: its cost report, ledger and wall time. */
+  private record Run(JsonNode cost, JsonNode ledger, double seconds) {
+    double total() {
+      return cost.path("total").path("cost").asDouble();
+    }
+  }
+
+  private static Run submit(DistributionCluster cluster, String sparkHome, String jar, Path dir, Path data,
+      String workflow, String runId, String workspace, String what) throws Exception {
+    Bench.log("cost: spark-submit {} as run {} ({})", workflow, runId, what);
+    List<String> cmd = new ArrayList<>(List.of(Path.of(sparkHome, "bin/spark-submit").toString(),
+        "--master", cluster.masterUrl(), "--conf", "spark.ui.enabled=false", "--conf",
+        "spark.driver.host=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
+        "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.interval=1s",
+        "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60",
+        "--class", "dev.stagecraft.jobs.Main", jar, "run", dir.resolve(workflow).toString(), "--run-id", runId,
+        "--workspace", dir.resolve(workspace).toUri().toString(),
+        "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")));
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(dir.resolve(runId + ".log").toFile());
+    pb.environment().put("SPARK_HOME", sparkHome);
+    pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+    pb.environment().put("STAGECRAFT_PROGRESS", "plain");
+    long t = System.nanoTime();
+    int code = pb.start().waitFor();
+    double seconds = (System.nanoTime() - t) / 1e9;
+    if (code != 0) {
+      throw new IllegalStateException("bench cost: run " + runId + " of " + workflow + " failed with exit code "
+          + code + "; its output: " + dir.resolve(runId + ".log"));
+    }
+    Path runDir = dir.resolve(workspace + "/runs/" + runId);
+    Run run = new Run(JSON.readTree(runDir.resolve("cost.json").toFile()),
+        JSON.readTree(runDir.resolve("ledger.json").toFile()), seconds);
+    Bench.log("cost: {} finished in {} s, cost {}", runId, Bench.round(seconds, 1), run.total());
+    return run;
+  }
+
+  /** Each step's right-sizing decision in a sized run: executors, task GPUs, market. */
+  private static ObjectNode decisions(JsonNode ledger) {
+    ObjectNode d = JSON.createObjectNode();
+    for (var it = ledger.path("steps").fields(); it.hasNext(); ) {
+      var e = it.next();
+      JsonNode s = e.getValue().path("details").path("sizing");
+      if (!s.isMissingNode()) {
+        d.putObject(e.getKey()).put("executors", s.path("executors").asDouble())
+            .put("task_gpus", s.path("task_gpus").asDouble()).put("market", s.path("market").asText())
+            .put("mode", s.path("mode").asText());
+      }
+    }
+    return d;
+  }
+
+  private static ObjectNode side(String name, Run run) {
+    JsonNode cost = run.cost;
+    JsonNode ledger = run.ledger;
+    double seconds = run.seconds;
     ObjectNode n = JSON.createObjectNode().put("name", name);
     JsonNode total = cost.path("total");
     n.put("cost", Bench.round(total.path("cost").asDouble(), 6))

@@ -224,7 +224,7 @@ public final class Engine {
       if (only.isPresent() && options.launchedBy().isEmpty()) {
         result = execute(spec, options, ws, store, toRun);
       } else {
-        result = metered(spec, runId, ws, options.launchedBy(), () -> execute(spec, options, ws, store, toRun));
+        result = metered(spec, runId, ws, options, () -> execute(spec, options, ws, store, toRun));
       }
       listener.runFinished(result);
       return result;
@@ -235,12 +235,14 @@ public final class Engine {
    * Runs {@code body} with a cost meter on the SparkContext and writes {@code runs/RUN/cost.json} and
    * {@code cost.png} afterwards (also when steps failed: their executors cost money too).
    */
-  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws, Optional<LaunchedBy> launchedBy,
+  private RunLedger metered(WorkflowSpec spec, String runId, Workspace ws, Options options,
       java.util.function.Supplier<RunLedger> body) {
+    Optional<LaunchedBy> launchedBy = options.launchedBy();
     SparkContext sc = spark.sparkContext();
     List<ResourcePolicy> used = spec.steps().stream().map(spec::policyOf).flatMap(Optional::stream).distinct()
         .toList();
     ResourcePolicy base = sc.isLocal() ? dev.stagecraft.policy.Policies.BUILT_IN.get("local")
+        : launchedBy.isPresent() ? launchedBase(spec, options.onlyStep().orElseThrow(), sc)
         : SparkPolicies.basePolicy(used).orElse(dev.stagecraft.cost.spark.CostListener.defaultBase(sc));
     dev.stagecraft.cost.spark.CostListener m = new dev.stagecraft.cost.spark.CostListener(sc, runId, base);
     profilePolicies.forEach(m::profilePolicy);
@@ -595,10 +597,16 @@ public final class Engine {
     Throwable failure = null;
     boolean preparing = true;
     try {
-      prepare(spec, ws, store.read(runId).orElseThrow(), step, attempt, prepared);
+      RunLedger ledger = store.read(runId).orElseThrow();
+      prepareLaunch(spec, ws, ledger, step, attempt, prepared);
       preparing = false;
-      launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, runId, ws, runLeaseToken, usage,
-          log, prepared), status -> listener.stepProgress(id, status));
+      // The application is sized before it starts: with sizing: auto, the policy right-sized from earlier runs (the
+      // launched attempt records the same decision in the ledger).
+      Optional<ResourcePolicy> policy = StepSizing.decide(spec, resolve(spec, step, ledger, ledger.params(), ws,
+          runId), ws, ledger, StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now()))
+          .map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
+      launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, policy, runId, ws, runLeaseToken,
+          usage, log, prepared), status -> listener.stepProgress(id, status));
       launchedUsage.add(usage);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -641,10 +649,24 @@ public final class Engine {
   }
 
   /**
+   * The executors of a step's own application follow the step's policy, at the market its launcher chose (the
+   * policy's, or right-sized from history: {@link SparkSubmitLauncher#MARKET}).
+   */
+  private static ResourcePolicy launchedBase(WorkflowSpec spec, String step, SparkContext sc) {
+    ResourcePolicy p = spec.policyOf(spec.step(step)).orElseGet(() -> dev.stagecraft.cost.spark.CostListener
+        .defaultBase(sc));
+    ResourcePolicy.Market m = ResourcePolicy.Market.valueOf(sc.getConf().get(SparkSubmitLauncher.MARKET,
+        p.market().name()));
+    return m == p.market() ? p : new ResourcePolicy(p.name(), p.executor(), p.task(), p.allocation(), m, p.pool(),
+        p.priority(), p.rapids());
+  }
+
+  /**
    * Runs the step kind's {@link StepKind#prepare} here, in the workflow's application, on its default executors and
    * in the step's job group, and writes what it returns to {@code file} for the launched attempt.
    */
-  private void prepare(WorkflowSpec spec, Workspace ws, RunLedger ledger, StepConfig step, int attempt, Path file)
+  private void prepareLaunch(WorkflowSpec spec, Workspace ws, RunLedger ledger, StepConfig step, int attempt,
+      Path file)
       throws Exception {
     String runId = ledger.runId();
     String id = step.id();

@@ -84,6 +84,9 @@ public final class SparkSubmitLauncher implements StepLauncher {
   }
 
   /** The launched application's settings: this one's, minus its sizing, plus the step's policy (static). */
+  /** The market (a {@link ResourcePolicy.Market} name) a launched application's executors are priced at. */
+  public static final String MARKET = "spark.stagecraft.executor.market";
+
   public Map<String, String> conf(Request request) {
     Map<String, String> conf = new LinkedHashMap<>();
     for (scala.Tuple2<String, String> kv : parent.getAll()) {
@@ -91,10 +94,14 @@ public final class SparkSubmitLauncher implements StepLauncher {
         conf.put(kv._1(), kv._2());
       }
     }
-    Optional<ResourcePolicy> policy = request.spec().policyOf(request.step());
+    Optional<ResourcePolicy> policy = request.policy();
     Optional<String> discovery = Optional.ofNullable(parent.get("spark.executor.resource.gpu.discoveryScript", null))
         .or(() -> Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT")));
-    policy.ifPresent(p -> conf.putAll(SparkPolicies.applicationConf(p, List.of(p), discovery)));
+    policy.ifPresent(p -> {
+      conf.putAll(SparkPolicies.applicationConf(p, List.of(p), discovery));
+      // Not a Spark setting: the market its executors are priced at by the launched application's cost meter.
+      conf.put(MARKET, p.market().name());
+    });
     conf.put("spark.dynamicAllocation.enabled", "false"); // barrier stages refuse it (SPARK-24942)
     conf.put("spark.app.name", "stagecraft " + request.spec().name() + " " + request.runId() + " "
         + request.step().id());

@@ -3,7 +3,9 @@ package dev.stagecraft.jobs.engine;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policy.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;
+import java.util.Optional;
 import java.util.function.Consumer;
 import org.apache.hadoop.fs.Path;
 
@@ -23,16 +25,18 @@ public interface StepLauncher {
   Launched launch(Request request, Consumer<String> progress) throws Exception;
 
   /**
+   * @param policy the policy the application's executors follow: the step's, or as right-sized from history
    * @param leaseToken the token of the launching run's lease: the launched {@code step} may run under it
    * @param usageFile where the launched application writes its usage
    * @param logFile where the application's output is kept (in the workspace)
    * @param preparedFile what the step's {@code prepare} returned (JSON), for the launched attempt to read
    */
-  record Request(WorkflowSpec spec, StepConfig step, String runId, Workspace workspace, String leaseToken,
-      Path usageFile, Path logFile, Path preparedFile) {
+  record Request(WorkflowSpec spec, StepConfig step, Optional<ResourcePolicy> policy, String runId,
+      Workspace workspace, String leaseToken, Path usageFile, Path logFile, Path preparedFile) {
     public Request {
       requireNonNull(spec, "spec is null");
       requireNonNull(step, "step is null");
+      requireNonNull(policy, "policy is null");
       requireNonNull(runId, "runId is null");
       requireNonNull(workspace, "workspace is null");
       requireNonNull(leaseToken, "leaseToken is null");

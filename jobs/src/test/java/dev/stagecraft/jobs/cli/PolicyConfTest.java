@@ -78,7 +78,8 @@ class PolicyConfTest {
             java.util.Optional.empty());
     var ws = new dev.stagecraft.jobs.engine.Workspace(dir.toUri().toString(),
         new org.apache.hadoop.conf.Configuration());
-    var request = new dev.stagecraft.jobs.engine.StepLauncher.Request(demo, demo.step("fit"), "r1", ws, "token",
+    var request = new dev.stagecraft.jobs.engine.StepLauncher.Request(demo, demo.step("fit"),
+        demo.policyOf(demo.step("fit")), "r1", ws, "token",
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "u.json"),
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "out.log"),
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "prepared.json"));
@@ -91,6 +92,7 @@ class PolicyConfTest {
         .containsEntry("spark.hadoop.fs.s3a.endpoint", "http://s3:9000")
         .containsEntry("spark.executor.extraJavaOptions", "-Dx=1").containsEntry("spark.driver.host", "10.0.0.5")
         .containsEntry("spark.app.name", "stagecraft a9a r1 fit")
+        .containsEntry(dev.stagecraft.jobs.engine.SparkSubmitLauncher.MARKET, "ON_DEMAND")
         .doesNotContainKeys("spark.app.id", "spark.driver.port", "spark.master");
     // Without a Spark distribution the launch fails with what to set, before anything starts.
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> launcher.launch(request, line -> { }))
