@@ -83,7 +83,10 @@ public final class ConsoleProgress implements EngineListener, AutoCloseable {
     if (r.status() == StepStatus.SUCCEEDED) {
       StringBuilder s = new StringBuilder("✔ " + stepId + " succeeded in " + String.format("%.1f", r.seconds()) + "s");
       for (Map.Entry<String, OutputRecord> o : r.outputs().entrySet()) {
-        s.append(o.getValue().rows() != null ? String.format(" — %,d rows", o.getValue().rows()) : "");
+        if (o.getValue().rows() != null) { // the table output plainly, others by name ("quarantine: 0 rows")
+          s.append(" — ").append(o.getKey().equals("output") ? "" : o.getKey() + ": ")
+              .append(String.format("%,d rows", o.getValue().rows()));
+        }
       }
       if (!r.metrics().isEmpty()) {
         List<String> m = new ArrayList<>();
