@@ -41,6 +41,7 @@ import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
+import org.apache.spark.storage.StorageLevel;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -180,65 +181,63 @@ public final class InferStep implements StepKind {
     }
     Dataset<Row> prepared = FeaturePlan.apply(input, plan.source(), ids);
     GpuPlans.record(step.id(), prepared); // the preprocessing: every operator should be GPU-eligible
-    // One pass scores and writes the predictions, counting every row on the way (an observation on the write);
-    // the quarantine then takes a pass that runs the same checks without the model. Nothing is cached: scoring a
-    // billion rows needs no room for them.
-    Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx, false);
-    ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime")
-        + " and writing the predictions");
-    long scoreStart = System.nanoTime();
-    boolean evaluate = plan.labelColumn() != null && ids.contains(plan.labelColumn())
-        && plan.head().names().size() == 2;
-    List<Column> aggs = new ArrayList<>(List.of(count(lit(1)).as("rows"),
-        count(col(FeaturePlan.REASON)).as("bad")));
-    if (evaluate) {
-      String prediction = plan.head().names().get(0);
-      aggs.add(sum(when(col(FeaturePlan.REASON).isNull()
-          .and(col(FeaturePlan.quote(prediction)).equalTo(col(FeaturePlan.quote(plan.labelColumn())))), 1)
-          .otherwise(0)).as("correct"));
+    Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx);
+    scored.persist(StorageLevel.MEMORY_AND_DISK());
+    try {
+      ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime"));
+      long scoreStart = System.nanoTime();
+      boolean evaluate = plan.labelColumn() != null && ids.contains(plan.labelColumn())
+          && plan.head().names().size() == 2;
+      List<Column> aggs = new ArrayList<>(List.of(count(lit(1)), count(col(FeaturePlan.REASON))));
+      if (evaluate) {
+        String prediction = plan.head().names().get(0);
+        aggs.add(sum(when(col(FeaturePlan.REASON).isNull()
+            .and(col(FeaturePlan.quote(prediction)).equalTo(col(FeaturePlan.quote(plan.labelColumn())))), 1)
+            .otherwise(0)));
+      }
+      Row counts = scored.agg(aggs.get(0), aggs.subList(1, aggs.size()).toArray(new Column[0])).first();
+      double scoreSeconds = (System.nanoTime() - scoreStart) / 1e9;
+      long total = counts.getLong(0);
+      long bad = counts.getLong(1);
+      double fraction = total == 0 ? 0 : (double) bad / total;
+      ctx.metric("rows", total);
+      ctx.metric("bad_rows", bad);
+      ctx.metric("bad_fraction", fraction);
+      if (fraction > maxBad) {
+        String example = scored.filter(col(FeaturePlan.REASON).isNotNull()).select(FeaturePlan.REASON).first()
+            .getString(0);
+        throw StagecraftException.user("%s: %d of %d rows (%.2f%%) cannot be scored, more than %s %s allows "
+            + "(%.2f%%); for example: %s", step.where(MAX_BAD_FRACTION), bad, total, 100 * fraction, "the step's",
+            MAX_BAD_FRACTION, 100 * maxBad, example);
+      }
+      if (evaluate && total > bad) {
+        ctx.metric("accuracy", ((Number) counts.get(2)).doubleValue() / (total - bad));
+      }
+      ctx.progress("writing " + bad + " quarantined row(s)");
+      List<Column> quarantineCols = new ArrayList<>();
+      ids.forEach(c -> quarantineCols.add(col(FeaturePlan.quote(c))));
+      quarantineCols.add(col(FeaturePlan.REASON).as(REASON));
+      ctx.writeTable("quarantine", scored.filter(col(FeaturePlan.REASON).isNotNull())
+          .select(quarantineCols.toArray(new Column[0])));
+      ctx.progress("writing " + (total - bad) + " prediction(s)");
+      List<Column> outputCols = new ArrayList<>();
+      ids.forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
+      plan.head().names().forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
+      ctx.writeTable("output", scored.filter(col(FeaturePlan.REASON).isNull())
+          .select(outputCols.toArray(new Column[0])));
+      double seconds = (System.nanoTime() - start) / 1e9;
+      ctx.metric("scored_rows", total - bad);
+      ctx.metric("score_seconds", scoreSeconds);
+      ctx.metric("seconds", seconds);
+      ctx.metric("rows_per_second", total / Math.max(1e-9, seconds));
+      ctx.metric("scoring_rows_per_second", total / Math.max(1e-9, scoreSeconds));
+    } finally {
+      scored.unpersist(false);
     }
-    org.apache.spark.sql.Observation seen = new org.apache.spark.sql.Observation("stagecraft-infer-" + step.id());
-    Dataset<Row> observed = scored.observe(seen, aggs.get(0), aggs.subList(1, aggs.size()).toArray(new Column[0]));
-    List<Column> outputCols = new ArrayList<>();
-    ids.forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
-    plan.head().names().forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
-    ctx.writeTable("output", observed.filter(col(FeaturePlan.REASON).isNull())
-        .select(outputCols.toArray(new Column[0])));
-    double scoreSeconds = (System.nanoTime() - scoreStart) / 1e9;
-    Map<String, Object> counts = seen.getAsJava();
-    long total = ((Number) counts.get("rows")).longValue();
-    long bad = ((Number) counts.get("bad")).longValue();
-    double fraction = total == 0 ? 0 : (double) bad / total;
-    ctx.metric("rows", total);
-    ctx.metric("bad_rows", bad);
-    ctx.metric("bad_fraction", fraction);
-    List<Column> quarantineCols = new ArrayList<>();
-    ids.forEach(c -> quarantineCols.add(col(FeaturePlan.quote(c))));
-    quarantineCols.add(col(FeaturePlan.REASON).as(REASON));
-    Dataset<Row> quarantined = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx, true)
-        .select(quarantineCols.toArray(new Column[0]));
-    if (fraction > maxBad) { // the attempt's files are never committed
-      String example = quarantined.select(REASON).first().getString(0);
-      throw StagecraftException.user("%s: %d of %d rows (%.2f%%) cannot be scored, more than %s %s allows "
-          + "(%.2f%%); for example: %s", step.where(MAX_BAD_FRACTION), bad, total, 100 * fraction, "the step's",
-          MAX_BAD_FRACTION, 100 * maxBad, example);
-    }
-    if (evaluate && total > bad) {
-      ctx.metric("accuracy", ((Number) counts.get("correct")).doubleValue() / (total - bad));
-    }
-    ctx.progress("writing " + bad + " quarantined row(s)");
-    ctx.writeTable("quarantine", quarantined);
-    double seconds = (System.nanoTime() - start) / 1e9;
-    ctx.metric("scored_rows", total - bad);
-    ctx.metric("score_seconds", scoreSeconds);
-    ctx.metric("seconds", seconds);
-    ctx.metric("rows_per_second", total / Math.max(1e-9, seconds));
-    ctx.metric("scoring_rows_per_second", total / Math.max(1e-9, scoreSeconds));
   }
 
-  /** The scored rows, or with {@code badRowsOnly} just the rows that cannot be scored (no model, default executors). */
   private static Dataset<Row> score(SparkSession spark, Dataset<Row> prepared, int numIds, Plan plan, int batchSize,
-      StepContext ctx, boolean badRowsOnly) {
+      StepContext ctx) {
     StructType schema = prepared.schema();
     DataType[] idTypes = new DataType[numIds];
     StructType idSchema = new StructType();
@@ -251,18 +250,14 @@ public final class InferStep implements StepKind {
     ScoringTask.Metrics metrics = new ScoringTask.Metrics(sc.longAccumulator("infer.scored"),
         sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.batches"), sc.longAccumulator("infer.fill_ns"),
         sc.longAccumulator("infer.score_ns"), sc.collectionAccumulator("infer.placements"));
-    if (!badRowsOnly) {
-      LAST.set(metrics);
-    }
+    LAST.set(metrics);
     String[] names = new String[plan.source().numFeatures()];
     for (int j = 0; j < names.length; j++) {
       names[j] = plan.source().featureName(j);
     }
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), metrics, badRowsOnly);
-    JavaRDD<InternalRow> rows = prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task);
-    if (!badRowsOnly) { // the step's resource profile (GPU executors, fractional task GPUs): the scoring stage's
-      rows = ctx.withStepResources(rows);
-    }
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), metrics);
+    // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
+    JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
     return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema, FeaturePlan.REASON), false);
   }

@@ -70,7 +70,6 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   private final int batchSize;
   private final OutputHead head;
   private final Metrics metrics;
-  private final boolean badRowsOnly;
 
   /** Driver-registered accumulators the tasks add to (retried tasks count twice; for metrics, not for checks). */
   record Metrics(LongAccumulator scoredRows, LongAccumulator badRows, LongAccumulator batches,
@@ -80,16 +79,6 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   /** @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]}) */
   ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, int batchSize, OutputHead head,
       Metrics metrics) {
-    this(model, idTypes, featureNames, batchSize, head, metrics, false);
-  }
-
-  /**
-   * @param badRowsOnly only the rows that cannot be scored, each with its reason, found by the same checks as when
-   *     scoring, without loading or running the model (for the quarantine output; metrics are not counted)
-   */
-  ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, int batchSize, OutputHead head,
-      Metrics metrics, boolean badRowsOnly) {
-    this.badRowsOnly = badRowsOnly;
     this.model = requireNonNull(model, "model is null");
     this.idTypes = idTypes.clone();
     this.numFeatures = featureNames.length;
@@ -101,14 +90,6 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
 
   @Override
   public Iterator<InternalRow> call(Iterator<InternalRow> rows) throws Exception {
-    if (badRowsOnly) {
-      Batcher checker = new Batcher(rows, null);
-      TaskContext tc = TaskContext.get();
-      if (tc != null) {
-        tc.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) ctx -> checker.close());
-      }
-      return checker;
-    }
     TaskContext tc = TaskContext.get();
     Optional<String> gpu = tc == null ? Optional.empty() : GpuBinding.address(tc.resourcesJMap());
     int cpus = tc == null ? 1 : Math.max(1, tc.cpus());
@@ -204,25 +185,22 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       long address = values.getDataBuffer().memoryAddress();
       int n = 0;
       int reasonAt = idTypes.length;
-      // Bounded by both: good rows fill the batch, bad rows wait in `ready` (all of them, when only they are wanted).
-      while (n < batchSize && ready.size() < batchSize && in.hasNext()) {
+      while (n < batchSize && in.hasNext()) {
         InternalRow row = in.next();
+        Object[] idValues = copyIds(row);
         if (!row.isNullAt(reasonAt)) {
-          ready.add(head.badRow(copyIds(row), row.getUTF8String(reasonAt).clone()));
+          ready.add(head.badRow(idValues, row.getUTF8String(reasonAt).clone()));
           bad++;
           continue;
         }
         long base = address + (long) n * numFeatures * Float.BYTES;
         String problem = copyFeatures(row.getArray(reasonAt + 1), base);
         if (problem != null) { // the slot is reused by the next row
-          ready.add(head.badRow(copyIds(row), UTF8String.fromString(problem)));
+          ready.add(head.badRow(idValues, UTF8String.fromString(problem)));
           bad++;
           continue;
         }
-        if (badRowsOnly) { // checked; its slot is reused
-          continue;
-        }
-        ids[n++] = copyIds(row);
+        ids[n++] = idValues;
       }
       if (n == 0) {
         fillNanos += System.nanoTime() - t0;
@@ -323,11 +301,6 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       }
       closed = true;
       try {
-        if (lease == null) { // bad rows only: no model, no metrics
-          batch.close();
-          allocator.close();
-          return;
-        }
         metrics.scoredRows().add(scored);
         metrics.badRows().add(bad);
         metrics.batches().add(batches);
@@ -338,9 +311,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       } catch (RuntimeException e) {
         LOG.warn("Cannot release the Arrow batch of an infer task: {}", e.toString());
       } finally {
-        if (lease != null) {
-          lease.close();
-        }
+        lease.close();
       }
     }
   }
