@@ -308,6 +308,11 @@ public final class TrainStep implements StepKind {
     ctx.detail("training_attempts", attempts);
     List<TrainTask.Outcome> outcomes = null;
     long start = System.nanoTime();
+    // Planned (and its code generated) while executors may still be starting — in a training application of its own
+    // they are GPU executors, paid from the moment they register. The profile lands on the barrier stage: the
+    // repartition's shuffle read is in the same stage. Retries run the same RDD (its shuffle output is reused where it
+    // survived).
+    org.apache.spark.api.java.JavaRDD<Row> partitions = ctx.withStepResources(selected.repartition(workers).javaRDD());
     for (int attempt = 1; outcomes == null; attempt++) {
       // A retry follows lost workers: their replacements may take a while to register.
       SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
@@ -325,9 +330,8 @@ public final class TrainStep implements StepKind {
       };
       try {
         ctx.progress("starting " + workers + " barrier task(s)" + (attempt > 1 ? ", attempt " + attempt : ""));
-        // The profile lands on the barrier stage: the repartition's shuffle read is in the same stage.
-        outcomes = BarrierGroup.run(ctx.withStepResources(selected.repartition(workers).javaRDD()),
-            ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout, progress, work);
+        outcomes = BarrierGroup.run(partitions, ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout,
+            progress, work);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
       } catch (Exception e) {
         // The user should see our message, not Spark's wrapper around it.

@@ -677,11 +677,14 @@ public final class Engine {
         ws.attemptDir(runId, id, attempt), attempt, spec.directory(), spec.allUpstream(id),
         status -> listener.stepProgress(id, status), Optional.empty());
     sc.setJobGroup("stagecraft/" + runId + "/" + id, "Stagecraft run " + runId + " step " + id + " (prepare)", true);
+    // The step's FAIR pool (weighted by its policy's priority): its own application waits for this.
+    sc.setLocalProperty("spark.scheduler.pool", spec.policyOf(step).map(ResourcePolicy::pool).orElse(id));
     long start = System.nanoTime();
     Map<String, Object> values;
     try {
       values = kinds.get(step.kind()).prepare(run);
     } finally {
+      sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
     }
     if (!values.isEmpty()) {
