@@ -33,6 +33,7 @@ class LocalEngineTest extends EngineScenarios {
   final class InJvmLauncher implements StepLauncher {
     final WorkflowSpec spec;
     final List<String> refusals = new CopyOnWriteArrayList<>();
+    final List<Optional<dev.stagecraft.policy.ResourcePolicy>> policies = new CopyOnWriteArrayList<>();
     final boolean recordNothing;
 
     InJvmLauncher(WorkflowSpec spec, boolean recordNothing) {
@@ -43,6 +44,7 @@ class LocalEngineTest extends EngineScenarios {
     @Override
     public Launched launch(Request request, java.util.function.Consumer<String> progress) {
       String id = request.step().id();
+      policies.add(request.policy());
       try { // without the token, the run's live lease refuses the step
         engine().run(spec, options(request.runId()).withOnlyStep(id));
       } catch (RuntimeException e) {
@@ -133,6 +135,42 @@ class LocalEngineTest extends EngineScenarios {
       assertThat(fit.metrics().get(m)).as(m).isCloseTo(inProcess.step("fit").metrics().get(m),
           org.assertj.core.api.Assertions.within(1e-6));
     }
+  }
+
+  @org.junit.jupiter.api.Test
+  void aLaunchedStepIsRightSizedBeforeItsApplicationStarts() throws Exception {
+    WorkflowSpec spec = workflow("""
+        name: placed-sized
+        sizing: auto
+        policies:
+          trainer:
+            executor: { cores: 1, memory: 1g, gpus: 1, gpu_type: t4 }
+            task: { cpus: 1, gpus: 1 }
+            allocation: { mode: static, executors: 1 }
+        steps:
+          - { id: data, kind: sql, sql: "SELECT CAST(id % 2 AS DOUBLE) AS label, CAST(id % 7 AS DOUBLE) AS x FROM range(0, 200)" }
+          - id: fit
+            kind: train
+            policy: trainer
+            input: data
+            label: label
+            model: { type: logistic, epochs: 2, batch_size: 32 }
+            checkpoint: { every_steps: 5 }
+        """);
+    InJvmLauncher launcher = new InJvmLauncher(spec, false);
+    Engine engine = new Engine(spark, KINDS, EngineListener.NONE, new Placement(Set.of("fit")),
+        Optional.of(launcher));
+
+    assertThat(engine.run(spec, options("sz1")).status()).isEqualTo(RunStatus.SUCCEEDED);
+    assertThat(engine.run(spec, options("sz2")).status()).isEqualTo(RunStatus.SUCCEEDED);
+
+    // No history: the policy as written. Then sized from the first run: a checkpointing step may go to spot.
+    assertThat(launcher.policies).hasSize(2);
+    assertThat(launcher.policies.get(0)).get().extracting(dev.stagecraft.policy.ResourcePolicy::name)
+        .isEqualTo("trainer");
+    dev.stagecraft.policy.ResourcePolicy sized = launcher.policies.get(1).orElseThrow();
+    assertThat(sized.name()).isEqualTo("trainer@auto:fit");
+    assertThat(sized.market()).isEqualTo(dev.stagecraft.policy.ResourcePolicy.Market.SPOT);
   }
 
   @org.junit.jupiter.api.Test
