@@ -60,8 +60,6 @@ public final class TrainStep implements StepKind {
   static final int DEFAULT_MAX_ATTEMPTS = 3;
   /** The key of the statistics {@link #prepare} hands to the training application. */
   static final String PREPARED_STATS = "stats";
-  /** The key of the input {@link #prepare} stages in {@code workers} parts (a directory URI of Parquet files). */
-  static final String PREPARED_INPUT = "input";
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
@@ -239,22 +237,8 @@ public final class TrainStep implements StepKind {
     Dataset<Row> input = ctx.input("input", inputRef);
     TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
     ctx.progress("reading the input: statistics of " + inputRef + " (before the training application starts)");
-    Dataset<Row> selected = TrainingInput.select(input, features, label)
-        .persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
-    try {
-      Map<String, Object> prepared = new LinkedHashMap<>();
-      prepared.put(PREPARED_STATS, TrainingInput.stats(step, selected, features, label).toMap());
-      // The barrier stage's partitions, written here on the workflow's executors: the training application then reads
-      // one file per worker instead of shuffling its input on its GPU executors first.
-      int workers = Math.max(1, step.intValue("workers", 1));
-      String staged = ctx.scratchLocation() + "/input";
-      ctx.progress("staging the input in " + workers + " part(s) for the training application");
-      selected.repartition(workers).write().parquet(staged);
-      prepared.put(PREPARED_INPUT, staged);
-      return prepared;
-    } finally {
-      selected.unpersist(false);
-    }
+    return Map.of(PREPARED_STATS, TrainingInput.stats(step, TrainingInput.select(input, features, label), features,
+        label).toMap());
   }
 
   @Override
@@ -328,11 +312,7 @@ public final class TrainStep implements StepKind {
     // they are GPU executors, paid from the moment they register. The profile lands on the barrier stage: the
     // repartition's shuffle read is in the same stage. Retries run the same RDD (its shuffle output is reused where it
     // survived).
-    java.util.Optional<org.apache.spark.api.java.JavaRDD<Row>> staged = stagedPartitions(ctx, workers,
-        selected.schema());
-    staged.ifPresent(rdd -> ctx.detail("input", "staged in " + workers + " part(s) by the workflow's application"));
-    org.apache.spark.api.java.JavaRDD<Row> partitions = ctx.withStepResources(staged
-        .orElseGet(() -> selected.repartition(workers).javaRDD()));
+    org.apache.spark.api.java.JavaRDD<Row> partitions = ctx.withStepResources(selected.repartition(workers).javaRDD());
     for (int attempt = 1; outcomes == null; attempt++) {
       // A retry follows lost workers: their replacements may take a while to register.
       SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
@@ -417,36 +397,6 @@ public final class TrainStep implements StepKind {
     String uri = ctx.modelLocation("model", modelName);
     writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, outcomes, shuffle,
         workers);
-  }
-
-  /**
-   * The input {@link #prepare} staged in {@code workers} files, read as one partition per file; empty when nothing was
-   * staged, or when the files do not make exactly {@code workers} partitions (an empty part writes no file).
-   */
-  private static java.util.Optional<org.apache.spark.api.java.JavaRDD<Row>> stagedPartitions(StepContext ctx,
-      int workers, org.apache.spark.sql.types.StructType schema) {
-    if (!(ctx.prepared().get(PREPARED_INPUT) instanceof String staged)) {
-      return java.util.Optional.empty();
-    }
-    org.apache.spark.sql.RuntimeConfig conf = ctx.spark().conf();
-    String[] keys = {"spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes"};
-    java.util.Map<String, String> before = new LinkedHashMap<>();
-    for (String k : keys) {
-      before.put(k, conf.get(k));
-      conf.set(k, String.valueOf(Long.MAX_VALUE / 4)); // never split a file, never pack two into one partition
-    }
-    try {
-      // With the schema it was written with: no schema-inference job on the training application's executors.
-      org.apache.spark.api.java.JavaRDD<Row> rdd = ctx.spark().read().schema(schema).parquet(staged).javaRDD();
-      if (rdd.getNumPartitions() == workers) {
-        return java.util.Optional.of(rdd);
-      }
-      LOG.info("The staged input {} reads as {} partitions, not {}: repartitioning the input instead", staged,
-          rdd.getNumPartitions(), workers);
-      return java.util.Optional.empty();
-    } finally {
-      before.forEach(conf::set);
-    }
   }
 
   /**

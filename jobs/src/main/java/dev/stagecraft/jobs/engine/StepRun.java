@@ -131,11 +131,6 @@ final class StepRun implements StepContext {
   }
 
   @Override
-  public String scratchLocation() {
-    return qualified(workspace.scratchDir(runId, step.id(), attempt));
-  }
-
-  @Override
   public String outputLocation(String output) {
     Path dir = new Path(attemptDir, output);
     try {

@@ -123,17 +123,13 @@ class LocalEngineTest extends EngineScenarios {
 
     assertThat(placed.status()).isEqualTo(RunStatus.SUCCEEDED);
     StepRecord fit = placed.step("fit");
-    assertThat(fit.details()).containsEntry("statistics", "prepared in the workflow's application")
-        .containsEntry("input", "staged in 1 part(s) by the workflow's application");
+    assertThat(fit.details()).containsEntry("statistics", "prepared in the workflow's application");
     assertThat(inProcess.step("fit").details()).doesNotContainKey("statistics");
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
     JsonNode prepared = Json.MAPPER.readTree(ws.fs().open(new org.apache.hadoop.fs.Path(ws.runDir("tr2"),
         "applications/fit-attempt-1.prepared.json")));
     assertThat(prepared.path("stats").path("rows").asLong()).isEqualTo(400);
     assertThat(prepared.path("stats").path("mean").size()).isEqualTo(2);
-    // The staged input was the attempt's intermediate data: gone once the attempt ended.
-    assertThat(prepared.path("input").asText()).contains("/runs/tr2/steps/fit/scratch-1/");
-    assertThat(ws.fs().exists(new org.apache.hadoop.fs.Path(prepared.path("input").asText()))).isFalse();
     // The same statistics, data and seed: the same parameters, so the same metrics.
     for (String m : List.of("train_loss", "train_accuracy", "train_auc")) {
       assertThat(fit.metrics().get(m)).as(m).isCloseTo(inProcess.step("fit").metrics().get(m),
