@@ -51,6 +51,12 @@ public final class AirflowClient {
   public static final Duration NOT_FOUND_GRACE_DEFAULT = Duration.ofSeconds(NOT_FOUND_GRACE_SECONDS_DEFAULT);
   /** How long one request may take by default (an Airflow on SQLite can stall for tens of seconds under load). */
   public static final Duration REQUEST_TIMEOUT_DEFAULT = Duration.ofSeconds(90);
+  /**
+   * How long {@link #await} keeps polling through an outage — Airflow unreachable or answering 5xx even after each
+   * request's own retries — before it gives up: a web server restart or a network blip must not fail a wait of hours.
+   */
+  static final Duration OUTAGE_GRACE = Duration.ofMinutes(2);
+
   /** How often {@link #await} polls by default. */
   public static final Duration POLL_DEFAULT = Duration.ofSeconds(2);
   /** A token is renewed this long before its {@code exp}. */
@@ -181,9 +187,27 @@ public final class AirflowClient {
     Instant deadline = start.plus(timeout);
     String last = null;
     Instant lastPrinted = Instant.MIN;
+    Instant outageSince = null;
     while (true) {
-      DagRun run = dagRun(dagId, runId);
-      List<TaskInstance> tasks = taskInstances(dagId, runId);
+      DagRun run;
+      List<TaskInstance> tasks;
+      try {
+        run = dagRun(dagId, runId);
+        tasks = taskInstances(dagId, runId);
+        outageSince = null;
+      } catch (AirflowException e) {
+        boolean transientError = e.reason() == Reason.UNREACHABLE || e.reason() == Reason.SERVER_ERROR;
+        Instant now = clock.instant();
+        outageSince = outageSince == null ? now : outageSince;
+        if (!transientError || Thread.currentThread().isInterrupted() || now.isAfter(deadline)
+            || Duration.between(outageSince, now).compareTo(OUTAGE_GRACE) > 0) {
+          throw e;
+        }
+        progress.accept("Airflow did not answer (" + e.getMessage() + "); still waiting for run '" + runId
+            + "', retrying for up to " + OUTAGE_GRACE.toSeconds() + "s");
+        sleep(config.poll());
+        continue;
+      }
       Instant now = clock.instant();
       String summary = summary(run, tasks);
       // A line when something changed, and every 30 s so a log shows the wait is alive.

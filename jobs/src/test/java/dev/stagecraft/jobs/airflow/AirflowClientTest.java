@@ -144,4 +144,73 @@ class AirflowClientTest {
       broken.stop(0);
     }
   }
+
+  /** A run whose GETs answer HTTP 503 {@code failures} times, then "success". */
+  static com.sun.net.httpserver.HttpServer downThenDone(int failures, java.util.concurrent.atomic.AtomicInteger calls)
+      throws Exception {
+    var server = com.sun.net.httpserver.HttpServer.create(
+        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+    server.createContext("/auth/token", x -> reply(x, 201, "{\"access_token\": \"t\"}"));
+    server.createContext("/api/v2/dags/d/dagRuns/r1", x -> {
+      if (calls.incrementAndGet() <= failures) {
+        reply(x, 503, "{\"detail\": \"restarting\"}");
+      } else if (x.getRequestURI().getPath().endsWith("/taskInstances")) {
+        reply(x, 200, "{\"task_instances\": [], \"total_entries\": 0}");
+      } else {
+        reply(x, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"r1\", \"state\": \"success\", \"conf\": {}}");
+      }
+    });
+    server.start();
+    return server;
+  }
+
+  @Test
+  void awaitKeepsPollingThroughAShortOutageAndGivesUpOnALongOne() throws Exception {
+    var calls = new java.util.concurrent.atomic.AtomicInteger();
+    // One whole poll fails (all its attempts), the next succeeds.
+    var server = downThenDone(AirflowClient.TRANSIENT_ATTEMPTS, calls);
+    try {
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + server.getAddress().getPort(), new AirflowCredentials("u", "p"))
+          .withPoll(java.time.Duration.ofMillis(10)));
+      java.util.List<String> progress = new java.util.concurrent.CopyOnWriteArrayList<>();
+      assertThat(client.await("d", "r1", java.time.Duration.ofMinutes(5), progress::add).state())
+          .isEqualTo(DagRunState.SUCCESS);
+      assertThat(progress).anySatisfy(line -> assertThat(line).startsWith("Airflow did not answer (")
+          .contains("HTTP 503").contains("retrying for up to 120s"));
+    } finally {
+      server.stop(0);
+    }
+    // Down for good: each poll's clock reading is a minute later, so the outage passes its grace on the third.
+    var down = downThenDone(Integer.MAX_VALUE, new java.util.concurrent.atomic.AtomicInteger());
+    try {
+      java.time.Instant t0 = java.time.Instant.parse("2026-11-28T00:00:00Z");
+      java.util.concurrent.atomic.AtomicInteger reads = new java.util.concurrent.atomic.AtomicInteger();
+      java.time.Clock jumping = new java.time.Clock() {
+        @Override
+        public java.time.ZoneId getZone() {
+          return java.time.ZoneOffset.UTC;
+        }
+
+        @Override
+        public java.time.Clock withZone(java.time.ZoneId zone) {
+          return this;
+        }
+
+        @Override
+        public java.time.Instant instant() {
+          return t0.plus(java.time.Duration.ofMinutes(reads.getAndIncrement()));
+        }
+      };
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + down.getAddress().getPort(), new AirflowCredentials("u", "p"))
+          .withPoll(java.time.Duration.ofMillis(10)), jumping);
+      assertThatThrownBy(() -> client.await("d", "r1", java.time.Duration.ofHours(5), line -> { }))
+          .isInstanceOfSatisfying(AirflowException.class,
+              e -> assertThat(e.reason()).isEqualTo(AirflowException.Reason.SERVER_ERROR))
+          .hasMessageContaining("HTTP 503");
+    } finally {
+      down.stop(0);
+    }
+  }
 }
