@@ -28,6 +28,11 @@ final class Evaluator {
       double[] std, Map<String, Object> spec, Task task, int numClasses, float[] params, String prefix) {
     Summary s = selected.javaRDD().mapPartitions(new Predict(features, mean, std, spec, task, numClasses, params))
         .treeReduce(Summary::merge, 2);
+    return metrics(s, task, prefix);
+  }
+
+  /** Loss and accuracy (or RMSE), plus AUC for a binary task, from a summary, each name prefixed. */
+  static Map<String, Double> metrics(Summary s, Task task, String prefix) {
     Map<String, Double> m = new LinkedHashMap<>();
     m.put(prefix + "loss", s.loss / s.rows);
     if (task == Task.REGRESSION) {
@@ -100,6 +105,59 @@ final class Evaluator {
     }
   }
 
+  /**
+   * The summary of a worker's own rows, already standardised in its buffers, under {@code params}: the training
+   * metrics computed inside the barrier task, where the data is, with no job of their own.
+   */
+  static Summary summarise(FlatModel model, float[] params, dev.stagecraft.training.loop.WorkerLoop.LocalData data,
+      Task task, int numClasses) {
+    Summary summary = new Summary(task == Task.BINARY);
+    int nf = data.numFeatures();
+    int batch = 4096;
+    model.setParameters(params);
+    FloatBuffer xs = ByteBuffer.allocateDirect(batch * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+    for (int from = 0; from < data.rows(); from += batch) {
+      int n = Math.min(batch, data.rows() - from);
+      xs.clear();
+      xs.put(data.features(), from * nf, n * nf);
+      xs.flip();
+      float[] p = model.predict(xs, n);
+      for (int i = 0; i < n; i++) {
+        add(summary, task, numClasses, p, i, data.labels()[from + i]);
+      }
+    }
+    return summary;
+  }
+
+  /** Adds row {@code i} of the predictions {@code p} (rows × outputs) with its label to {@code s}. */
+  static void add(Summary s, Task task, int numClasses, float[] p, int i, float label) {
+    double eps = 1e-7;
+    switch (task) {
+      case BINARY: {
+        double q = Math.min(1 - eps, Math.max(eps, p[i]));
+        double loss = label > 0.5 ? -Math.log(q) : -Math.log(1 - q);
+        s.add(loss, (q >= 0.5) == (label > 0.5) ? 1 : 0, p[i], label > 0.5);
+        break;
+      }
+      case MULTICLASS: {
+        int k = numClasses;
+        int best = 0;
+        for (int c = 1; c < k; c++) {
+          if (p[i * k + c] > p[i * k + best]) {
+            best = c;
+          }
+        }
+        double q = Math.max(eps, p[i * k + (int) label]);
+        s.add(-Math.log(q), best == (int) label ? 1 : 0, p[i * k + best], false);
+        break;
+      }
+      default: {
+        double err = p[i] - label;
+        s.add(err * err, err * err, p[i], false);
+      }
+    }
+  }
+
   private static final class Predict
       implements org.apache.spark.api.java.function.FlatMapFunction<Iterator<Row>, Summary>, Serializable {
     private static final long serialVersionUID = 1L;
@@ -164,31 +222,7 @@ final class Evaluator {
     }
 
     private void add(Summary s, float[] p, int i, float label) {
-      double eps = 1e-7;
-      switch (task) {
-        case BINARY: {
-          double q = Math.min(1 - eps, Math.max(eps, p[i]));
-          double loss = label > 0.5 ? -Math.log(q) : -Math.log(1 - q);
-          s.add(loss, (q >= 0.5) == (label > 0.5) ? 1 : 0, p[i], label > 0.5);
-          break;
-        }
-        case MULTICLASS: {
-          int k = numClasses;
-          int best = 0;
-          for (int c = 1; c < k; c++) {
-            if (p[i * k + c] > p[i * k + best]) {
-              best = c;
-            }
-          }
-          double q = Math.max(eps, p[i * k + (int) label]);
-          s.add(-Math.log(q), best == (int) label ? 1 : 0, p[i * k + best], false);
-          break;
-        }
-        default: {
-          double err = p[i] - label;
-          s.add(err * err, err * err, p[i], false);
-        }
-      }
+      Evaluator.add(s, task, numClasses, p, i, label);
     }
   }
 }

@@ -47,7 +47,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Order of work, each failure reported before any barrier task starts where it can be: check the model spec and
  * columns; one pass for statistics (rows, mean/std, label range, NaN/Inf); check the cluster has the slots; start
- * the driver's rendezvous; run the barrier stage; evaluate; write the bundle (manifest last).
+ * the driver's rendezvous; run the barrier stage (whose workers also summarise their own rows for the training
+ * metrics); evaluate on the validation input; write the bundle (manifest last).
  */
 public final class TrainStep implements StepKind {
   private static final Logger LOG = LoggerFactory.getLogger(TrainStep.class);
@@ -258,13 +259,12 @@ public final class TrainStep implements StepKind {
     Object prepared = ctx.prepared().get(PREPARED_STATS);
     Dataset<Row> selected = TrainingInput.select(input, features, label);
     if (prepared instanceof Map<?, ?> stats) {
-      // Statistics from the workflow's application (prepare): read twice (training, evaluation), not cached.
+      // Statistics from the workflow's application (prepare): read once, by the barrier stage, not cached.
       runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected,
           TrainingInput.Stats.fromMap(stats));
       return;
     }
-    // Read three times (statistics, training, evaluation): keep it after the first read instead of decoding the
-    // source again.
+    // Read twice (statistics, training): keep it after the first read instead of decoding the source again.
     selected = selected.persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
     try {
       runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected, null);
@@ -362,8 +362,12 @@ public final class TrainStep implements StepKind {
     }
 
     ctx.progress("evaluating");
-    Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.evaluate(selected, features, stats.mean(),
-        stats.std(), spec.toMap(), task, numClasses, lead.parameters(), "train_"));
+    // The training metrics came back with the workers (each summarised its own rows); validation takes a job.
+    Evaluator.Summary trained = null;
+    for (TrainTask.Outcome o : outcomes) {
+      trained = trained == null ? o.trainSummary() : trained.merge(o.trainSummary());
+    }
+    Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.metrics(trained, task, "train_"));
     if (step.has("validation")) {
       String vref = step.requireString("validation");
       Dataset<Row> validation = ctx.input("validation", vref);

@@ -48,12 +48,13 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
       implements Serializable {}
 
   /**
-   * What one task reports back to the driver. Parameters, the loss curve and checkpoint figures come from rank 0 only.
+   * What one task reports back to the driver. Parameters, the loss curve and checkpoint figures come from rank 0 only;
+   * every rank sends the summary of its own rows under the final parameters (the training metrics).
    */
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
       List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
-      double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints)
-      implements Serializable {
+      double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints,
+      Evaluator.Summary trainSummary) implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -129,14 +130,16 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
       if (listener != null) {
         listener.flush();
       }
+      // Every rank holds the same final parameters (synchronous SGD) and its rows are still in memory.
+      Evaluator.Summary summary = Evaluator.summarise(model, r.parameters(), data, task, numClasses);
       return rank == 0
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
               new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
               r.exchangeSeconds(), r.resumedFromStep(), r.pauseSeconds(),
-              checkpointer == null ? null : checkpointer.stats())
+              checkpointer == null ? null : checkpointer.stats(), summary)
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
               r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds(), r.resumedFromStep(),
-              r.pauseSeconds(), null);
+              r.pauseSeconds(), null, summary);
     }
   }
 

@@ -71,4 +71,35 @@ class EvaluatorSummaryTest {
     assertThat(regression.rows).isEqualTo(2);
     assertThat(regression.scored).isEqualTo(5);
   }
+
+  @Test
+  void aWorkersSummaryOfItsOwnRowsCoversEveryBatchUnderTheGivenParameters() {
+    // 5,000 rows: two batches. With every parameter 0 a logistic model says 0.5 for every row: loss ln 2 each,
+    // "positive" for all (so accuracy = the positive share), and every pair tied (AUC 0.5).
+    int rows = 5000;
+    int nf = 3;
+    float[] x = new float[rows * nf];
+    float[] y = new float[rows];
+    Random rnd = new Random(3);
+    int positives = 0;
+    for (int r = 0; r < rows; r++) {
+      for (int j = 0; j < nf; j++) {
+        x[r * nf + j] = (float) rnd.nextGaussian();
+      }
+      y[r] = r % 10 < 3 ? 1 : 0;
+      positives += (int) y[r];
+    }
+    var data = new dev.stagecraft.training.loop.WorkerLoop.LocalData(x, y, rows, nf);
+    try (var model = dev.stagecraft.training.model.FlatModel.create(
+        dev.stagecraft.training.model.ModelSpec.fromMap(java.util.Map.of("type", "logistic")),
+        dev.stagecraft.training.model.Task.BINARY, nf, 2, ai.djl.Device.cpu())) {
+      Evaluator.Summary s = Evaluator.summarise(model, new float[model.numParameters()], data,
+          dev.stagecraft.training.model.Task.BINARY, 2);
+      var m = Evaluator.metrics(s, dev.stagecraft.training.model.Task.BINARY, "train_");
+      assertThat(s.rows).isEqualTo(rows);
+      assertThat(m.get("train_loss")).isCloseTo(Math.log(2), within(1e-6));
+      assertThat(m.get("train_accuracy")).isCloseTo(positives / (double) rows, within(1e-12));
+      assertThat(m.get("train_auc")).isCloseTo(0.5, within(1e-12));
+    }
+  }
 }
