@@ -95,16 +95,22 @@ class AirflowClientTest {
    */
   static com.sun.net.httpserver.HttpServer lockedThenFine(int failures, java.util.concurrent.atomic.AtomicInteger calls)
       throws Exception {
-    var server = com.sun.net.httpserver.HttpServer.create(
-        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
-    server.createContext("/auth/token", x -> reply(x, 201, "{\"access_token\": \"t\"}"));
-    server.createContext("/api/v2/dags/d/dagRuns", x -> {
+    return airflow("/api/v2/dags/d/dagRuns", x -> {
       if (calls.incrementAndGet() <= failures) {
         reply(x, 500, "{\"detail\": \"Database error\"}");
       } else {
         reply(x, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"r1\", \"state\": \"queued\", \"conf\": {}}");
       }
     });
+  }
+
+  /** A loopback HTTP server that hands out tokens and answers {@code path} with {@code handler}; started. */
+  static com.sun.net.httpserver.HttpServer airflow(String path, com.sun.net.httpserver.HttpHandler handler)
+      throws Exception {
+    var server = com.sun.net.httpserver.HttpServer.create(
+        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+    server.createContext("/auth/token", x -> reply(x, 201, "{\"access_token\": \"t\"}"));
+    server.createContext(path, handler);
     server.start();
     return server;
   }
@@ -148,10 +154,7 @@ class AirflowClientTest {
   /** A run whose GETs answer HTTP 503 {@code failures} times, then "success". */
   static com.sun.net.httpserver.HttpServer downThenDone(int failures, java.util.concurrent.atomic.AtomicInteger calls)
       throws Exception {
-    var server = com.sun.net.httpserver.HttpServer.create(
-        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
-    server.createContext("/auth/token", x -> reply(x, 201, "{\"access_token\": \"t\"}"));
-    server.createContext("/api/v2/dags/d/dagRuns/r1", x -> {
+    return airflow("/api/v2/dags/d/dagRuns/r1", x -> {
       if (calls.incrementAndGet() <= failures) {
         reply(x, 503, "{\"detail\": \"restarting\"}");
       } else if (x.getRequestURI().getPath().endsWith("/taskInstances")) {
@@ -160,8 +163,6 @@ class AirflowClientTest {
         reply(x, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"r1\", \"state\": \"success\", \"conf\": {}}");
       }
     });
-    server.start();
-    return server;
   }
 
   @Test
