@@ -22,6 +22,9 @@ import org.apache.spark.sql.Row;
  * is cached and nothing is shuffled: a step that holds GPU executors holds them for one short job per dataset.
  */
 final class Evaluator {
+  /** Rows scored per call of the model. */
+  private static final int BATCH = 4096;
+
   private Evaluator() {}
 
   static Map<String, Double> evaluate(Dataset<Row> selected, TrainingInput.Features features, double[] mean,
@@ -113,11 +116,10 @@ final class Evaluator {
       Task task, int numClasses) {
     Summary summary = new Summary(task == Task.BINARY);
     int nf = data.numFeatures();
-    int batch = 4096;
     model.setParameters(params);
-    FloatBuffer xs = ByteBuffer.allocateDirect(batch * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
-    for (int from = 0; from < data.rows(); from += batch) {
-      int n = Math.min(batch, data.rows() - from);
+    FloatBuffer xs = ByteBuffer.allocateDirect(BATCH * nf * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+    for (int from = 0; from < data.rows(); from += BATCH) {
+      int n = Math.min(BATCH, data.rows() - from);
       xs.clear();
       xs.put(data.features(), from * nf, n * nf);
       xs.flip();
@@ -161,7 +163,6 @@ final class Evaluator {
   private static final class Predict
       implements org.apache.spark.api.java.function.FlatMapFunction<Iterator<Row>, Summary>, Serializable {
     private static final long serialVersionUID = 1L;
-    private static final int BATCH = 4096;
     private final TrainingInput.Features features;
     private final double[] mean;
     private final double[] std;
@@ -209,7 +210,7 @@ final class Evaluator {
             xs.flip();
             float[] p = model.predict(xs, n);
             for (int i = 0; i < n; i++) {
-              add(summary, p, i, y[i]);
+              add(summary, task, numClasses, p, i, y[i]);
             }
             n = 0;
           }
@@ -219,10 +220,6 @@ final class Evaluator {
         }
       }
       return List.of(summary).iterator();
-    }
-
-    private void add(Summary s, float[] p, int i, float label) {
-      Evaluator.add(s, task, numClasses, p, i, label);
     }
   }
 }

@@ -232,14 +232,21 @@ public final class TrainStep implements StepKind {
    */
   @Override
   public Map<String, Object> prepare(StepContext ctx) {
-    StepConfig step = ctx.step();
-    String label = step.requireString("label");
-    String inputRef = step.requireString("input");
-    Dataset<Row> input = ctx.input("input", inputRef);
-    TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
-    ctx.progress("reading the input: statistics of " + inputRef + " (before the training application starts)");
-    return Map.of(PREPARED_STATS, TrainingInput.stats(step, TrainingInput.select(input, features, label), features,
-        label).toMap());
+    Input in = Input.of(ctx);
+    ctx.progress("reading the input: statistics of " + in.ref() + " (before the training application starts)");
+    return Map.of(PREPARED_STATS, TrainingInput.stats(ctx.step(), in.selected(), in.features(), in.label()).toMap());
+  }
+
+  /** The step's input as named ({@code input}, {@code label}, {@code features}), its label and features selected. */
+  private record Input(String ref, String label, TrainingInput.Features features, Dataset<Row> selected) {
+    static Input of(StepContext ctx) {
+      StepConfig step = ctx.step();
+      String label = step.requireString("label");
+      String ref = step.requireString("input");
+      Dataset<Row> input = ctx.input("input", ref);
+      TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, ref);
+      return new Input(ref, label, features, TrainingInput.select(input, features, label));
+    }
   }
 
   @Override
@@ -252,22 +259,17 @@ public final class TrainStep implements StepKind {
     if (workers < 1) {
       throw step.invalid("workers", workers + " (expected at least 1)");
     }
-    String label = step.requireString("label");
-    String inputRef = step.requireString("input");
-    Dataset<Row> input = ctx.input("input", inputRef);
-    TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, inputRef);
-    Object prepared = ctx.prepared().get(PREPARED_STATS);
-    Dataset<Row> selected = TrainingInput.select(input, features, label);
-    if (prepared instanceof Map<?, ?> stats) {
+    Input in = Input.of(ctx);
+    if (ctx.prepared().get(PREPARED_STATS) instanceof Map<?, ?> stats) {
       // Statistics from the workflow's application (prepare): read once, by the barrier stage, not cached.
-      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected,
+      runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), in.selected(),
           TrainingInput.Stats.fromMap(stats));
       return;
     }
     // Read twice (statistics, training): keep it after the first read instead of decoding the source again.
-    selected = selected.persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
+    Dataset<Row> selected = in.selected().persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
     try {
-      runOn(ctx, step, spec, shuffle, schedule, workers, label, inputRef, features, selected, null);
+      runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), selected, null);
     } finally {
       selected.unpersist(false);
     }

@@ -598,12 +598,13 @@ public final class Engine {
     boolean preparing = true;
     try {
       RunLedger ledger = store.read(runId).orElseThrow();
-      prepareLaunch(spec, ws, ledger, step, attempt, prepared);
+      StepConfig resolved = resolve(spec, step, ledger, ledger.params(), ws, runId);
+      prepareLaunch(spec, ws, ledger, resolved, attempt, prepared);
       preparing = false;
       // The application is sized before it starts: with sizing: auto, the policy right-sized from earlier runs (the
       // launched attempt records the same decision in the ledger).
-      Optional<ResourcePolicy> policy = StepSizing.decide(spec, resolve(spec, step, ledger, ledger.params(), ws,
-          runId), ws, ledger, StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now()))
+      Optional<ResourcePolicy> policy = StepSizing.decide(spec, resolved, ws, ledger,
+          StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now()))
           .map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
       launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, policy, runId, ws, runLeaseToken,
           usage, log, prepared), status -> listener.stepProgress(id, status));
@@ -665,24 +666,22 @@ public final class Engine {
    * Runs the step kind's {@link StepKind#prepare} here, in the workflow's application, on its default executors and
    * in the step's job group, and writes what it returns to {@code file} for the launched attempt.
    */
-  private void prepareLaunch(WorkflowSpec spec, Workspace ws, RunLedger ledger, StepConfig step, int attempt,
-      Path file)
-      throws Exception {
+  private void prepareLaunch(WorkflowSpec spec, Workspace ws, RunLedger ledger, StepConfig resolved, int attempt,
+      Path file) throws Exception {
     String runId = ledger.runId();
-    String id = step.id();
+    String id = resolved.id();
     SparkContext sc = spark.sparkContext();
     SparkSession session = spark.newSession();
     registerUpstreamTables(session, spec, ledger, id);
-    StepRun run = new StepRun(runId, resolve(spec, step, ledger, ledger.params(), ws, runId), session, ws,
-        ws.attemptDir(runId, id, attempt), attempt, spec.directory(), spec.allUpstream(id),
-        status -> listener.stepProgress(id, status), Optional.empty());
+    StepRun run = new StepRun(runId, resolved, session, ws, ws.attemptDir(runId, id, attempt), attempt,
+        spec.directory(), spec.allUpstream(id), status -> listener.stepProgress(id, status), Optional.empty());
     sc.setJobGroup("stagecraft/" + runId + "/" + id, "Stagecraft run " + runId + " step " + id + " (prepare)", true);
     // The step's FAIR pool (weighted by its policy's priority): its own application waits for this.
-    sc.setLocalProperty("spark.scheduler.pool", spec.policyOf(step).map(ResourcePolicy::pool).orElse(id));
+    sc.setLocalProperty("spark.scheduler.pool", spec.policyOf(resolved).map(ResourcePolicy::pool).orElse(id));
     long start = System.nanoTime();
     Map<String, Object> values;
     try {
-      values = kinds.get(step.kind()).prepare(run);
+      values = kinds.get(resolved.kind()).prepare(run);
     } finally {
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
