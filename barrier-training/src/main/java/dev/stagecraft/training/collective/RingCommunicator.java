@@ -2,13 +2,17 @@ package dev.stagecraft.training.collective;
 
 import static java.util.Objects.requireNonNull;
 
-import java.io.BufferedInputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.ClosedSelectorException;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -29,19 +33,28 @@ import org.slf4j.LoggerFactory;
  * written. The pool bounds memory and applies back-pressure; the op thread always alternates "send a chunk, receive
  * a chunk", which keeps the ring deadlock-free with two or more buffers even if sockets buffered nothing. The
  * caller's array is only ever touched by the op thread.
+ *
+ * <p>Data moves through direct buffers on NIO channels, so each float is copied once on each side outside the kernel:
+ * encoded into a pooled direct buffer that the kernel reads, and on arrival added (or copied) from the direct buffer
+ * the kernel filled straight into the caller's array. (Socket streams over heap arrays cost two more copies per side:
+ * the JDK stages every heap array through a temporary direct buffer.) The incoming channel is non-blocking and read
+ * through a selector, which gives reads their timeout; the outgoing one blocks in the sender thread.
  */
 final class RingCommunicator implements Communicator {
   private static final Logger LOG = LoggerFactory.getLogger(RingCommunicator.class);
 
   static final int SEND_BUFFERS = 4;
-  private static final int RECEIVE_BUFFER_BYTES = 64 * 1024;
+  private static final int RECEIVE_BUFFER_BYTES = 1 << 20;
   private static final long POLL_MILLIS = 20;
+  /** Longest a blocked read sleeps in the selector before it checks for a failure recorded by another thread. */
+  private static final long READ_POLL_MILLIS = 100;
   /** How long a failing rank waits for its abort notice to go out before it closes the sockets. */
   private static final long ABORT_GRACE_MILLIS = 200;
   private static final long MAX_CLOSE_DRAIN_MILLIS = 5_000;
-  private static final OutFrame STOP = new OutFrame(new byte[0], 0, false);
+  private static final OutFrame STOP = new OutFrame(ByteBuffer.allocate(0), false);
 
-  private record OutFrame(byte[] bytes, int length, boolean pooled) {}
+  /** A frame ready to write (position to limit); pooled frames go back to the pool once written. */
+  private record OutFrame(ByteBuffer buffer, boolean pooled) {}
 
   @FunctionalInterface
   private interface Body<T> {
@@ -69,18 +82,22 @@ final class RingCommunicator implements Communicator {
 
   private final Socket inSocket;
   private final Socket outSocket;
-  /** Frames from the previous rank; op thread only. */
-  private final DataInputStream in;
-  /** Frames to the next rank; sender thread only. */
-  private final OutputStream out;
-  /** Abort notices to the previous rank; any thread, under its own lock. */
-  private final OutputStream back;
+  /**
+   * From the previous rank, non-blocking: frames are read by the op thread (through {@link #inBuffer}); abort
+   * notices to the previous rank are written on its reverse direction by any thread, under {@link #backLock}.
+   */
+  private final SocketChannel in;
+  private final Selector readable;
+  /** Received bytes not yet consumed, between position and limit; little-endian except while a header is read. */
+  private final ByteBuffer inBuffer;
+  private final Object backLock = new Object();
+  /** To the next rank, blocking: frames are written by the sender thread only. */
+  private final SocketChannel out;
   /** Abort notices from the next rank; watcher thread only. */
   private final DataInputStream watchIn;
 
   private final LinkedBlockingQueue<OutFrame> sendQueue = new LinkedBlockingQueue<>();
-  private final ArrayBlockingQueue<byte[]> freeBuffers = new ArrayBlockingQueue<>(SEND_BUFFERS);
-  private final byte[] receiveBuffer;
+  private final ArrayBlockingQueue<ByteBuffer> freeBuffers = new ArrayBlockingQueue<>(SEND_BUFFERS);
   private final float[] scratch;
   private final Thread sender;
   private final Thread watcher;
@@ -112,25 +129,30 @@ final class RingCommunicator implements Communicator {
         throw new IllegalArgumentException("Cannot create " + self + " without connections");
       }
       this.in = null;
+      this.readable = null;
+      this.inBuffer = null;
       this.out = null;
-      this.back = null;
       this.watchIn = null;
-      this.receiveBuffer = null;
       this.scratch = null;
       this.sender = null;
       this.watcher = null;
       return;
     }
-    in.setSoTimeout((int) spec.operationTimeout().toMillis());
+    if (in.getChannel() == null || out.getChannel() == null) {
+      throw new IllegalArgumentException("Cannot create " + self
+          + " on sockets without channels (expected connections made by Communicator.connect)");
+    }
     out.setSoTimeout(0); // the watcher waits as long as the connection lives
-    this.in = new DataInputStream(new BufferedInputStream(in.getInputStream(), RECEIVE_BUFFER_BYTES));
-    this.out = out.getOutputStream();
-    this.back = in.getOutputStream();
+    this.in = in.getChannel();
+    this.out = out.getChannel();
+    this.in.configureBlocking(false);
+    this.readable = Selector.open();
+    this.in.register(readable, SelectionKey.OP_READ);
+    this.inBuffer = ByteBuffer.allocateDirect(RECEIVE_BUFFER_BYTES).order(Wire.FLOAT_ORDER).limit(0);
     this.watchIn = new DataInputStream(out.getInputStream());
     for (int i = 0; i < SEND_BUFFERS; i++) {
-      freeBuffers.add(new byte[Wire.HEADER_BYTES + Wire.CHUNK_BYTES]);
+      freeBuffers.add(ByteBuffer.allocateDirect(Wire.HEADER_BYTES + Wire.CHUNK_BYTES));
     }
-    this.receiveBuffer = new byte[Wire.CHUNK_BYTES];
     this.scratch = new float[Wire.CHUNK_FLOATS];
     String threadPrefix = "stagecraft-collective-" + spec.groupId() + "-r" + rank;
     this.sender = new Thread(this::sendLoop, threadPrefix + "-send");
@@ -322,18 +344,19 @@ final class RingCommunicator implements Communicator {
   // ---- framing -------------------------------------------------------------------------------------------------
 
   private void sendFloats(byte op, int s, int count, int aux, float[] data, int offset, int n) {
-    byte[] frame = acquireSendBuffer();
-    int length = n * Float.BYTES;
-    Wire.putHeader(frame, op, s, count, aux, length);
-    Wire.encodeFloats(data, offset, n, frame, Wire.HEADER_BYTES);
-    enqueue(new OutFrame(frame, Wire.HEADER_BYTES + length, true));
+    ByteBuffer frame = acquireSendBuffer();
+    frame.clear();
+    Wire.putHeader(frame, op, s, count, aux, n * Float.BYTES);
+    Wire.encodeFloats(data, offset, n, frame);
+    frame.flip();
+    enqueue(new OutFrame(frame, true));
   }
 
   private void sendFrame(byte op, int s, int count, int aux, byte[] payload) {
     byte[] frame = new byte[Wire.HEADER_BYTES + payload.length];
     Wire.putHeader(frame, op, s, count, aux, payload.length);
     System.arraycopy(payload, 0, frame, Wire.HEADER_BYTES, payload.length);
-    enqueue(new OutFrame(frame, frame.length, false));
+    enqueue(new OutFrame(ByteBuffer.wrap(frame), false));
   }
 
   private void enqueue(OutFrame frame) {
@@ -352,11 +375,11 @@ final class RingCommunicator implements Communicator {
   }
 
   /** Waits for a free send buffer: while none is free the next rank is not taking data. */
-  private byte[] acquireSendBuffer() {
+  private ByteBuffer acquireSendBuffer() {
     long deadline = System.nanoTime() + timeoutNanos;
     while (true) {
       checkCanSend();
-      byte[] buffer;
+      ByteBuffer buffer;
       try {
         buffer = freeBuffers.poll(POLL_MILLIS, TimeUnit.MILLISECONDS);
       } catch (InterruptedException e) {
@@ -379,14 +402,21 @@ final class RingCommunicator implements Communicator {
     if (length != n * Float.BYTES) {
       throw outOfSync("received a chunk of " + length + " bytes, expected " + n * Float.BYTES);
     }
-    in.readFully(receiveBuffer, 0, length);
-    if (add) {
-      Wire.decodeFloats(receiveBuffer, n, scratch, 0);
-      for (int i = 0; i < n; i++) {
-        data[offset + i] += scratch[i];
+    // Consume the floats as they arrive, straight from the buffer the kernel filled.
+    for (int done = 0; done < n; ) {
+      fill(Float.BYTES);
+      int k = Math.min(n - done, inBuffer.remaining() / Float.BYTES);
+      if (add) {
+        inBuffer.asFloatBuffer().get(scratch, 0, k);
+        int base = offset + done;
+        for (int i = 0; i < k; i++) {
+          data[base + i] += scratch[i];
+        }
+      } else {
+        inBuffer.asFloatBuffer().get(data, offset + done, k);
       }
-    } else {
-      Wire.decodeFloats(receiveBuffer, n, data, offset);
+      inBuffer.position(inBuffer.position() + k * Float.BYTES);
+      done += k;
     }
   }
 
@@ -395,20 +425,33 @@ final class RingCommunicator implements Communicator {
     if (length < 0 || length > maxLength) {
       throw outOfSync("received a frame of " + length + " bytes, expected at most " + maxLength);
     }
+    return readPayload(length);
+  }
+
+  private byte[] readPayload(int length) throws IOException {
     byte[] payload = new byte[length];
-    in.readFully(payload);
+    for (int done = 0; done < length; ) {
+      fill(1);
+      int k = Math.min(length - done, inBuffer.remaining());
+      inBuffer.get(payload, done, k);
+      done += k;
+    }
     return payload;
   }
 
   /** Reads the next header from the previous rank, checks it is the expected frame and returns its length. */
   private int readHeader(byte op, int s, int count, int aux) throws IOException {
-    byte gotOp = in.readByte();
-    int gotSeq = in.readInt();
-    int gotCount = in.readInt();
-    int gotAux = in.readInt();
-    int length = in.readInt();
+    fill(Wire.HEADER_BYTES);
+    inBuffer.order(ByteOrder.BIG_ENDIAN);
+    byte gotOp = inBuffer.get();
+    int gotSeq = inBuffer.getInt();
+    int gotCount = inBuffer.getInt();
+    int gotAux = inBuffer.getInt();
+    int length = inBuffer.getInt();
+    inBuffer.order(Wire.FLOAT_ORDER);
     if (gotOp == Wire.ABORT) {
-      throw new FailureSignal(Wire.readAbort(in, length));
+      Wire.checkAbortLength(length);
+      throw new FailureSignal(Wire.parseAbort(readPayload(length)));
     }
     if (gotOp != op || gotSeq != s) {
       throw outOfSync("received " + Wire.opName(gotOp) + " #" + gotSeq + " while this rank runs "
@@ -423,6 +466,54 @@ final class RingCommunicator implements Communicator {
           + ", this rank with root " + aux);
     }
     return length;
+  }
+
+  /**
+   * Makes at least {@code bytes} (at most the buffer's capacity) readable in {@link #inBuffer}, reading whatever the
+   * previous rank has sent that fits. Waits at most the operation timeout for data to arrive; gives up early when
+   * another thread recorded a failure or the op thread is interrupted.
+   */
+  private void fill(int bytes) throws IOException {
+    if (inBuffer.remaining() >= bytes) {
+      return;
+    }
+    inBuffer.compact();
+    try {
+      long deadline = System.nanoTime() + timeoutNanos;
+      while (inBuffer.position() < bytes) {
+        int n = in.read(inBuffer);
+        if (n < 0) {
+          throw new EOFException();
+        }
+        if (n == 0) {
+          awaitReadable(deadline);
+        }
+      }
+    } finally {
+      inBuffer.flip();
+    }
+  }
+
+  private void awaitReadable(long deadline) throws IOException {
+    long left = deadline - System.nanoTime();
+    if (left <= 0) {
+      throw new SocketTimeoutException();
+    }
+    Failure f = failure.get();
+    if (f != null) {
+      throw new FailureSignal(f);
+    }
+    if (Thread.currentThread().isInterrupted()) {
+      throw new FailureSignal(Failure.error(rank, List.of(), "interrupted while receiving from rank " + previous));
+    }
+    try {
+      readable.select(Math.max(1, Math.min(TimeUnit.NANOSECONDS.toMillis(left), READ_POLL_MILLIS)));
+      readable.selectedKeys().clear();
+    } catch (ClosedSelectorException e) {
+      // close() from another thread: it recorded why before it closed the selector
+      Failure closed = failure.get();
+      throw new FailureSignal(closed != null ? closed : Failure.closed(rank));
+    }
   }
 
   private FailureSignal outOfSync(String what) {
@@ -483,7 +574,7 @@ final class RingCommunicator implements Communicator {
     // Forward: pending data is useless now; the notice goes out right after the frame being written, if any.
     returnQueuedBuffers();
     byte[] notice = Wire.abortFrame(f, seq);
-    sendQueue.add(new OutFrame(notice, notice.length, false));
+    sendQueue.add(new OutFrame(ByteBuffer.wrap(notice), false));
     sendQueue.add(STOP);
     sendBackward(notice);
     if (Thread.currentThread() != sender) {
@@ -497,18 +588,30 @@ final class RingCommunicator implements Communicator {
     OutFrame frame;
     while ((frame = sendQueue.poll()) != null) {
       if (frame.pooled()) {
-        freeBuffers.offer(frame.bytes());
+        freeBuffers.offer(frame.buffer());
       }
     }
   }
 
+  /** Best effort, and brief: the reverse direction carries nothing else, so the notice normally fits at once. */
   private void sendBackward(byte[] notice) {
-    synchronized (back) {
+    synchronized (backLock) {
       try {
-        back.write(notice);
-        back.flush();
+        ByteBuffer buffer = ByteBuffer.wrap(notice);
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS);
+        while (buffer.hasRemaining() && in.write(buffer) >= 0) {
+          if (buffer.hasRemaining()) {
+            if (System.nanoTime() - deadline > 0) {
+              LOG.debug("Cannot tell rank {} that {} stopped: it takes no data", previous, self);
+              return;
+            }
+            Thread.sleep(1);
+          }
+        }
       } catch (IOException e) {
         LOG.debug("Cannot tell rank {} that {} stopped: {}", previous, self, RingConnector.describe(e));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
       }
     }
   }
@@ -520,9 +623,12 @@ final class RingCommunicator implements Communicator {
         if (frame == STOP) {
           return;
         }
-        out.write(frame.bytes(), 0, frame.length());
+        ByteBuffer buffer = frame.buffer();
+        while (buffer.hasRemaining()) {
+          out.write(buffer);
+        }
         if (frame.pooled()) {
-          freeBuffers.offer(frame.bytes());
+          freeBuffers.offer(buffer);
         }
       }
     } catch (InterruptedException e) {
@@ -575,7 +681,7 @@ final class RingCommunicator implements Communicator {
     if (failure.compareAndSet(null, mine)) {
       // Orderly: what is queued (the end of the last operation) still goes out, then the notice.
       byte[] notice = Wire.abortFrame(mine, seq);
-      sendQueue.add(new OutFrame(notice, notice.length, false));
+      sendQueue.add(new OutFrame(ByteBuffer.wrap(notice), false));
       sendQueue.add(STOP);
       long drainMillis = Math.min(TimeUnit.NANOSECONDS.toMillis(timeoutNanos), MAX_CLOSE_DRAIN_MILLIS);
       join(sender, drainMillis);
@@ -585,6 +691,11 @@ final class RingCommunicator implements Communicator {
       sendBackward(notice);
     }
     closeConnections(true);
+    try {
+      readable.close();
+    } catch (IOException e) {
+      LOG.debug("Cannot close the selector of {}: {}", self, RingConnector.describe(e));
+    }
     sender.interrupt();
     join(sender, 1_000);
     join(watcher, 1_000);
@@ -605,6 +716,7 @@ final class RingCommunicator implements Communicator {
         }
       }
     }
+    readable.wakeup(); // an op thread waiting for data sees the failure now
   }
 
   private static void join(Thread thread, long millis) {

@@ -8,6 +8,8 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -54,7 +56,8 @@ final class RingConnector {
 
   static ServerSocket listen(InetAddress bindAddress) throws IOException {
     requireNonNull(bindAddress, "bindAddress is null");
-    ServerSocket server = new ServerSocket();
+    // Opened through NIO: the communicator moves data through the accepted sockets' channels.
+    ServerSocket server = ServerSocketChannel.open().socket();
     try {
       server.setReceiveBufferSize(SOCKET_BUFFER_BYTES); // before bind, so accepted sockets get window scaling
       server.bind(new InetSocketAddress(bindAddress, 0), 16);
@@ -73,6 +76,10 @@ final class RingConnector {
       if (secret.length < Communicator.MIN_SECRET_BYTES) {
         throw new IllegalArgumentException("Invalid secret for group '" + spec.groupId() + "': " + secret.length
             + " bytes (expected at least " + Communicator.MIN_SECRET_BYTES + ")");
+      }
+      if (server.getChannel() == null) {
+        throw new IllegalArgumentException("Cannot connect rank " + spec.rank()
+            + ": its server socket was not opened by Communicator.listen (expected one with a channel)");
       }
       if (!server.isBound() || server.isClosed()) {
         throw new IllegalArgumentException("Cannot connect rank " + spec.rank() + ": its server socket is "
@@ -192,7 +199,14 @@ final class RingConnector {
           if (remaining <= 0) {
             break;
           }
-          Socket s = new Socket();
+          Socket s;
+          try {
+            s = SocketChannel.open().socket();
+          } catch (IOException e) {
+            failure = new CollectiveException("Cannot connect " + self + " to rank " + next + " at " + address
+                + ": cannot open a socket: " + describe(e), List.of(next), e);
+            return;
+          }
           attempt = s;
           try {
             configure(s);

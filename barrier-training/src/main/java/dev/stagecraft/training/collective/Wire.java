@@ -19,8 +19,11 @@ import java.util.List;
  */
 final class Wire {
   static final int HEADER_BYTES = 17;
-  /** Payload of one chunk: large enough to amortise a syscall, small enough to pipeline. */
-  static final int CHUNK_BYTES = 256 * 1024;
+  /**
+   * Payload of one chunk: large enough to amortise the hand-off to the sender thread and the syscalls, small enough
+   * to pipeline. On 2 vCPUs 1 MiB beat 256 KiB by about 10 % at both 1M and 16M floats (two loopback ranks).
+   */
+  static final int CHUNK_BYTES = 1024 * 1024;
   static final int CHUNK_FLOATS = CHUNK_BYTES / Float.BYTES;
   static final int MAX_ABORT_BYTES = 8 * 1024;
   static final ByteOrder FLOAT_ORDER = ByteOrder.LITTLE_ENDIAN;
@@ -54,14 +57,15 @@ final class Wire {
     ByteBuffer.wrap(frame, 0, HEADER_BYTES).put(op).putInt(seq).putInt(count).putInt(aux).putInt(length);
   }
 
-  /** Writes {@code n} floats of {@code src} from {@code srcOff} into {@code dst} at {@code dstOff}. */
-  static void encodeFloats(float[] src, int srcOff, int n, byte[] dst, int dstOff) {
-    ByteBuffer.wrap(dst, dstOff, n * Float.BYTES).order(FLOAT_ORDER).asFloatBuffer().put(src, srcOff, n);
+  /** Puts a header at {@code frame}'s position and advances it. */
+  static void putHeader(ByteBuffer frame, byte op, int seq, int count, int aux, int length) {
+    frame.order(ByteOrder.BIG_ENDIAN).put(op).putInt(seq).putInt(count).putInt(aux).putInt(length);
   }
 
-  /** Reads {@code n} floats from the start of {@code src} into {@code dst} at {@code dstOff}. */
-  static void decodeFloats(byte[] src, int n, float[] dst, int dstOff) {
-    ByteBuffer.wrap(src, 0, n * Float.BYTES).order(FLOAT_ORDER).asFloatBuffer().get(dst, dstOff, n);
+  /** Puts {@code n} floats of {@code src} from {@code srcOff} at {@code dst}'s position (one bulk copy) and advances it. */
+  static void encodeFloats(float[] src, int srcOff, int n, ByteBuffer dst) {
+    dst.order(FLOAT_ORDER).asFloatBuffer().put(src, srcOff, n);
+    dst.position(dst.position() + n * Float.BYTES);
   }
 
   /** A whole frame (header and payload) telling a neighbour about {@code failure}. */
@@ -87,11 +91,21 @@ final class Wire {
 
   /** Reads the payload of an abort frame whose header announced {@code length} bytes. */
   static Failure readAbort(DataInputStream in, int length) throws IOException {
+    checkAbortLength(length);
+    byte[] payload = new byte[length];
+    in.readFully(payload);
+    return parseAbort(payload);
+  }
+
+  static void checkAbortLength(int length) throws ProtocolException {
     if (length < 0 || length > MAX_ABORT_BYTES) {
       throw new ProtocolException("abort frame of " + length + " bytes (expected at most " + MAX_ABORT_BYTES + ")");
     }
-    byte[] payload = new byte[length];
-    in.readFully(payload);
+  }
+
+  /** The failure an abort frame's payload describes. */
+  static Failure parseAbort(byte[] payload) throws IOException {
+    int length = payload.length;
     DataInputStream p = new DataInputStream(new java.io.ByteArrayInputStream(payload));
     int kind = p.readUnsignedByte();
     if (kind >= Failure.Kind.values().length) {

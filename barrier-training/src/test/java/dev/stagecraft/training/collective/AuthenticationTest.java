@@ -42,11 +42,11 @@ class AuthenticationTest {
         // It tries to push a gradient anyway: a well-formed first allReduce chunk full of huge values.
         float[] poison = new float[4];
         java.util.Arrays.fill(poison, 1e9f);
-        byte[] frame = new byte[Wire.HEADER_BYTES + 16];
+        java.nio.ByteBuffer frame = java.nio.ByteBuffer.allocate(Wire.HEADER_BYTES + 16);
         Wire.putHeader(frame, Wire.ALL_REDUCE_SUM, 1, 4, 0, 16);
-        Wire.encodeFloats(poison, 0, 4, frame, Wire.HEADER_BYTES);
+        Wire.encodeFloats(poison, 0, 4, frame);
         try {
-          socket.getOutputStream().write(frame);
+          socket.getOutputStream().write(frame.array());
         } catch (SocketException e) {
           // already closed by rank 1: fine
         }

@@ -82,8 +82,14 @@ class FailureTest {
 
   @Test
   void barrierTimesOutNamingTheRankThatNeverArrives() throws Exception {
-    // 1 s, not SHORT: rank 1 also times out if rank 0 starts its barrier that much later (loaded machine).
-    try (TestGroup group = TestGroup.connected(3, LONG, Duration.ofSeconds(1))) {
+    // 1 s, not SHORT, on a loaded machine. Rank 1 waits for rank 0's second token, which never comes either: its
+    // timeout is longer, or it could expire before rank 0's (both start within a hop of each other).
+    try (TestGroup group = TestGroup.bind(3, LONG, Duration.ofSeconds(1))) {
+      List<Future<Communicator>> connecting = List.of(group.connectAsync(0), group.connectAsync(1,
+          Duration.ofSeconds(3)), group.connectAsync(2));
+      for (Future<Communicator> f : connecting) {
+        TestGroup.get(f);
+      }
       List<Future<Object>> waiting = new ArrayList<>();
       for (int r = 0; r < 2; r++) {
         Communicator c = group.rank(r);
@@ -219,6 +225,44 @@ class FailureTest {
       }));
       assertThat(neighbour).isInstanceOf(CollectiveException.class).hasMessageContaining("rank 0");
     }
+  }
+
+  @Test
+  void interruptingABlockedOperationFailsItAtOnceAndTellsTheNeighbour() throws Exception {
+    try (TestGroup group = TestGroup.connected(2, LONG)) {
+      java.util.concurrent.atomic.AtomicReference<Throwable> thrown = new java.util.concurrent.atomic.AtomicReference<>();
+      Thread op = new Thread(() -> {
+        try {
+          group.rank(0).allReduceSum(new float[100]); // rank 1 never joins: blocks waiting for its data
+        } catch (Throwable t) {
+          thrown.set(t);
+        }
+      }, "interrupted-rank-0");
+      op.start();
+      await().atMost(Duration.ofSeconds(5)).until(() -> op.getState() == Thread.State.TIMED_WAITING
+          || op.getState() == Thread.State.RUNNABLE && op.getStackTrace().length > 0 && isSelecting(op));
+      op.interrupt();
+      op.join(LONG.toMillis() / 2); // a read that ignored the interrupt would block until the 10 s timeout
+      assertThat(op.isAlive()).as("the interrupted operation returned").isFalse();
+      assertThat(thrown.get()).isInstanceOf(CollectiveException.class)
+          .hasMessageStartingWith("Cannot complete allReduceSum #1: ")
+          .hasMessageContaining("interrupted while");
+
+      Throwable neighbour = TestGroup.failureOf(group.submit(() -> {
+        group.rank(1).barrier();
+        return null;
+      }));
+      assertThat(neighbour).isInstanceOf(CollectiveException.class).hasMessageContaining("rank 0");
+    }
+  }
+
+  private static boolean isSelecting(Thread thread) {
+    for (StackTraceElement frame : thread.getStackTrace()) {
+      if (frame.getMethodName().equals("awaitReadable")) {
+        return true;
+      }
+    }
+    return false;
   }
 
   @Test

@@ -80,8 +80,14 @@ final class TestGroup implements AutoCloseable {
   }
 
   Future<Communicator> connectAsync(int rank) {
+    return connectAsync(rank, operationTimeout);
+  }
+
+  /** Connects {@code rank} with its own operation timeout. */
+  Future<Communicator> connectAsync(int rank, Duration operationTimeout) {
+    GroupSpec spec = new GroupSpec(groupId, rank, peers, connectTimeout, operationTimeout);
     return submit(() -> {
-      Communicator c = Communicator.connect(servers.get(rank), spec(rank), SECRET);
+      Communicator c = Communicator.connect(servers.get(rank), spec, SECRET);
       communicators[rank] = c;
       return c;
     });

@@ -6,32 +6,103 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /** The physical limit a collective on one machine runs against: one TCP stream over loopback, measured here. */
 final class LoopbackLimit {
   private LoopbackLimit() {}
 
   /**
-   * Gigabits per second of each of {@code streams} loopback TCP connections moving {@code bytes} at the same time
-   * (median of {@code reps}); on one machine they share the CPUs that copy the bytes, as a ring's streams do.
+   * The ring's traffic with no arithmetic: {@code n} loopback connections in a ring, each carrying {@code bytes} (what
+   * one rank of an all-reduce sends) at the same time, through direct buffers. Returns the bus bandwidth that gives,
+   * in gigabits per second (bytes × 8 ÷ the median time until the last stream is done). On one machine the streams
+   * share the cores that copy their bytes, so this is the floor a ring of {@code n} ranks here cannot beat.
    */
-  static double gbpsPerStream(long bytes, int reps, int streams) throws Exception {
-    java.util.List<CompletableFuture<Double>> all = new java.util.ArrayList<>();
-    for (int i = 0; i < streams; i++) {
-      all.add(CompletableFuture.supplyAsync(() -> {
-        try {
-          return gbps(bytes, reps);
-        } catch (Exception e) {
-          throw new RuntimeException(e);
+  static double ringTrafficGbps(long bytes, int reps, int n) throws Exception {
+    List<ServerSocketChannel> servers = new ArrayList<>();
+    List<SocketChannel> outs = new ArrayList<>();
+    List<SocketChannel> ins = new ArrayList<>();
+    ExecutorService pool = Executors.newFixedThreadPool(2 * n);
+    try {
+      for (int i = 0; i < n; i++) {
+        ServerSocketChannel server = ServerSocketChannel.open();
+        servers.add(server);
+        server.socket().setReceiveBufferSize(4 << 20);
+        server.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+      }
+      for (int i = 0; i < n; i++) { // rank i sends to rank i + 1
+        SocketChannel out = SocketChannel.open();
+        outs.add(out);
+        out.socket().setSendBufferSize(4 << 20);
+        out.socket().setTcpNoDelay(true);
+        out.connect(servers.get((i + 1) % n).getLocalAddress());
+        ins.add(servers.get((i + 1) % n).accept());
+      }
+      double[] seconds = new double[reps];
+      for (int r = -1; r < reps; r++) { // r = -1: warm-up
+        CyclicBarrier start = new CyclicBarrier(2 * n + 1);
+        List<Future<?>> streams = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+          SocketChannel out = outs.get(i);
+          SocketChannel in = ins.get(i);
+          streams.add(pool.submit(() -> move(start, bytes, buffer -> out.write(buffer))));
+          streams.add(pool.submit(() -> move(start, bytes, buffer -> {
+            int got = in.read(buffer);
+            if (got < 0) {
+              throw new IOException("sender closed early");
+            }
+            return got;
+          })));
         }
-      }));
+        start.await();
+        long begin = System.nanoTime();
+        for (Future<?> f : streams) {
+          f.get();
+        }
+        if (r >= 0) {
+          seconds[r] = (System.nanoTime() - begin) / 1e9;
+        }
+      }
+      return bytes * 8 / Bench.median(seconds) / 1e9;
+    } finally {
+      pool.shutdownNow();
+      for (AutoCloseable c : outs) {
+        c.close();
+      }
+      for (AutoCloseable c : ins) {
+        c.close();
+      }
+      for (AutoCloseable c : servers) {
+        c.close();
+      }
     }
-    double sum = 0;
-    for (CompletableFuture<Double> f : all) {
-      sum += f.get();
+  }
+
+  private interface Transfer {
+    int apply(ByteBuffer buffer) throws IOException;
+  }
+
+  private static Void move(CyclicBarrier start, long bytes, Transfer transfer) throws Exception {
+    ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    start.await();
+    long left = bytes;
+    while (left > 0) {
+      buffer.clear().limit((int) Math.min(buffer.capacity(), left));
+      while (buffer.hasRemaining()) {
+        left -= transfer.apply(buffer);
+      }
     }
-    return sum / streams;
+    return null;
   }
 
   /** Median gigabits per second of moving {@code bytes} over one loopback TCP connection, {@code reps} times. */
