@@ -71,6 +71,13 @@ public interface StepContext {
    */
   String checkpointLocation();
 
+  /**
+   * A directory URI for this attempt's intermediate data — e.g. what {@link StepKind#prepare} stages for the attempt it
+   * prepares — the same in the workflow's application and in the step's own; the engine deletes it once the attempt
+   * has ended, whatever its outcome. Not an output: nothing in it is committed.
+   */
+  String scratchLocation();
+
   /** Tells the console how the step is doing, in the step's own terms ("epoch 2/5, loss 0.34, ETA 12s"). */
   void progress(String status);
 

@@ -61,6 +61,8 @@ public final class TrainStep implements StepKind {
   static final int DEFAULT_MAX_ATTEMPTS = 3;
   /** The key of the statistics {@link #prepare} hands to the training application. */
   static final String PREPARED_STATS = "stats";
+  /** The key of the staged data ({@link Shards}) {@link #prepare} hands to the training application. */
+  static final String PREPARED_SHARDS = "shards";
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
@@ -227,14 +229,48 @@ public final class TrainStep implements StepKind {
   }
 
   /**
-   * In a workflow that runs this step as its own application: the statistics pass (rows, mean/std, labels, NaN/Inf
-   * checks) on the workflow's executors, so the training application's GPU executors start with the training itself.
+   * In a workflow that runs this step as its own application, on the workflow's executors: the statistics pass (rows,
+   * mean/std, labels, NaN/Inf checks), then the input — and the validation input — standardised and split into one
+   * shard per worker ({@link Shards}), so that the training application's GPU executors start with the training
+   * itself: no shuffle, no Spark SQL, no evaluation job on them.
    */
   @Override
   public Map<String, Object> prepare(StepContext ctx) {
     Input in = Input.of(ctx);
+    StepConfig step = ctx.step();
     ctx.progress("reading the input: statistics of " + in.ref() + " (before the training application starts)");
-    return Map.of(PREPARED_STATS, TrainingInput.stats(ctx.step(), in.selected(), in.features(), in.label()).toMap());
+    Dataset<Row> selected = in.selected().persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
+    try {
+      TrainingInput.Stats stats = TrainingInput.stats(step, selected, in.features(), in.label());
+      Map<String, Object> prepared = new LinkedHashMap<>();
+      prepared.put(PREPARED_STATS, stats.toMap());
+      int workers = step.intValue("workers", 1);
+      if (workers < 1 || stats.rows() < workers) {
+        return prepared; // the training application reports it, as it would without prepare
+      }
+      ctx.progress("staging the input for " + workers + " worker(s) (before the training application starts)");
+      java.util.Optional<Dataset<Row>> validation = step.has("validation")
+          ? java.util.Optional.of(validationSelected(ctx, step, in.label())) : java.util.Optional.empty();
+      Shards shards = new Shards(ctx.scratchLocation(), workers, validation.isPresent(), ctx.hadoopConf());
+      List<Integer> trainRows = shards.write(Shards.TRAIN, selected, in.features(), stats.mean(), stats.std());
+      List<Integer> validationRows = validation.isEmpty() ? List.of() : shards.write(Shards.VALIDATION,
+          validation.get(), validationFeatures(ctx, step, in.label()), stats.mean(), stats.std());
+      prepared.put(PREPARED_SHARDS, shards.toMap(trainRows, validationRows));
+      return prepared;
+    } finally {
+      selected.unpersist(false);
+    }
+  }
+
+  private static TrainingInput.Features validationFeatures(StepContext ctx, StepConfig step, String label) {
+    String vref = step.requireString("validation");
+    return TrainingInput.features(step, ctx.input("validation", vref).schema(), label, vref);
+  }
+
+  private static Dataset<Row> validationSelected(StepContext ctx, StepConfig step, String label) {
+    String vref = step.requireString("validation");
+    Dataset<Row> validation = ctx.input("validation", vref);
+    return TrainingInput.select(validation, TrainingInput.features(step, validation.schema(), label, vref), label);
   }
 
   /** The step's input as named ({@code input}, {@code label}, {@code features}), its label and features selected. */
@@ -261,15 +297,18 @@ public final class TrainStep implements StepKind {
     }
     Input in = Input.of(ctx);
     if (ctx.prepared().get(PREPARED_STATS) instanceof Map<?, ?> stats) {
-      // Statistics from the workflow's application (prepare): read once, by the barrier stage, not cached.
+      // Statistics from the workflow's application (prepare), and its staged shards when it could make them; without
+      // them the barrier stage reads the input once, not cached.
+      Shards shards = ctx.prepared().get(PREPARED_SHARDS) instanceof Map<?, ?> m
+          ? Shards.fromMap(m, ctx.hadoopConf()) : null;
       runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), in.selected(),
-          TrainingInput.Stats.fromMap(stats));
+          TrainingInput.Stats.fromMap(stats), shards != null && shards.workers() == workers ? shards : null);
       return;
     }
     // Read twice (statistics, training): keep it after the first read instead of decoding the source again.
     Dataset<Row> selected = in.selected().persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
     try {
-      runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), selected, null);
+      runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), selected, null, null);
     } finally {
       selected.unpersist(false);
     }
@@ -277,7 +316,7 @@ public final class TrainStep implements StepKind {
 
   private void runOn(StepContext ctx, StepConfig step, ModelSpec spec, boolean shuffle, WorkerLoop.Schedule schedule,
       int workers, String label, String inputRef, TrainingInput.Features features, Dataset<Row> selected,
-      TrainingInput.Stats prepared) throws Exception {
+      TrainingInput.Stats prepared, Shards shards) throws Exception {
     long fitStart = System.nanoTime();
     if (prepared == null) {
       ctx.progress("reading the input: statistics of " + inputRef);
@@ -304,7 +343,7 @@ public final class TrainStep implements StepKind {
     TrainTask.Checkpoints checkpoints = checkpoints(ctx, step, spec, task, numClasses, features, stats, workers,
         shuffle, label);
     TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
-        schedule, checkpoints);
+        schedule, checkpoints, shards);
     // Recorded once: the ledger serialises the list as it stands when the step ends, failed or not.
     List<Map<String, Object>> attempts = new ArrayList<>();
     ctx.detail("training_attempts", attempts);
@@ -314,7 +353,16 @@ public final class TrainStep implements StepKind {
     // they are GPU executors, paid from the moment they register. The profile lands on the barrier stage: the
     // repartition's shuffle read is in the same stage. Retries run the same RDD (its shuffle output is reused where it
     // survived).
-    org.apache.spark.api.java.JavaRDD<Row> partitions = ctx.withStepResources(selected.repartition(workers).javaRDD());
+    // With staged shards the partitions carry only the rank: the tasks read their shard themselves.
+    @SuppressWarnings("unchecked")
+    org.apache.spark.api.java.JavaRDD<Object> partitions = (org.apache.spark.api.java.JavaRDD<Object>)
+        (org.apache.spark.api.java.JavaRDD<?>) (shards != null
+            ? ctx.withStepResources(org.apache.spark.api.java.JavaSparkContext.fromSparkContext(sc)
+                .parallelize(java.util.stream.IntStream.range(0, workers).boxed().toList(), workers))
+            : ctx.withStepResources(selected.repartition(workers).javaRDD()));
+    if (shards != null) {
+      ctx.detail("input", "staged in the workflow's application, one shard per worker");
+    }
     for (int attempt = 1; outcomes == null; attempt++) {
       // A retry follows lost workers: their replacements may take a while to register.
       SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
@@ -364,13 +412,20 @@ public final class TrainStep implements StepKind {
     }
 
     ctx.progress("evaluating");
-    // The training metrics came back with the workers (each summarised its own rows); validation takes a job.
+    // The training metrics came back with the workers (each summarised its own rows), and so did the validation
+    // metrics when the validation set was staged; otherwise validation takes a job.
     Evaluator.Summary trained = null;
     for (TrainTask.Outcome o : outcomes) {
       trained = trained == null ? o.trainSummary() : trained.merge(o.trainSummary());
     }
     Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.metrics(trained, task, "train_"));
-    if (step.has("validation")) {
+    if (shards != null && shards.hasValidation()) {
+      Evaluator.Summary validated = null;
+      for (TrainTask.Outcome o : outcomes) {
+        validated = validated == null ? o.validationSummary() : validated.merge(o.validationSummary());
+      }
+      metrics.putAll(Evaluator.metrics(validated, task, "validation_"));
+    } else if (step.has("validation")) {
       String vref = step.requireString("validation");
       Dataset<Row> validation = ctx.input("validation", vref);
       TrainingInput.Features vf = TrainingInput.features(step, validation.schema(), label, vref);

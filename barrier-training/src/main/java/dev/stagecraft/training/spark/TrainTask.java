@@ -36,7 +36,7 @@ import org.slf4j.LoggerFactory;
  * resume from (if any) and run {@link WorkerLoop}. Rank 0 reports progress to the driver, writes the checkpoints and
  * returns the trained parameters; every rank returns where it ran.
  */
-final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
+final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
   private static final long serialVersionUID = 1L;
   private static final Logger LOG = LoggerFactory.getLogger(TrainTask.class);
 
@@ -54,7 +54,7 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
       List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
       double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints,
-      Evaluator.Summary trainSummary) implements Serializable {
+      Evaluator.Summary trainSummary, Evaluator.Summary validationSummary) implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -70,10 +70,16 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   private final boolean shuffle;
   private final WorkerLoop.Schedule schedule;
   private final Checkpoints checkpoints;
+  private final Shards shards;
 
-  /** @param checkpoints null: no checkpoints */
+  /**
+   * @param checkpoints null: no checkpoints
+   * @param shards null: each task reads the rows of its partition; otherwise the staged data of its rank (the
+   *     partitions carry nothing), and the validation shard too if there is one
+   */
   TrainTask(Map<String, Object> modelSpec, Task task, int numClasses, TrainingInput.Features features, double[] mean,
-      double[] std, boolean shuffle, WorkerLoop.Schedule schedule, Checkpoints checkpoints) {
+      double[] std, boolean shuffle, WorkerLoop.Schedule schedule, Checkpoints checkpoints, Shards shards) {
+    this.shards = shards;
     this.schedule = schedule;
     this.checkpoints = checkpoints;
     this.modelSpec = modelSpec;
@@ -86,10 +92,12 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
   }
 
   @Override
-  public Outcome run(Communicator comm, Iterator<Row> rows, Rendezvous.Reporter reporter) throws IOException {
+  public Outcome run(Communicator comm, Iterator<Object> rows, Rendezvous.Reporter reporter) throws IOException {
     BarrierTaskContext ctx = BarrierTaskContext.get();
     int rank = comm.rank();
-    WorkerLoop.LocalData data = materialise(rows);
+    @SuppressWarnings("unchecked")
+    WorkerLoop.LocalData data = shards != null ? shards.read(Shards.TRAIN, rank)
+        : materialise((Iterator<Row>) (Iterator<?>) rows, features, mean, std);
 
     // GPU binding: exactly the address Spark assigned this task; CPU (logged once) when no CUDA device exists.
     scala.Option<ResourceInformation> gpus = ctx.resources().get("gpu");
@@ -132,14 +140,17 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
       }
       // Every rank holds the same final parameters (synchronous SGD) and its rows are still in memory.
       Evaluator.Summary summary = Evaluator.summarise(model, r.parameters(), data, task, numClasses);
+      Evaluator.Summary validation = shards != null && shards.hasValidation()
+          ? Evaluator.summarise(model, r.parameters(), shards.read(Shards.VALIDATION, rank), task, numClasses)
+          : null;
       return rank == 0
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
               new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
               r.exchangeSeconds(), r.resumedFromStep(), r.pauseSeconds(),
-              checkpointer == null ? null : checkpointer.stats(), summary)
+              checkpointer == null ? null : checkpointer.stats(), summary, validation)
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
               r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds(), r.resumedFromStep(),
-              r.pauseSeconds(), null, summary);
+              r.pauseSeconds(), null, summary, validation);
     }
   }
 
@@ -176,8 +187,9 @@ final class TrainTask implements BarrierGroup.Work<Row, TrainTask.Outcome> {
     return state;
   }
 
-  /** The partition, read once into compact float buffers (label first in each row; features standardised). */
-  private WorkerLoop.LocalData materialise(Iterator<Row> rows) {
+  /** A partition's rows (label first), read once into compact float buffers, the features standardised. */
+  static WorkerLoop.LocalData materialise(Iterator<Row> rows, TrainingInput.Features features, double[] mean,
+      double[] std) {
     int nf = mean.length;
     float[] x = new float[1024 * nf];
     float[] y = new float[1024];

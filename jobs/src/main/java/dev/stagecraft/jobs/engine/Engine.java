@@ -572,6 +572,19 @@ public final class Engine {
       }
       sc.setLocalProperty("spark.scheduler.pool", null);
       sc.clearJobGroup();
+      if (options.launchedBy().isEmpty()) { // a launched attempt's scratch belongs to the run that launched it
+        deleteScratch(ws, runId, id, attempt);
+      }
+    }
+  }
+
+  private static void deleteScratch(Workspace ws, String runId, String step, int attempt) {
+    Path scratch = ws.scratchDir(runId, step, attempt);
+    try {
+      deleteIfExists(ws, scratch);
+    } catch (RuntimeException e) {
+      LOG.warn("Cannot delete the intermediate data of step '{}' attempt {} ({}): {}", step, attempt, scratch,
+          e.toString());
     }
   }
 
@@ -618,6 +631,7 @@ public final class Engine {
       if (meter != null) {
         meter.stepFinished(id);
       }
+      deleteScratch(ws, runId, id, attempt);
     }
     double secs = seconds(start);
     Map<String, Object> app = new LinkedHashMap<>();

@@ -131,6 +131,11 @@ final class StepRun implements StepContext {
   }
 
   @Override
+  public String scratchLocation() {
+    return qualified(workspace.scratchDir(runId, step.id(), attempt));
+  }
+
+  @Override
   public String outputLocation(String output) {
     Path dir = new Path(attemptDir, output);
     try {

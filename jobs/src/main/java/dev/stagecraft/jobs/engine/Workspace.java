@@ -95,6 +95,11 @@ public final class Workspace {
     return new Path(stepDir(runId, step), "attempt-" + attempt);
   }
 
+  /** An attempt's intermediate data ({@code StepContext.scratchLocation}), outside its staging folder. */
+  public Path scratchDir(String runId, String step, int attempt) {
+    return new Path(stepDir(runId, step), "scratch-" + attempt);
+  }
+
   @Override
   public String toString() {
     return uri;

@@ -100,7 +100,8 @@ class LocalEngineTest extends EngineScenarios {
   }
 
   @org.junit.jupiter.api.Test
-  void aLaunchedTrainStepGetsItsStatisticsFromTheWorkflowsApplicationAndTrainsTheSameModel() throws Exception {
+  void aLaunchedTrainStepGetsItsStatisticsAndStagedShardsFromTheWorkflowsApplicationAndTrainsTheSameModel()
+      throws Exception {
     String yaml = """
         name: placed-train
         steps:
@@ -112,8 +113,9 @@ class LocalEngineTest extends EngineScenarios {
           - id: fit
             kind: train
             input: data
+            validation: data
             label: label
-            workers: 1
+            workers: 2
             model: { type: logistic, epochs: 2, batch_size: 32, lr: 0.1, seed: 3 }
         """;
     WorkflowSpec spec = workflow(yaml);
@@ -123,15 +125,28 @@ class LocalEngineTest extends EngineScenarios {
 
     assertThat(placed.status()).isEqualTo(RunStatus.SUCCEEDED);
     StepRecord fit = placed.step("fit");
-    assertThat(fit.details()).containsEntry("statistics", "prepared in the workflow's application");
-    assertThat(inProcess.step("fit").details()).doesNotContainKey("statistics");
+    assertThat(fit.details()).containsEntry("statistics", "prepared in the workflow's application")
+        .containsEntry("input", "staged in the workflow's application, one shard per worker");
+    assertThat(inProcess.step("fit").details()).doesNotContainKey("statistics").doesNotContainKey("input");
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
     JsonNode prepared = Json.MAPPER.readTree(ws.fs().open(new org.apache.hadoop.fs.Path(ws.runDir("tr2"),
         "applications/fit-attempt-1.prepared.json")));
     assertThat(prepared.path("stats").path("rows").asLong()).isEqualTo(400);
     assertThat(prepared.path("stats").path("mean").size()).isEqualTo(2);
-    // The same statistics, data and seed: the same parameters, so the same metrics.
-    for (String m : List.of("train_loss", "train_accuracy", "train_auc")) {
+    // One shard per worker, as the barrier stage's repartition splits the rows; the validation set split the same way.
+    JsonNode shards = prepared.path("shards");
+    assertThat(shards.path("workers").asInt()).isEqualTo(2);
+    assertThat(shards.path("train_rows").size()).isEqualTo(2);
+    assertThat(shards.path("train_rows").get(0).asInt() + shards.path("train_rows").get(1).asInt()).isEqualTo(400);
+    assertThat(shards.path("validation_rows").get(0).asInt() + shards.path("validation_rows").get(1).asInt())
+        .isEqualTo(400);
+    // They were the attempt's intermediate data: gone once the attempt ended.
+    assertThat(shards.path("dir").asText()).contains("/runs/tr2/steps/fit/scratch-1");
+    assertThat(ws.fs().exists(new org.apache.hadoop.fs.Path(shards.path("dir").asText()))).isFalse();
+    // The same statistics, data, split and seed: the same parameters, so the same metrics — the validation metrics
+    // computed by the workers on their shards as by the evaluation job on the input.
+    for (String m : List.of("train_loss", "train_accuracy", "train_auc", "validation_loss", "validation_accuracy",
+        "validation_auc")) {
       assertThat(fit.metrics().get(m)).as(m).isCloseTo(inProcess.step("fit").metrics().get(m),
           org.assertj.core.api.Assertions.within(1e-6));
     }
