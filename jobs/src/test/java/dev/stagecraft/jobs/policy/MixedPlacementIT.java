@@ -105,8 +105,11 @@ class MixedPlacementIT {
     assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
     assertThat(fit.path("attempts").asInt()).isEqualTo(1);
     // Launched: its exit status and where its output is kept.
-    // Its statistics pass ran in the workflow's application (prepare), not on the training application's GPUs.
+    // Its statistics pass ran in the workflow's application (prepare), not on the training application's GPUs, and
+    // so did the split into one shard per worker: the GPU executors read their shard and run no shuffle.
     assertThat(fit.path("details").path("statistics").asText()).isEqualTo("prepared in the workflow's application");
+    assertThat(fit.path("details").path("input").asText())
+        .isEqualTo("staged in the workflow's application, one shard per worker");
     JsonNode app = fit.path("details").path("application");
     assertThat(app.path("placement").asText()).isEqualTo("own application");
     assertThat(app.path("exit_code").asInt()).isZero();
