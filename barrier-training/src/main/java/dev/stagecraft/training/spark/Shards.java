@@ -77,6 +77,27 @@ final class Shards implements Serializable {
   /** Shard {@code rank} of set {@code set}. */
   WorkerLoop.LocalData read(String set, int rank) throws IOException {
     Path file = path(dir, set, rank);
+    String what = "Cannot read the staged " + set + " data of worker " + rank + " at " + file;
+    try {
+      return read(file, what);
+    } catch (ShardFormatException e) {
+      throw e;
+    } catch (IOException e) {
+      throw new IOException(what + ": " + (e.getMessage() == null ? e.getClass().getSimpleName()
+          : e.getClass().getSimpleName() + ": " + e.getMessage()), e);
+    }
+  }
+
+  /** A file that is not a shard this code can read. */
+  static final class ShardFormatException extends IOException {
+    private static final long serialVersionUID = 1L;
+
+    ShardFormatException(String message) {
+      super(message);
+    }
+  }
+
+  private WorkerLoop.LocalData read(Path file, String what) throws IOException {
     FileSystem fs = file.getFileSystem(conf.get());
     try (FSDataInputStream raw = fs.open(file, IO_BUFFER_BYTES); DataInputStream in = new DataInputStream(raw)) {
       byte[] header = new byte[HEADER_BYTES];
@@ -87,8 +108,8 @@ final class Shards implements Serializable {
       int rows = h.getInt();
       int nf = h.getInt();
       if (magic != MAGIC || version != VERSION || rows < 0 || nf < 0) {
-        throw new IOException("Cannot read the staged " + set + " data of worker " + rank + " at " + file
-            + ": not a shard of this version (magic " + Integer.toHexString(magic) + ", version " + version + ")");
+        throw new ShardFormatException(what + ": not a shard of this version (magic " + Integer.toHexString(magic)
+            + ", version " + version + ")");
       }
       float[] labels = readFloats(in, rows);
       float[] features = readFloats(in, Math.multiplyExact(rows, nf));
@@ -108,7 +129,7 @@ final class Shards implements Serializable {
     return out;
   }
 
-  private static void writeShard(Configuration conf, Path file, WorkerLoop.LocalData data) throws IOException {
+  static void writeShard(Configuration conf, Path file, WorkerLoop.LocalData data) throws IOException {
     FileSystem fs = file.getFileSystem(conf);
     try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(fs.create(file, true),
         IO_BUFFER_BYTES))) {
