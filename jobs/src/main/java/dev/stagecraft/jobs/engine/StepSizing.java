@@ -127,6 +127,20 @@ final class StepSizing {
     return loop != null && written != null && written > 0 ? Optional.of(loop / written) : Optional.empty();
   }
 
+  /**
+   * How long the step took as the run saw it. A step run as its own application records the time inside that
+   * application; the launching run adds the application's whole life (spark-submit, start-up, executors), which is
+   * what a deadline has to allow for.
+   */
+  static double observedSeconds(StepRecord r) {
+    double seconds = r.seconds() == null ? 0 : r.seconds();
+    if (r.details() != null && r.details().get("application") instanceof Map<?, ?> app
+        && app.get("seconds") instanceof Number launched) {
+      return Math.max(seconds, launched.doubleValue());
+    }
+    return seconds;
+  }
+
   /** Earlier succeeded runs of the step in runs of the same workflow, newest first. */
   static List<StepObservation> history(Workspace ws, String workflow, String stepId, String currentRun) {
     Path runs = new Path(ws.root(), "runs");
@@ -166,7 +180,8 @@ final class StepSizing {
         double work = r.outputs().values().stream().filter(OutputRecord::isTable).findFirst()
             .map(o -> o.rows() == null ? 0.0 : o.rows().doubleValue())
             .orElse(r.metrics().getOrDefault("rows", 0.0));
-        found.add(Map.entry(r.ended(), new StepObservation(runId, Math.max(r.seconds(), 1e-3), line.busySeconds(),
+        found.add(Map.entry(r.ended(), new StepObservation(runId, Math.max(observedSeconds(r), 1e-3),
+            line.busySeconds(),
             line.idleSeconds(), line.taskSeconds(), work, inputRows(ledger.get(), r.upstream()),
             Optional.ofNullable(line.gpuUtilisation()),
             recordedDeadline(r))));
