@@ -2,7 +2,6 @@ package dev.stagecraft.training.collective;
 
 import static java.util.Objects.requireNonNull;
 
-import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.net.Socket;
@@ -15,46 +14,38 @@ import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * The ring implementation of {@link Communicator}. Each connection carries data in one direction only: the op thread
- * reads frames from the previous rank, and a sender thread writes frames to the next rank, so that a rank never
- * waits for its own writes to drain before reading and neighbours cannot deadlock on full socket buffers. The
- * reverse direction of each connection carries only abort notices (written by whoever fails, read by a watcher).
+ * (the caller's) writes frames to the next rank and reads frames from the previous rank. The reverse direction of
+ * each connection carries only abort notices (written by whoever fails, read by a watcher thread).
  *
- * <p>The op thread encodes outgoing chunks into a small pool of buffers; the sender returns them to the pool once
- * written. The pool bounds memory and applies back-pressure; the op thread always alternates "send a chunk, receive
- * a chunk", which keeps the ring deadlock-free with two or more buffers even if sockets buffered nothing. The
- * caller's array is only ever touched by the op thread.
+ * <p>The op thread alternates "send a chunk, receive a chunk". A rank is then never more than a chunk ahead of the
+ * rank it reads from, so at most two chunks of a connection are in flight, well within its socket buffers: a write
+ * waits only when the next rank stops reading, and then at most the operation timeout.
  *
- * <p>Data moves through direct buffers on NIO channels, so each float is copied once on each side outside the kernel:
- * encoded into a pooled direct buffer that the kernel reads, and on arrival added (or copied) from the direct buffer
- * the kernel filled straight into the caller's array. (Socket streams over heap arrays cost two more copies per side:
- * the JDK stages every heap array through a temporary direct buffer.) The incoming channel is non-blocking and read
- * through a selector, which gives reads their timeout; the outgoing one blocks in the sender thread.
+ * <p>Data moves through direct buffers on non-blocking NIO channels, waited on in a selector (which gives reads and
+ * writes their timeout and lets an interrupt end the operation). Each float is copied once on each side outside the
+ * kernel: encoded into a direct buffer that the kernel reads, and on arrival added (or copied) from the direct buffer
+ * the kernel filled straight into the caller's array. (Socket streams over heap arrays cost two more copies per
+ * side: the JDK stages every heap array through a temporary direct buffer.) One thread per rank does both: on two
+ * cores a separate sender thread per rank cost a quarter more time than the hand-offs saved.
  */
 final class RingCommunicator implements Communicator {
   private static final Logger LOG = LoggerFactory.getLogger(RingCommunicator.class);
 
-  static final int SEND_BUFFERS = 4;
   private static final int RECEIVE_BUFFER_BYTES = 1 << 20;
-  private static final long POLL_MILLIS = 20;
-  /** Longest a blocked read sleeps in the selector before it checks for a failure recorded by another thread. */
-  private static final long READ_POLL_MILLIS = 100;
+  /** Longest the op thread sleeps in the selector before it checks for a failure recorded by another thread. */
+  private static final long POLL_MILLIS = 100;
   /** How long a failing rank waits for its abort notice to go out before it closes the sockets. */
   private static final long ABORT_GRACE_MILLIS = 200;
   private static final long MAX_CLOSE_DRAIN_MILLIS = 5_000;
-  private static final OutFrame STOP = new OutFrame(ByteBuffer.allocate(0), false);
-
-  /** A frame ready to write (position to limit); pooled frames go back to the pool once written. */
-  private record OutFrame(ByteBuffer buffer, boolean pooled) {}
 
   @FunctionalInterface
   private interface Body<T> {
@@ -87,19 +78,25 @@ final class RingCommunicator implements Communicator {
    * notices to the previous rank are written on its reverse direction by any thread, under {@link #backLock}.
    */
   private final SocketChannel in;
-  private final Selector readable;
+  /** The op thread's: {@link #in} for reading, {@link #out} for writing (interest set while it waits). */
+  private final Selector ready;
+  private final SelectionKey outKey;
   /** Received bytes not yet consumed, between position and limit; little-endian except while a header is read. */
   private final ByteBuffer inBuffer;
   private final Object backLock = new Object();
-  /** To the next rank, blocking: frames are written by the sender thread only. */
+  /**
+   * To the next rank, non-blocking: whole frames written under {@link #outLock} — by the op thread, or an abort notice
+   * by whoever fails; abort notices from the next rank are read on its reverse direction by the watcher.
+   */
   private final SocketChannel out;
-  /** Abort notices from the next rank; watcher thread only. */
-  private final DataInputStream watchIn;
-
-  private final LinkedBlockingQueue<OutFrame> sendQueue = new LinkedBlockingQueue<>();
-  private final ArrayBlockingQueue<ByteBuffer> freeBuffers = new ArrayBlockingQueue<>(SEND_BUFFERS);
+  private final ReentrantLock outLock = new ReentrantLock();
+  /** A frame to the next rank was abandoned half-written: nothing more may follow it, not even an abort notice. */
+  private volatile boolean outTorn;
+  /** The outgoing chunk: header and floats. */
+  private final ByteBuffer outBuffer;
+  /** The watcher's: {@link #out} for reading. */
+  private final Selector watched;
   private final float[] scratch;
-  private final Thread sender;
   private final Thread watcher;
 
   private final AtomicReference<Failure> failure = new AtomicReference<>();
@@ -129,12 +126,13 @@ final class RingCommunicator implements Communicator {
         throw new IllegalArgumentException("Cannot create " + self + " without connections");
       }
       this.in = null;
-      this.readable = null;
+      this.ready = null;
+      this.outKey = null;
       this.inBuffer = null;
       this.out = null;
-      this.watchIn = null;
+      this.outBuffer = null;
+      this.watched = null;
       this.scratch = null;
-      this.sender = null;
       this.watcher = null;
       return;
     }
@@ -142,24 +140,20 @@ final class RingCommunicator implements Communicator {
       throw new IllegalArgumentException("Cannot create " + self
           + " on sockets without channels (expected connections made by Communicator.connect)");
     }
-    out.setSoTimeout(0); // the watcher waits as long as the connection lives
     this.in = in.getChannel();
     this.out = out.getChannel();
     this.in.configureBlocking(false);
-    this.readable = Selector.open();
-    this.in.register(readable, SelectionKey.OP_READ);
+    this.out.configureBlocking(false);
+    this.ready = Selector.open();
+    this.in.register(ready, SelectionKey.OP_READ);
+    this.outKey = this.out.register(ready, 0);
+    this.watched = Selector.open();
+    this.out.register(watched, SelectionKey.OP_READ);
     this.inBuffer = ByteBuffer.allocateDirect(RECEIVE_BUFFER_BYTES).order(Wire.FLOAT_ORDER).limit(0);
-    this.watchIn = new DataInputStream(out.getInputStream());
-    for (int i = 0; i < SEND_BUFFERS; i++) {
-      freeBuffers.add(ByteBuffer.allocateDirect(Wire.HEADER_BYTES + Wire.CHUNK_BYTES));
-    }
+    this.outBuffer = ByteBuffer.allocateDirect(Wire.HEADER_BYTES + Wire.CHUNK_BYTES);
     this.scratch = new float[Wire.CHUNK_FLOATS];
-    String threadPrefix = "stagecraft-collective-" + spec.groupId() + "-r" + rank;
-    this.sender = new Thread(this::sendLoop, threadPrefix + "-send");
-    this.watcher = new Thread(this::watchLoop, threadPrefix + "-watch");
-    sender.setDaemon(true);
+    this.watcher = new Thread(this::watchLoop, "stagecraft-collective-" + spec.groupId() + "-r" + rank + "-watch");
     watcher.setDaemon(true);
-    sender.start();
     watcher.start();
   }
 
@@ -254,8 +248,8 @@ final class RingCommunicator implements Communicator {
   /**
    * Reduce-scatter: in step s rank r sends segment r-s and adds segment r-s-1 from r-1 into its own; after n-1 steps
    * it holds the full sum of segment r+1. All-gather: in step t it sends segment r+1-t and copies in segment r-t.
-   * Segments split into chunks; each chunk is sent before the matching one is received, so the sender thread
-   * writes while the op thread reads and reduces.
+   * Segments split into chunks; each chunk is sent before the matching one is received, so the next rank reads and
+   * reduces this chunk while this rank reads and reduces the previous rank's.
    */
   private void ringAllReduce(byte op, int s, float[] data) throws IOException {
     if (worldSize == 1) {
@@ -344,24 +338,63 @@ final class RingCommunicator implements Communicator {
   // ---- framing -------------------------------------------------------------------------------------------------
 
   private void sendFloats(byte op, int s, int count, int aux, float[] data, int offset, int n) {
-    ByteBuffer frame = acquireSendBuffer();
+    checkCanSend();
+    ByteBuffer frame = outBuffer;
     frame.clear();
     Wire.putHeader(frame, op, s, count, aux, n * Float.BYTES);
     Wire.encodeFloats(data, offset, n, frame);
     frame.flip();
-    enqueue(new OutFrame(frame, true));
+    write(frame);
   }
 
   private void sendFrame(byte op, int s, int count, int aux, byte[] payload) {
+    checkCanSend();
     byte[] frame = new byte[Wire.HEADER_BYTES + payload.length];
     Wire.putHeader(frame, op, s, count, aux, payload.length);
     System.arraycopy(payload, 0, frame, Wire.HEADER_BYTES, payload.length);
-    enqueue(new OutFrame(ByteBuffer.wrap(frame), false));
+    write(ByteBuffer.wrap(frame));
   }
 
-  private void enqueue(OutFrame frame) {
-    checkCanSend();
-    sendQueue.add(frame);
+  /** Writes a whole frame to the next rank, waiting at most the operation timeout for it to take the data. */
+  private void write(ByteBuffer frame) {
+    outLock.lock();
+    try {
+      long deadline = System.nanoTime() + timeoutNanos;
+      while (frame.hasRemaining()) {
+        if (out.write(frame) == 0) {
+          awaitWritable(deadline);
+        }
+      }
+    } catch (IOException e) {
+      Failure f = failure.get();
+      if (f == null) {
+        f = nextGone;
+      }
+      throw new FailureSignal(f != null ? f : Failure.error(rank, List.of(next),
+          "cannot send to rank " + next + ": " + RingConnector.describe(e)));
+    } finally {
+      if (frame.hasRemaining() && frame.position() > 0) {
+        outTorn = true;
+      }
+      outLock.unlock();
+    }
+  }
+
+  private void awaitWritable(long deadline) throws IOException {
+    long left = deadline - System.nanoTime();
+    if (left <= 0) {
+      throw new FailureSignal(Failure.timeout(rank, List.of(next),
+          "rank " + next + " did not take data within " + timeoutText));
+    }
+    checkStillRunning("sending to rank " + next);
+    outKey.interestOps(SelectionKey.OP_WRITE);
+    try {
+      select(left);
+    } finally {
+      if (outKey.isValid()) {
+        outKey.interestOps(0);
+      }
+    }
   }
 
   private void checkCanSend() {
@@ -371,28 +404,6 @@ final class RingCommunicator implements Communicator {
     }
     if (f != null) {
       throw new FailureSignal(f);
-    }
-  }
-
-  /** Waits for a free send buffer: while none is free the next rank is not taking data. */
-  private ByteBuffer acquireSendBuffer() {
-    long deadline = System.nanoTime() + timeoutNanos;
-    while (true) {
-      checkCanSend();
-      ByteBuffer buffer;
-      try {
-        buffer = freeBuffers.poll(POLL_MILLIS, TimeUnit.MILLISECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new FailureSignal(Failure.error(rank, List.of(), "interrupted while sending to rank " + next));
-      }
-      if (buffer != null) {
-        return buffer;
-      }
-      if (System.nanoTime() - deadline > 0) {
-        throw new FailureSignal(Failure.timeout(rank, List.of(next),
-            "rank " + next + " did not take data within " + timeoutText));
-      }
     }
   }
 
@@ -499,16 +510,25 @@ final class RingCommunicator implements Communicator {
     if (left <= 0) {
       throw new SocketTimeoutException();
     }
+    checkStillRunning("receiving from rank " + previous);
+    select(left);
+  }
+
+  /** Fails the operation if another thread recorded a failure or the op thread was interrupted. */
+  private void checkStillRunning(String doing) {
     Failure f = failure.get();
     if (f != null) {
       throw new FailureSignal(f);
     }
     if (Thread.currentThread().isInterrupted()) {
-      throw new FailureSignal(Failure.error(rank, List.of(), "interrupted while receiving from rank " + previous));
+      throw new FailureSignal(Failure.error(rank, List.of(), "interrupted while " + doing));
     }
+  }
+
+  private void select(long leftNanos) throws IOException {
     try {
-      readable.select(Math.max(1, Math.min(TimeUnit.NANOSECONDS.toMillis(left), READ_POLL_MILLIS)));
-      readable.selectedKeys().clear();
+      ready.select(Math.max(1, Math.min(TimeUnit.NANOSECONDS.toMillis(leftNanos), POLL_MILLIS)));
+      ready.selectedKeys().clear();
     } catch (ClosedSelectorException e) {
       // close() from another thread: it recorded why before it closed the selector
       Failure closed = failure.get();
@@ -571,96 +591,94 @@ final class RingCommunicator implements Communicator {
     } else {
       LOG.warn("Collective failure on {}: {}", self, f.describeAt(rank));
     }
-    // Forward: pending data is useless now; the notice goes out right after the frame being written, if any.
-    returnQueuedBuffers();
+    // Forward once the frame being written, if any, is out; backward at once.
     byte[] notice = Wire.abortFrame(f, seq);
-    sendQueue.add(new OutFrame(ByteBuffer.wrap(notice), false));
-    sendQueue.add(STOP);
+    sendForward(notice, ABORT_GRACE_MILLIS);
     sendBackward(notice);
-    if (Thread.currentThread() != sender) {
-      join(sender, ABORT_GRACE_MILLIS);
-    }
     closeConnections(false);
     return f;
   }
 
-  private void returnQueuedBuffers() {
-    OutFrame frame;
-    while ((frame = sendQueue.poll()) != null) {
-      if (frame.pooled()) {
-        freeBuffers.offer(frame.buffer());
+  /**
+   * Best effort: the notice goes out after the frame the op thread is writing, if it finishes within {@code millis}
+   * (it sees the failure and stops at the next wait); never after a frame it abandoned half-written.
+   */
+  private void sendForward(byte[] notice, long millis) {
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(millis);
+    try {
+      if (!outLock.tryLock(millis, TimeUnit.MILLISECONDS)) {
+        LOG.debug("Cannot tell rank {} that {} stopped: a frame to it is still being written", next, self);
+        return;
       }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return;
+    }
+    try {
+      if (outTorn) {
+        LOG.debug("Cannot tell rank {} that {} stopped: the last frame to it was cut off", next, self);
+        return;
+      }
+      writeBriefly(out, notice, deadline, next);
+    } finally {
+      outLock.unlock();
+    }
+  }
+
+  /** Writes a small notice on a non-blocking channel until it is out or {@code deadline} passes. */
+  private void writeBriefly(SocketChannel channel, byte[] notice, long deadline, int to) {
+    try {
+      ByteBuffer buffer = ByteBuffer.wrap(notice);
+      while (buffer.hasRemaining() && channel.write(buffer) >= 0) {
+        if (buffer.hasRemaining()) {
+          if (System.nanoTime() - deadline > 0) {
+            LOG.debug("Cannot tell rank {} that {} stopped: it takes no data", to, self);
+            return;
+          }
+          Thread.sleep(1);
+        }
+      }
+    } catch (IOException e) {
+      LOG.debug("Cannot tell rank {} that {} stopped: {}", to, self, RingConnector.describe(e));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 
   /** Best effort, and brief: the reverse direction carries nothing else, so the notice normally fits at once. */
   private void sendBackward(byte[] notice) {
     synchronized (backLock) {
-      try {
-        ByteBuffer buffer = ByteBuffer.wrap(notice);
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS);
-        while (buffer.hasRemaining() && in.write(buffer) >= 0) {
-          if (buffer.hasRemaining()) {
-            if (System.nanoTime() - deadline > 0) {
-              LOG.debug("Cannot tell rank {} that {} stopped: it takes no data", previous, self);
-              return;
-            }
-            Thread.sleep(1);
-          }
-        }
-      } catch (IOException e) {
-        LOG.debug("Cannot tell rank {} that {} stopped: {}", previous, self, RingConnector.describe(e));
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }
-  }
-
-  private void sendLoop() {
-    try {
-      while (true) {
-        OutFrame frame = sendQueue.take();
-        if (frame == STOP) {
-          return;
-        }
-        ByteBuffer buffer = frame.buffer();
-        while (buffer.hasRemaining()) {
-          out.write(buffer);
-        }
-        if (frame.pooled()) {
-          freeBuffers.offer(buffer);
-        }
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    } catch (IOException e) {
-      if (failure.get() == null) {
-        Failure gone = nextGone;
-        recordFailure(gone != null ? gone : Failure.error(rank, List.of(next),
-            "cannot send to rank " + next + ": " + RingConnector.describe(e)));
-      }
+      writeBriefly(in, notice, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS), previous);
     }
   }
 
   /** Waits for an abort notice from the next rank, or for its connection to end. */
   private void watchLoop() {
     try {
-      byte op = watchIn.readByte();
-      watchIn.readInt(); // seq
-      watchIn.readInt(); // count
-      watchIn.readInt(); // aux
-      int length = watchIn.readInt();
+      ByteBuffer header = ByteBuffer.allocate(Wire.HEADER_BYTES);
+      watchRead(header);
+      header.flip();
+      byte op = header.get();
+      header.getInt(); // seq
+      header.getInt(); // count
+      header.getInt(); // aux
+      int length = header.getInt();
       if (op != Wire.ABORT) {
         recordFailure(Failure.error(rank, List.of(next),
             "out of sync with rank " + next + ": received " + Wire.opName(op) + " on the reverse connection"));
         return;
       }
-      Failure f = Wire.readAbort(watchIn, length);
+      Wire.checkAbortLength(length);
+      ByteBuffer payload = ByteBuffer.allocate(length);
+      watchRead(payload);
+      Failure f = Wire.parseAbort(payload.array());
       if (f.kind() == Failure.Kind.CLOSED) {
         nextGone = f;
       } else {
         recordFailure(f);
       }
+    } catch (ClosedSelectorException e) {
+      // closed: nothing more to watch
     } catch (IOException e) {
       if (failure.get() == null && nextGone == null) {
         nextGone = e instanceof EOFException
@@ -672,6 +690,20 @@ final class RingCommunicator implements Communicator {
     }
   }
 
+  /** Reads until {@code buffer} is full from the reverse direction of {@link #out}; waits as long as it lives. */
+  private void watchRead(ByteBuffer buffer) throws IOException {
+    while (buffer.hasRemaining()) {
+      int n = out.read(buffer);
+      if (n < 0) {
+        throw new EOFException();
+      }
+      if (n == 0) {
+        watched.select();
+        watched.selectedKeys().clear();
+      }
+    }
+  }
+
   @Override
   public void close() {
     if (!closed.compareAndSet(false, true) || worldSize == 1) {
@@ -679,28 +711,24 @@ final class RingCommunicator implements Communicator {
     }
     Failure mine = Failure.closed(rank);
     if (failure.compareAndSet(null, mine)) {
-      // Orderly: what is queued (the end of the last operation) still goes out, then the notice.
+      // Orderly: every frame of the last operation is written (the kernel delivers what it holds); then the notice,
+      // once the op thread (if another thread closes it mid-operation) has let go of the connection.
       byte[] notice = Wire.abortFrame(mine, seq);
-      sendQueue.add(new OutFrame(ByteBuffer.wrap(notice), false));
-      sendQueue.add(STOP);
       long drainMillis = Math.min(TimeUnit.NANOSECONDS.toMillis(timeoutNanos), MAX_CLOSE_DRAIN_MILLIS);
-      join(sender, drainMillis);
-      if (sender.isAlive()) {
-        LOG.warn("Closing {}: rank {} did not take the last frames within {} ms", self, next, drainMillis);
-      }
+      sendForward(notice, drainMillis);
       sendBackward(notice);
     }
     closeConnections(true);
-    try {
-      readable.close();
-    } catch (IOException e) {
-      LOG.debug("Cannot close the selector of {}: {}", self, RingConnector.describe(e));
+    for (Selector selector : List.of(ready, watched)) {
+      try {
+        selector.close();
+      } catch (IOException e) {
+        LOG.debug("Cannot close a selector of {}: {}", self, RingConnector.describe(e));
+      }
     }
-    sender.interrupt();
-    join(sender, 1_000);
     join(watcher, 1_000);
-    if (sender.isAlive() || watcher.isAlive()) {
-      LOG.warn("Closing {}: its threads did not stop within 1 s", self);
+    if (watcher.isAlive()) {
+      LOG.warn("Closing {}: its watcher thread did not stop within 1 s", self);
     }
   }
 
@@ -716,7 +744,8 @@ final class RingCommunicator implements Communicator {
         }
       }
     }
-    readable.wakeup(); // an op thread waiting for data sees the failure now
+    ready.wakeup(); // an op thread waiting sees the failure now
+    watched.wakeup();
   }
 
   private static void join(Thread thread, long millis) {
