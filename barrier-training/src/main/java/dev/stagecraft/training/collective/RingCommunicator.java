@@ -8,6 +8,7 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.CancelledKeyException;
 import java.nio.channels.ClosedSelectorException;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
@@ -387,13 +388,14 @@ final class RingCommunicator implements Communicator {
           "rank " + next + " did not take data within " + timeoutText));
     }
     checkStillRunning("sending to rank " + next);
-    outKey.interestOps(SelectionKey.OP_WRITE);
     try {
+      outKey.interestOps(SelectionKey.OP_WRITE);
       select(left);
-    } finally {
-      if (outKey.isValid()) {
-        outKey.interestOps(0);
-      }
+      outKey.interestOps(0);
+    } catch (CancelledKeyException e) {
+      // the connections were closed by another thread, which recorded why first
+      Failure closed = failure.get();
+      throw new FailureSignal(closed != null ? closed : Failure.closed(rank));
     }
   }
 
