@@ -13,7 +13,6 @@ import java.nio.channels.ClosedSelectorException;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -72,8 +71,6 @@ final class RingCommunicator implements Communicator {
   private final String timeoutText;
   private final long timeoutNanos;
 
-  private final Socket inSocket;
-  private final Socket outSocket;
   /**
    * From the previous rank, non-blocking: frames are read by the op thread (through {@link #inBuffer}); abort
    * notices to the previous rank are written on its reverse direction by any thread, under {@link #backLock}.
@@ -120,8 +117,6 @@ final class RingCommunicator implements Communicator {
     this.self = "rank " + rank + " of " + worldSize + " in group '" + spec.groupId() + "'";
     this.timeoutText = Durations.format(spec.operationTimeout());
     this.timeoutNanos = spec.operationTimeout().toNanos();
-    this.inSocket = in;
-    this.outSocket = out;
     if (in == null || out == null) {
       if (worldSize != 1) {
         throw new IllegalArgumentException("Cannot create " + self + " without connections");
@@ -393,9 +388,7 @@ final class RingCommunicator implements Communicator {
       select(left);
       outKey.interestOps(0);
     } catch (CancelledKeyException e) {
-      // the connections were closed by another thread, which recorded why first
-      Failure closed = failure.get();
-      throw new FailureSignal(closed != null ? closed : Failure.closed(rank));
+      throw closedByAnotherThread();
     }
   }
 
@@ -532,10 +525,14 @@ final class RingCommunicator implements Communicator {
       ready.select(Math.max(1, Math.min(TimeUnit.NANOSECONDS.toMillis(leftNanos), POLL_MILLIS)));
       ready.selectedKeys().clear();
     } catch (ClosedSelectorException e) {
-      // close() from another thread: it recorded why before it closed the selector
-      Failure closed = failure.get();
-      throw new FailureSignal(closed != null ? closed : Failure.closed(rank));
+      throw closedByAnotherThread();
     }
+  }
+
+  /** Another thread closed the connections or the selector under the op thread; it recorded why first. */
+  private FailureSignal closedByAnotherThread() {
+    Failure closed = failure.get();
+    return new FailureSignal(closed != null ? closed : Failure.closed(rank));
   }
 
   private FailureSignal outOfSync(String what) {
@@ -735,9 +732,9 @@ final class RingCommunicator implements Communicator {
   }
 
   private void closeConnections(boolean logFailures) {
-    for (Socket socket : Arrays.asList(inSocket, outSocket)) {
+    for (SocketChannel channel : List.of(in, out)) {
       try {
-        socket.close();
+        channel.close();
       } catch (IOException e) {
         if (logFailures) {
           LOG.warn("Cannot close a connection of {}: {}", self, RingConnector.describe(e));

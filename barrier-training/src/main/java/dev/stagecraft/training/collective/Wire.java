@@ -89,14 +89,6 @@ final class Wire {
     return frame;
   }
 
-  /** Reads the payload of an abort frame whose header announced {@code length} bytes. */
-  static Failure readAbort(DataInputStream in, int length) throws IOException {
-    checkAbortLength(length);
-    byte[] payload = new byte[length];
-    in.readFully(payload);
-    return parseAbort(payload);
-  }
-
   static void checkAbortLength(int length) throws ProtocolException {
     if (length < 0 || length > MAX_ABORT_BYTES) {
       throw new ProtocolException("abort frame of " + length + " bytes (expected at most " + MAX_ABORT_BYTES + ")");

@@ -9,7 +9,6 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -170,17 +169,6 @@ final class Shards implements Serializable {
   static Shards fromMap(Map<?, ?> m, Configuration conf) {
     return new Shards(String.valueOf(m.get("dir")), ((Number) m.get("workers")).intValue(),
         m.containsKey("validation_rows"), conf);
-  }
-
-  static List<Integer> rows(Map<?, ?> m, String set) {
-    List<Integer> out = new ArrayList<>();
-    Object v = m.get(set + "_rows");
-    if (v instanceof List<?> list) {
-      for (Object o : list) {
-        out.add(((Number) o).intValue());
-      }
-    }
-    return out;
   }
 
   @Override

@@ -236,7 +236,7 @@ public final class TrainStep implements StepKind {
    */
   @Override
   public Map<String, Object> prepare(StepContext ctx) {
-    Input in = Input.of(ctx);
+    Input in = Input.of(ctx, "input");
     StepConfig step = ctx.step();
     ctx.progress("reading the input: statistics of " + in.ref() + " (before the training application starts)");
     Dataset<Row> selected = in.selected().persist(org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK());
@@ -249,12 +249,11 @@ public final class TrainStep implements StepKind {
         return prepared; // the training application reports it, as it would without prepare
       }
       ctx.progress("staging the input for " + workers + " worker(s) (before the training application starts)");
-      java.util.Optional<Dataset<Row>> validation = step.has("validation")
-          ? java.util.Optional.of(validationSelected(ctx, step, in.label())) : java.util.Optional.empty();
-      Shards shards = new Shards(ctx.scratchLocation(), workers, validation.isPresent(), ctx.hadoopConf());
+      Input validation = step.has("validation") ? Input.of(ctx, "validation") : null;
+      Shards shards = new Shards(ctx.scratchLocation(), workers, validation != null, ctx.hadoopConf());
       List<Integer> trainRows = shards.write(Shards.TRAIN, selected, in.features(), stats.mean(), stats.std());
-      List<Integer> validationRows = validation.isEmpty() ? List.of() : shards.write(Shards.VALIDATION,
-          validation.get(), validationFeatures(ctx, step, in.label()), stats.mean(), stats.std());
+      List<Integer> validationRows = validation == null ? List.of() : shards.write(Shards.VALIDATION,
+          validation.selected(), validation.features(), stats.mean(), stats.std());
       prepared.put(PREPARED_SHARDS, shards.toMap(trainRows, validationRows));
       return prepared;
     } finally {
@@ -262,24 +261,16 @@ public final class TrainStep implements StepKind {
     }
   }
 
-  private static TrainingInput.Features validationFeatures(StepContext ctx, StepConfig step, String label) {
-    String vref = step.requireString("validation");
-    return TrainingInput.features(step, ctx.input("validation", vref).schema(), label, vref);
-  }
-
-  private static Dataset<Row> validationSelected(StepContext ctx, StepConfig step, String label) {
-    String vref = step.requireString("validation");
-    Dataset<Row> validation = ctx.input("validation", vref);
-    return TrainingInput.select(validation, TrainingInput.features(step, validation.schema(), label, vref), label);
-  }
-
-  /** The step's input as named ({@code input}, {@code label}, {@code features}), its label and features selected. */
+  /**
+   * An input of the step as named by {@code field} ({@code input} or {@code validation}), with the step's
+   * {@code label} and {@code features} selected.
+   */
   private record Input(String ref, String label, TrainingInput.Features features, Dataset<Row> selected) {
-    static Input of(StepContext ctx) {
+    static Input of(StepContext ctx, String field) {
       StepConfig step = ctx.step();
       String label = step.requireString("label");
-      String ref = step.requireString("input");
-      Dataset<Row> input = ctx.input("input", ref);
+      String ref = step.requireString(field);
+      Dataset<Row> input = ctx.input(field, ref);
       TrainingInput.Features features = TrainingInput.features(step, input.schema(), label, ref);
       return new Input(ref, label, features, TrainingInput.select(input, features, label));
     }
@@ -295,7 +286,7 @@ public final class TrainStep implements StepKind {
     if (workers < 1) {
       throw step.invalid("workers", workers + " (expected at least 1)");
     }
-    Input in = Input.of(ctx);
+    Input in = Input.of(ctx, "input");
     if (ctx.prepared().get(PREPARED_STATS) instanceof Map<?, ?> stats) {
       // Statistics from the workflow's application (prepare), and its staged shards when it could make them; without
       // them the barrier stage reads the input once, not cached.
@@ -414,22 +405,13 @@ public final class TrainStep implements StepKind {
     ctx.progress("evaluating");
     // The training metrics came back with the workers (each summarised its own rows), and so did the validation
     // metrics when the validation set was staged; otherwise validation takes a job.
-    Evaluator.Summary trained = null;
-    for (TrainTask.Outcome o : outcomes) {
-      trained = trained == null ? o.trainSummary() : trained.merge(o.trainSummary());
-    }
-    Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.metrics(trained, task, "train_"));
+    Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.metrics(merged(outcomes,
+        TrainTask.Outcome::trainSummary), task, "train_"));
     if (shards != null && shards.hasValidation()) {
-      Evaluator.Summary validated = null;
-      for (TrainTask.Outcome o : outcomes) {
-        validated = validated == null ? o.validationSummary() : validated.merge(o.validationSummary());
-      }
-      metrics.putAll(Evaluator.metrics(validated, task, "validation_"));
+      metrics.putAll(Evaluator.metrics(merged(outcomes, TrainTask.Outcome::validationSummary), task, "validation_"));
     } else if (step.has("validation")) {
-      String vref = step.requireString("validation");
-      Dataset<Row> validation = ctx.input("validation", vref);
-      TrainingInput.Features vf = TrainingInput.features(step, validation.schema(), label, vref);
-      metrics.putAll(Evaluator.evaluate(TrainingInput.select(validation, vf, label), vf, stats.mean(), stats.std(),
+      Input validation = Input.of(ctx, "validation");
+      metrics.putAll(Evaluator.evaluate(validation.selected(), validation.features(), stats.mean(), stats.std(),
           spec.toMap(), task, numClasses, lead.parameters(), "validation_"));
     }
     metrics.put("samples_per_second", lead.samples() / Math.max(1e-9, lead.seconds()));
@@ -458,6 +440,12 @@ public final class TrainStep implements StepKind {
     String uri = ctx.modelLocation("model", modelName);
     writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, outcomes, shuffle,
         workers);
+  }
+
+  /** The workers' summaries of one dataset, merged. */
+  private static Evaluator.Summary merged(List<TrainTask.Outcome> outcomes,
+      java.util.function.Function<TrainTask.Outcome, Evaluator.Summary> summary) {
+    return outcomes.stream().map(summary).reduce(Evaluator.Summary::merge).orElseThrow();
   }
 
   /**

@@ -94,7 +94,7 @@ class ShardsTest {
     assertThat(back.workers()).isEqualTo(3);
     assertThat(back.hasValidation()).isTrue();
     assertThat(back.toString()).contains("hdfs://nn:8020/ws/runs/r/steps/fit/scratch-1").doesNotContain("secret");
-    assertThat(Shards.rows(map, Shards.TRAIN)).containsExactly(5, 5, 4);
+    assertThat(map).containsEntry("train_rows", List.of(5, 5, 4)).containsEntry("validation_rows", List.of(2, 2, 1));
     assertThat(Shards.fromMap(shards.toMap(List.of(1), List.of()), conf).hasValidation()).isTrue();
   }
 }
