@@ -7,11 +7,6 @@ import static dev.stagecraft.spi.FieldSpec.Type.MAP;
 import static dev.stagecraft.spi.FieldSpec.Type.NUMBER;
 import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 import static dev.stagecraft.spi.FieldSpec.Type.STRING_LIST;
-import static org.apache.spark.sql.functions.col;
-import static org.apache.spark.sql.functions.count;
-import static org.apache.spark.sql.functions.lit;
-import static org.apache.spark.sql.functions.sum;
-import static org.apache.spark.sql.functions.when;
 
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
@@ -33,15 +28,14 @@ import java.util.Set;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaRDD;
-import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.types.DataType;
-import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.NumericType;
 import org.apache.spark.sql.types.StructType;
-import org.apache.spark.storage.StorageLevel;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -52,10 +46,11 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Order of work: read the model's description on the driver (bundle manifest, or the ONNX model's inputs and
  * outputs) and check the input's schema against it, failing before anything is scored; build the preprocessing as
- * SQL expressions ({@link FeaturePlan}); score each partition in Arrow batches ({@link ScoringTask}) with the model
- * loaded once per executor; count good and bad rows (one pass, kept in memory/disk) and check
- * {@code max_bad_fraction}; write the quarantine and the predictions into the attempt's folder, which the engine
- * commits with the step (a failed or retried attempt leaves nothing visible, a re-run writes a new attempt).
+ * SQL expressions ({@link FeaturePlan}); in one pass, score each partition in Arrow batches ({@link ScoringTask}) with
+ * the model loaded once per executor, writing the predictions into the attempt's folder while each task sets its bad
+ * rows aside ({@link QuarantineFiles}); then check {@code max_bad_fraction} and write the quarantine beside the
+ * predictions. The engine commits the attempt's folder with the step: a failed or retried attempt leaves nothing
+ * visible, a re-run writes a new attempt.
  */
 public final class InferStep implements StepKind {
   private static final Logger LOG = LoggerFactory.getLogger(InferStep.class);
@@ -172,94 +167,112 @@ public final class InferStep implements StepKind {
             + "'preprocess', or the output with 'output')");
       }
     }
-    if (plan.source().numFeatures() > FeaturePlan.MAX_FUSED_FEATURES) {
-      // Whole-stage code generation inlines every feature's expression into one generated method; past 8,000 bytes
-      // of bytecode HotSpot leaves such a method interpreted, which made the preprocessing of a9a's 123 features
-      // several times slower than the Parquet scan (profiled). Without it, Spark splits the projection into small
-      // methods. The step's session is its own: other steps keep whole-stage code generation.
-      ctx.spark().conf().set("spark.sql.codegen.wholeStage", "false");
-    }
+    configure(ctx.spark(), plan.source()); // the step's session is its own: other steps keep their settings
     Dataset<Row> prepared = FeaturePlan.apply(input, plan.source(), ids);
     GpuPlans.record(step.id(), prepared); // the preprocessing: every operator should be GPU-eligible
-    Dataset<Row> scored = score(ctx.spark(), prepared, ids.size(), plan, batchSize, ctx);
-    scored.persist(StorageLevel.MEMORY_AND_DISK());
-    try {
-      ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime"));
-      long scoreStart = System.nanoTime();
-      boolean evaluate = plan.labelColumn() != null && ids.contains(plan.labelColumn())
-          && plan.head().names().size() == 2;
-      List<Column> aggs = new ArrayList<>(List.of(count(lit(1)), count(col(FeaturePlan.REASON))));
-      if (evaluate) {
-        String prediction = plan.head().names().get(0);
-        aggs.add(sum(when(col(FeaturePlan.REASON).isNull()
-            .and(col(FeaturePlan.quote(prediction)).equalTo(col(FeaturePlan.quote(plan.labelColumn())))), 1)
-            .otherwise(0)));
-      }
-      Row counts = scored.agg(aggs.get(0), aggs.subList(1, aggs.size()).toArray(new Column[0])).first();
-      double scoreSeconds = (System.nanoTime() - scoreStart) / 1e9;
-      long total = counts.getLong(0);
-      long bad = counts.getLong(1);
-      double fraction = total == 0 ? 0 : (double) bad / total;
-      ctx.metric("rows", total);
-      ctx.metric("bad_rows", bad);
-      ctx.metric("bad_fraction", fraction);
-      if (fraction > maxBad) {
-        String example = scored.filter(col(FeaturePlan.REASON).isNotNull()).select(FeaturePlan.REASON).first()
-            .getString(0);
-        throw StagecraftException.user("%s: %d of %d rows (%.2f%%) cannot be scored, more than %s %s allows "
-            + "(%.2f%%); for example: %s", step.where(MAX_BAD_FRACTION), bad, total, 100 * fraction, "the step's",
-            MAX_BAD_FRACTION, 100 * maxBad, example);
-      }
-      if (evaluate && total > bad) {
-        ctx.metric("accuracy", ((Number) counts.get(2)).doubleValue() / (total - bad));
-      }
-      ctx.progress("writing " + bad + " quarantined row(s)");
-      List<Column> quarantineCols = new ArrayList<>();
-      ids.forEach(c -> quarantineCols.add(col(FeaturePlan.quote(c))));
-      quarantineCols.add(col(FeaturePlan.REASON).as(REASON));
-      ctx.writeTable("quarantine", scored.filter(col(FeaturePlan.REASON).isNotNull())
-          .select(quarantineCols.toArray(new Column[0])));
-      ctx.progress("writing " + (total - bad) + " prediction(s)");
-      List<Column> outputCols = new ArrayList<>();
-      ids.forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
-      plan.head().names().forEach(c -> outputCols.add(col(FeaturePlan.quote(c))));
-      ctx.writeTable("output", scored.filter(col(FeaturePlan.REASON).isNull())
-          .select(outputCols.toArray(new Column[0])));
-      double seconds = (System.nanoTime() - start) / 1e9;
-      ctx.metric("scored_rows", total - bad);
-      ctx.metric("score_seconds", scoreSeconds);
-      ctx.metric("seconds", seconds);
-      ctx.metric("rows_per_second", total / Math.max(1e-9, seconds));
-      ctx.metric("scoring_rows_per_second", total / Math.max(1e-9, scoreSeconds));
-    } finally {
-      scored.unpersist(false);
+
+    // One pass: the output's write job reads the input, scores it and writes the scored rows, while each task writes
+    // its bad rows to a quarantine file of its own (QuarantineFiles); no scored row is kept or computed twice.
+    StructType idSchema = new StructType(java.util.Arrays.copyOf(prepared.schema().fields(), ids.size()));
+    StructType quarantineSchema = idSchema.add(REASON, DataTypes.StringType, true);
+    QuarantineFiles quarantine = QuarantineFiles.create(ctx.spark(), ctx.scratchLocation() + "/quarantine",
+        quarantineSchema);
+    int labelIndex = -1;
+    if (plan.labelColumn() != null && plan.head().names().size() == 2) {
+      int i = ids.indexOf(plan.labelColumn());
+      labelIndex = i >= 0 && idSchema.fields()[i].dataType() instanceof NumericType ? i : -1;
     }
+    Dataset<Row> scored = score(ctx.spark(), prepared, idSchema, plan, batchSize, labelIndex, quarantine, ctx);
+    ScoringTask.Metrics metrics = LAST.get();
+    ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime")
+        + " and writing the predictions");
+    long scoreStart = System.nanoTime();
+    long good = ctx.writeTable("output", scored);
+    double scoreSeconds = (System.nanoTime() - scoreStart) / 1e9;
+    // Exact: the tasks ran in the write's result stage, whose accumulator updates count once per partition.
+    List<QuarantineFiles.File> files = quarantine.accepted();
+    long bad = files.stream().mapToLong(QuarantineFiles.File::rows).sum();
+    long total = good + bad;
+    double fraction = total == 0 ? 0 : (double) bad / total;
+    ctx.metric("rows", total);
+    ctx.metric("bad_rows", bad);
+    ctx.metric("bad_fraction", fraction);
+    if (fraction > maxBad) {
+      // The attempt fails: its staged output is never committed.
+      String example = files.stream().sorted(java.util.Comparator.comparing(QuarantineFiles.File::path))
+          .map(QuarantineFiles.File::firstReason).findFirst().orElse("");
+      throw StagecraftException.user("%s: %d of %d rows (%.2f%%) cannot be scored, more than %s %s allows "
+          + "(%.2f%%); for example: %s", step.where(MAX_BAD_FRACTION), bad, total, 100 * fraction, "the step's",
+          MAX_BAD_FRACTION, 100 * maxBad, example);
+    }
+    if (labelIndex >= 0 && good > 0) {
+      ctx.metric("accuracy", (double) metrics.correct().value() / good);
+    }
+    ctx.progress("writing " + bad + " quarantined row(s)");
+    Dataset<Row> quarantined = files.isEmpty()
+        ? ctx.spark().createDataFrame(List.of(), quarantineSchema)
+        : ctx.spark().read().schema(quarantineSchema)
+            .parquet(files.stream().map(QuarantineFiles.File::path).toArray(String[]::new));
+    long written = ctx.writeTable("quarantine", quarantined);
+    if (written != bad) {
+      throw new IllegalStateException("The quarantine holds " + written + " rows, its tasks reported " + bad);
+    }
+    double seconds = (System.nanoTime() - start) / 1e9;
+    ctx.metric("scored_rows", good);
+    ctx.metric("score_seconds", scoreSeconds);
+    ctx.metric("seconds", seconds);
+    ctx.metric("rows_per_second", total / Math.max(1e-9, seconds));
+    ctx.metric("scoring_rows_per_second", total / Math.max(1e-9, scoreSeconds));
   }
 
-  private static Dataset<Row> score(SparkSession spark, Dataset<Row> prepared, int numIds, Plan plan, int batchSize,
-      StepContext ctx) {
-    StructType schema = prepared.schema();
-    DataType[] idTypes = new DataType[numIds];
-    StructType idSchema = new StructType();
-    for (int i = 0; i < numIds; i++) {
-      StructField f = schema.fields()[i];
-      idTypes[i] = f.dataType();
-      idSchema = idSchema.add(f);
+  private static Dataset<Row> score(SparkSession spark, Dataset<Row> prepared, StructType idSchema, Plan plan,
+      int batchSize, int labelIndex, QuarantineFiles quarantine, StepContext ctx) {
+    DataType[] idTypes = new DataType[idSchema.size()];
+    for (int i = 0; i < idTypes.length; i++) {
+      idTypes[i] = idSchema.fields()[i].dataType();
     }
     var sc = spark.sparkContext();
     ScoringTask.Metrics metrics = new ScoringTask.Metrics(sc.longAccumulator("infer.scored"),
-        sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.batches"), sc.longAccumulator("infer.fill_ns"),
-        sc.longAccumulator("infer.score_ns"), sc.collectionAccumulator("infer.placements"));
+        sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.correct"), sc.longAccumulator("infer.batches"),
+        sc.longAccumulator("infer.fill_ns"), sc.longAccumulator("infer.score_ns"),
+        sc.collectionAccumulator("infer.placements"));
     LAST.set(metrics);
     String[] names = new String[plan.source().numFeatures()];
     for (int j = 0; j < names.length; j++) {
       names[j] = plan.source().featureName(j);
     }
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), metrics);
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), labelIndex, quarantine,
+        metrics);
     // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
     JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
-    return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema, FeaturePlan.REASON), false);
+    return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema), false);
+  }
+
+  /**
+   * Whole-stage code generation inlines every feature's expression into one generated method; past 8,000 bytes of
+   * bytecode HotSpot leaves such a method interpreted, which made the preprocessing of a9a's 123 features several
+   * times slower than the Parquet scan (profiled). Without it, Spark splits the projection into small methods.
+   */
+  private static void configure(SparkSession session, FeaturePlan.Source source) {
+    if (source.numFeatures() > FeaturePlan.MAX_FUSED_FEATURES) {
+      session.conf().set("spark.sql.codegen.wholeStage", "false");
+    }
+  }
+
+  /**
+   * The rows an {@code infer} step with model bundle {@code bundleUri} scores from the Parquet table {@code input}:
+   * its SQL preprocessing, in a session of its own set up as the step's (for benchmarks: what reading and
+   * preprocessing cost without the model).
+   */
+  public static Dataset<Row> preprocessed(SparkSession spark, String bundleUri, String input, List<String> ids)
+      throws IOException {
+    SparkSession session = spark.newSession();
+    Path path = new Path(bundleUri);
+    org.apache.hadoop.conf.Configuration conf = session.sessionState().newHadoopConf();
+    Plan plan = bundlePlan(path.getFileSystem(conf), path, bundleUri, conf, PREDICTION_DEFAULT, PROBABILITY_DEFAULT);
+    configure(session, plan.source());
+    return FeaturePlan.apply(session.read().parquet(input), plan.source(), ids);
   }
 
   /** How many times any model was loaded in this JVM's executor cache (local mode: the driver's; for tests). */
@@ -279,7 +292,7 @@ public final class InferStep implements StepKind {
   /**
    * Totals over the tasks of the most recent {@code infer} step planned in this JVM (for benchmarks): {@code batches},
    * {@code scored_rows}, {@code bad_rows}, {@code fill_seconds} (reading rows into Arrow and building output rows)
-   * and {@code score_seconds} (in the runtime), summed over tasks (retried tasks count twice).
+   * and {@code score_seconds} (in the runtime), summed over the accepted task attempts.
    */
   public static Map<String, Double> lastTimings() {
     ScoringTask.Metrics m = LAST.get();
@@ -337,32 +350,42 @@ public final class InferStep implements StepKind {
         throw step.invalid(FEATURES, "is set for a model bundle (expected it only for an ONNX model: a bundle names "
             + "its own features)");
       }
-      ModelBundle bundle = ModelBundle.open(fs, path);
-      BundleManifest m = bundle.manifest();
-      NetworkShape shape = NetworkShape.fromManifest(m.model(), uri);
-      BundleManifest.FileEntry weights = m.files().get(ModelBundle.WEIGHTS);
-      if (weights == null) {
-        throw StagecraftException.user("Invalid model bundle %s: no %s in its manifest", uri, ModelBundle.WEIGHTS);
-      }
-      BundleManifest.Standardization st = m.standardization();
-      double[] mean = st == null ? null : st.mean();
-      double[] std = st == null ? null : st.std();
-      if (mean != null && mean.length != shape.numFeatures()) {
-        throw StagecraftException.user("Invalid model bundle %s: standardisation for %d features (expected %d)", uri,
-            mean.length, shape.numFeatures());
-      }
-      FeaturePlan.Source source = m.featureColumn() != null
-          ? new FeaturePlan.Source(List.of(), m.featureColumn(), shape.numFeatures(), mean, std)
-          : new FeaturePlan.Source(m.features(), null, shape.numFeatures(), mean, std);
-      if (source.vector() == null && m.features().size() != shape.numFeatures()) {
-        throw StagecraftException.user("Invalid model bundle %s: %d feature names for %d features", uri,
-            m.features().size(), shape.numFeatures());
-      }
-      ModelRef ref = new ModelRef(ModelRef.Kind.BUNDLE, fs.makeQualified(path).toString(), weights.sha256(), shape,
-          0, ModelRef.conf(ctx.hadoopConf()));
-      OutputHead head = OutputHead.forBundle(shape.task(), m.labels(), shape.numOutputs(), prediction, probability);
-      return new Plan(ref, source, head, shape.task().equals("regression") ? null : m.labelColumn());
+      return bundlePlan(fs, path, uri, ctx.hadoopConf(), prediction, probability);
     }
+    return onnxPlan(ctx, step, fs, path, uri);
+  }
+
+  private static Plan bundlePlan(FileSystem fs, Path path, String uri, org.apache.hadoop.conf.Configuration conf,
+      String prediction, String probability) throws IOException {
+    ModelBundle bundle = ModelBundle.open(fs, path);
+    BundleManifest m = bundle.manifest();
+    NetworkShape shape = NetworkShape.fromManifest(m.model(), uri);
+    BundleManifest.FileEntry weights = m.files().get(ModelBundle.WEIGHTS);
+    if (weights == null) {
+      throw StagecraftException.user("Invalid model bundle %s: no %s in its manifest", uri, ModelBundle.WEIGHTS);
+    }
+    BundleManifest.Standardization st = m.standardization();
+    double[] mean = st == null ? null : st.mean();
+    double[] std = st == null ? null : st.std();
+    if (mean != null && mean.length != shape.numFeatures()) {
+      throw StagecraftException.user("Invalid model bundle %s: standardisation for %d features (expected %d)", uri,
+          mean.length, shape.numFeatures());
+    }
+    FeaturePlan.Source source = m.featureColumn() != null
+        ? new FeaturePlan.Source(List.of(), m.featureColumn(), shape.numFeatures(), mean, std)
+        : new FeaturePlan.Source(m.features(), null, shape.numFeatures(), mean, std);
+    if (source.vector() == null && m.features().size() != shape.numFeatures()) {
+      throw StagecraftException.user("Invalid model bundle %s: %d feature names for %d features", uri,
+          m.features().size(), shape.numFeatures());
+    }
+    ModelRef ref = new ModelRef(ModelRef.Kind.BUNDLE, fs.makeQualified(path).toString(), weights.sha256(), shape,
+        0, ModelRef.conf(conf));
+    OutputHead head = OutputHead.forBundle(shape.task(), m.labels(), shape.numOutputs(), prediction, probability);
+    return new Plan(ref, source, head, shape.task().equals("regression") ? null : m.labelColumn());
+  }
+
+  private static Plan onnxPlan(StepContext ctx, StepConfig step, FileSystem fs, Path path, String uri)
+      throws IOException {
     byte[] bytes;
     try {
       bytes = ModelRef.readAll(fs, path);

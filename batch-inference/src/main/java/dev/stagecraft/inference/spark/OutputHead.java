@@ -10,7 +10,6 @@ import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
-import org.apache.spark.unsafe.types.UTF8String;
 
 /**
  * How a model's raw outputs become columns.
@@ -78,43 +77,29 @@ final class OutputHead implements Serializable {
     return names;
   }
 
-  /** The output columns after the id columns, then the (nullable) reason column. */
-  StructType schema(StructType ids, String reason) {
+  /** The id columns, then the output columns. */
+  StructType schema(StructType ids) {
     StructType s = ids;
     for (int i = 0; i < names.size(); i++) {
       s = s.add(new StructField(names.get(i), widths[i] == 1 ? DataTypes.DoubleType
           : DataTypes.createArrayType(DataTypes.DoubleType, false), true, org.apache.spark.sql.types.Metadata.empty()));
     }
-    return s.add(reason, DataTypes.StringType, true);
-  }
-
-  InternalRow badRow(Object[] ids, UTF8String reason) {
-    Object[] v = new Object[ids.length + names.size() + 1];
-    System.arraycopy(ids, 0, v, 0, ids.length);
-    v[v.length - 1] = reason;
-    return ScoringTask.row(v);
+    return s;
   }
 
   /** Row {@code r} of a scored batch; {@code outputs} are the scorer's, per output {@code rows × width}. */
   InternalRow scoredRow(Object[] ids, float[][] outputs, int r) {
-    Object[] v = new Object[ids.length + names.size() + 1];
+    Object[] v = new Object[ids.length + names.size()];
     System.arraycopy(ids, 0, v, 0, ids.length);
     int at = ids.length;
     switch (kind) {
       case BINARY -> {
-        double p = outputs[0][r];
-        v[at] = p >= 0.5 ? labels[1] : labels[0];
-        v[at + 1] = p;
+        v[at] = prediction(outputs, r);
+        v[at + 1] = (double) outputs[0][r];
       }
       case MULTICLASS -> {
         int k = widths[1];
-        int best = 0;
-        for (int c = 1; c < k; c++) {
-          if (outputs[0][r * k + c] > outputs[0][r * k + best]) {
-            best = c;
-          }
-        }
-        v[at] = best < labels.length ? labels[best] : best;
+        v[at] = prediction(outputs, r);
         v[at + 1] = ScoringTask.doubles(outputs[0], r * k, k);
       }
       case REGRESSION -> v[at] = (double) outputs[0][r];
@@ -126,5 +111,32 @@ final class OutputHead implements Serializable {
       }
     }
     return ScoringTask.row(v);
+  }
+
+  /**
+   * Whether row {@code r}'s predicted class equals {@code label} (an id column's internal value: a number or a
+   * decimal); always false for a null label or a head without classes.
+   */
+  boolean predictionEquals(Object label, float[][] outputs, int r) {
+    if ((kind != Kind.BINARY && kind != Kind.MULTICLASS) || label == null) {
+      return false;
+    }
+    double l = label instanceof org.apache.spark.sql.types.Decimal d ? d.toDouble() : ((Number) label).doubleValue();
+    return prediction(outputs, r) == l;
+  }
+
+  /** The predicted class label of row {@code r} of a classifier's outputs. */
+  private double prediction(float[][] outputs, int r) {
+    if (kind == Kind.BINARY) {
+      return outputs[0][r] >= 0.5 ? labels[1] : labels[0];
+    }
+    int k = widths[1];
+    int best = 0;
+    for (int c = 1; c < k; c++) {
+      if (outputs[0][r * k + c] > outputs[0][r * k + best]) {
+        best = c;
+      }
+    }
+    return best < labels.length ? labels[best] : best;
   }
 }

@@ -44,10 +44,10 @@ import org.slf4j.LoggerFactory;
  * Scores one partition: rows laid out as {@code [id columns…, reason, features ARRAY<FLOAT>]} (see {@link FeaturePlan})
  * are gathered {@code batchSize} at a time into an Arrow {@link FixedSizeListVector} of floats whose data buffer —
  * row-major {@code [rows × n]} — is handed to the runtime without copying. Rows with a reason (bad rows), or with a
- * null or NaN/infinite feature (tested as each float is copied), skip the model and come out with null outputs and
- * their reason.
+ * null or NaN/infinite feature (tested as each float is copied), skip the model and go, as {@code [id columns…,
+ * reason]}, to the task's quarantine file ({@link QuarantineFiles}).
  *
- * <p>Output rows: {@code [id columns…, outputs…, reason]} as {@link OutputHead} lays them out.
+ * <p>Output rows, scored rows only: {@code [id columns…, outputs…]} as {@link OutputHead} lays them out.
  */
 final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, InternalRow>, Serializable {
   private static final long serialVersionUID = 1L;
@@ -69,22 +69,34 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   private final String[] featureNames;
   private final int batchSize;
   private final OutputHead head;
+  private final int labelIndex;
+  private final QuarantineFiles quarantine;
   private final Metrics metrics;
 
-  /** Driver-registered accumulators the tasks add to (retried tasks count twice; for metrics, not for checks). */
-  record Metrics(LongAccumulator scoredRows, LongAccumulator badRows, LongAccumulator batches,
-      LongAccumulator fillNanos, LongAccumulator scoreNanos, CollectionAccumulator<String> placements)
-      implements Serializable {}
+  /**
+   * Driver-registered accumulators the tasks add to. The tasks run in the last stage of the output's write job, whose
+   * accumulator updates Spark applies once per partition (the accepted attempt's), so the counts are exact.
+   *
+   * @param correct scored rows whose prediction equals their label (when there is a label)
+   */
+  record Metrics(LongAccumulator scoredRows, LongAccumulator badRows, LongAccumulator correct,
+      LongAccumulator batches, LongAccumulator fillNanos, LongAccumulator scoreNanos,
+      CollectionAccumulator<String> placements) implements Serializable {}
 
-  /** @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]}) */
+  /**
+   * @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]})
+   * @param labelIndex the id column holding the label, to count correct predictions, or -1
+   */
   ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, int batchSize, OutputHead head,
-      Metrics metrics) {
+      int labelIndex, QuarantineFiles quarantine, Metrics metrics) {
     this.model = requireNonNull(model, "model is null");
     this.idTypes = idTypes.clone();
     this.numFeatures = featureNames.length;
     this.featureNames = featureNames.clone();
     this.batchSize = batchSize;
     this.head = requireNonNull(head, "head is null");
+    this.labelIndex = labelIndex;
+    this.quarantine = requireNonNull(quarantine, "quarantine is null");
     this.metrics = requireNonNull(metrics, "metrics is null");
   }
 
@@ -113,7 +125,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       throw e;
     }
     if (tc != null) {
-      tc.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) ctx -> batcher.close());
+      tc.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) ctx -> batcher.release());
       metrics.placements().add("executor=" + org.apache.spark.SparkEnv.get().executorId() + " partition="
           + tc.partitionId() + " gpu=" + gpu.orElse("none") + " device=" + device + " loads="
           + CACHE.loads(model.key(device.toString())));
@@ -121,7 +133,10 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
     return batcher;
   }
 
-  /** Pulls rows, fills one Arrow batch, scores it, and hands out the output rows; releases all at the end. */
+  /**
+   * Pulls rows, fills one Arrow batch, scores it, and hands out the output rows; at the end of the partition it
+   * finishes the quarantine file and reports the counts, and a failed attempt's {@link #release} drops both.
+   */
   private final class Batcher implements Iterator<InternalRow>, AutoCloseable {
     private final Iterator<InternalRow> in;
     private final ModelCache<Scorer>.Lease lease;
@@ -130,10 +145,13 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
     private final Float4Vector values;
     private final Object[][] ids;
     private final List<InternalRow> ready = new ArrayList<>();
+    private final QuarantineFiles.Writer side = quarantine.writer();
     private int next;
     private boolean closed;
+    private boolean released;
     private long scored;
     private long bad;
+    private long correct;
     private long batches;
     private long fillNanos;
     private long scoreNanos;
@@ -166,7 +184,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
         fill();
       }
       if (ready.isEmpty()) {
-        close();
+        finish();
         return false;
       }
       return true;
@@ -189,15 +207,13 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
         InternalRow row = in.next();
         Object[] idValues = copyIds(row);
         if (!row.isNullAt(reasonAt)) {
-          ready.add(head.badRow(idValues, row.getUTF8String(reasonAt).clone()));
-          bad++;
+          quarantine(idValues, row.getUTF8String(reasonAt).toString());
           continue;
         }
         long base = address + (long) n * numFeatures * Float.BYTES;
         String problem = copyFeatures(row.getArray(reasonAt + 1), base);
         if (problem != null) { // the slot is reused by the next row
-          ready.add(head.badRow(idValues, UTF8String.fromString(problem)));
-          bad++;
+          quarantine(idValues, problem);
           continue;
         }
         ids[n++] = idValues;
@@ -216,12 +232,22 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       long t2 = System.nanoTime();
       for (int r = 0; r < n; r++) {
         ready.add(head.scoredRow(ids[r], outputs, r));
+        if (labelIndex >= 0 && head.predictionEquals(ids[r][labelIndex], outputs, r)) {
+          correct++;
+        }
         ids[r] = null;
       }
       scored += n;
       batches++;
       fillNanos += t1 - t0 + System.nanoTime() - t2;
       scoreNanos += t2 - t1;
+    }
+
+    private void quarantine(Object[] idValues, String reason) {
+      Object[] v = java.util.Arrays.copyOf(idValues, idValues.length + 1);
+      v[idValues.length] = UTF8String.fromString(reason);
+      side.write(row(v), reason);
+      bad++;
     }
 
     /**
@@ -294,18 +320,30 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       return v;
     }
 
-    @Override
-    public void close() {
+    /** The partition is read to its end: the quarantine file is complete and the counts final. */
+    private void finish() {
       if (closed) {
         return;
       }
+      side.finish();
+      metrics.scoredRows().add(scored);
+      metrics.badRows().add(bad);
+      metrics.correct().add(correct);
+      metrics.batches().add(batches);
+      metrics.fillNanos().add(fillNanos);
+      metrics.scoreNanos().add(scoreNanos);
+      release();
+    }
+
+    /** Frees the batch and the model lease; an unfinished quarantine file (a failed attempt) is deleted. */
+    void release() {
       closed = true;
+      side.abort(); // nothing to do once finished
+      if (released) {
+        return;
+      }
+      released = true;
       try {
-        metrics.scoredRows().add(scored);
-        metrics.badRows().add(bad);
-        metrics.batches().add(batches);
-        metrics.fillNanos().add(fillNanos);
-        metrics.scoreNanos().add(scoreNanos);
         batch.close();
         allocator.close();
       } catch (RuntimeException e) {
@@ -313,6 +351,11 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       } finally {
         lease.close();
       }
+    }
+
+    @Override
+    public void close() {
+      release();
     }
   }
 

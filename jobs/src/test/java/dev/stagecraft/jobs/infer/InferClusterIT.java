@@ -63,14 +63,24 @@ class InferClusterIT {
     }
   }
 
-  /** {@code rows} rows in {@code partitions} files: {@code id}, {@code x} (123 doubles in [0, 1)). */
+  /** Every {@value}th row (from id 13) is bad: its feature x[3] is NaN. */
+  static final long BAD_EVERY = 997;
+
+  /**
+   * {@code rows} rows in {@code partitions} files: {@code id}, {@code x} (123 doubles in [0, 1), but NaN at x[3] in
+   * the rows {@link #isBad}).
+   */
   static String input(String name, long rows, int partitions) {
     String p = dir.resolve(name).toUri().toString();
     spark.range(0, rows, 1, partitions)
-        .selectExpr("id", "transform(sequence(0, " + (FEATURES - 1) + "), i -> CAST((id * 31 + i) % 17 AS DOUBLE) "
-            + "/ 17) AS x")
+        .selectExpr("id", "transform(sequence(0, " + (FEATURES - 1) + "), i -> IF(id % " + BAD_EVERY + " = 13 AND "
+            + "i = 3, CAST('NaN' AS DOUBLE), CAST((id * 31 + i) % 17 AS DOUBLE) / 17)) AS x")
         .write().parquet(p);
     return p;
+  }
+
+  static long badRows(long rows) {
+    return rows <= 13 ? 0 : (rows - 1 - 13) / BAD_EVERY + 1;
   }
 
   static Path mlp(String name, long seed) throws Exception {
@@ -103,17 +113,31 @@ class InferClusterIT {
         .run(spec, options.withWorkspace(dir.resolve("ws").toString())).step("score");
   }
 
-  /** Asserts the committed output has exactly the input's ids, once each, and the quarantine is empty. */
+  /**
+   * Asserts the committed output and quarantine together hold exactly the input's ids, once each: the good ones in
+   * the output, the bad ones in the quarantine with their reason.
+   */
   static void assertExactlyOnce(StepRecord score, long rows) {
     assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
+    long bad = badRows(rows);
+    String isBad = "id % " + BAD_EVERY + " = 13";
     Dataset<Row> out = spark.read().parquet(score.outputs().get("output").uri());
-    Row counts = out.selectExpr("count(*)", "count(DISTINCT id)", "min(id)", "max(id)").first();
-    assertThat(counts.getLong(0)).as("output rows").isEqualTo(rows);
-    assertThat(counts.getLong(1)).as("distinct ids").isEqualTo(rows);
+    Row counts = out.selectExpr("count(*)", "count(DISTINCT id)", "min(id)", "max(id)",
+        "count_if(" + isBad + ")").first();
+    assertThat(counts.getLong(0)).as("output rows").isEqualTo(rows - bad);
+    assertThat(counts.getLong(1)).as("distinct ids").isEqualTo(rows - bad);
     assertThat(counts.getLong(2)).isZero();
     assertThat(counts.getLong(3)).isEqualTo(rows - 1);
-    assertThat(spark.read().parquet(score.outputs().get("quarantine").uri()).count()).isZero();
-    assertThat(score.metrics()).containsEntry("rows", (double) rows).containsEntry("bad_rows", 0.0);
+    assertThat(counts.getLong(4)).as("bad rows in the output").isZero();
+    Dataset<Row> q = spark.read().parquet(score.outputs().get("quarantine").uri());
+    Row qc = q.selectExpr("count(*)", "count(DISTINCT id)", "count_if(" + isBad + ")", "count(DISTINCT reason)",
+        "first(reason)").first();
+    assertThat(qc.getLong(0)).as("quarantined rows").isEqualTo(bad);
+    assertThat(qc.getLong(1)).as("distinct quarantined ids").isEqualTo(bad);
+    assertThat(qc.getLong(2)).as("quarantined rows that are bad").isEqualTo(bad);
+    assertThat(qc.getLong(3)).isEqualTo(1);
+    assertThat(qc.getString(4)).isEqualTo("feature 'x[3]' is NaN or infinite");
+    assertThat(score.metrics()).containsEntry("rows", (double) rows).containsEntry("bad_rows", (double) bad);
   }
 
   @Test
