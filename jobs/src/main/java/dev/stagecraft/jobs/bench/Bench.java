@@ -3,6 +3,9 @@ package dev.stagecraft.jobs.bench;
 import dev.stagecraft.jobs.Main;
 import dev.stagecraft.jobs.cli.SparkSessions;
 import dev.stagecraft.spi.StagecraftException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -68,6 +71,14 @@ public final class Bench implements Callable<Integer> {
     if (!NAMES.contains(name)) {
       throw StagecraftException.user("Unknown benchmark '%s' (expected one of: %s)", name, String.join(", ", NAMES));
     }
+    try {
+      return runBench();
+    } finally {
+      deleteScratch();
+    }
+  }
+
+  private Integer runBench() throws Exception {
     if (name.equals("cost")) { // its own cluster and applications: nothing runs in this JVM's Spark
       SparkSessions.configureLogging(main.verbose());
       CostBench.run(Results::emit);
@@ -92,6 +103,28 @@ public final class Bench implements Callable<Integer> {
     } finally {
       spark.stop();
     }
+  }
+
+  private static final List<Path> SCRATCH = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+  /** A fresh folder for a benchmark's data (inputs, workspaces, clusters' files), deleted when the benchmark ends. */
+  static Path scratch(String prefix) throws IOException {
+    Path dir = Files.createTempDirectory(prefix);
+    SCRATCH.add(dir);
+    return dir;
+  }
+
+  private static void deleteScratch() {
+    for (Path dir : SCRATCH) {
+      try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
+        for (Path f : (Iterable<Path>) files.sorted(java.util.Comparator.reverseOrder())::iterator) {
+          Files.deleteIfExists(f);
+        }
+      } catch (IOException | java.io.UncheckedIOException e) {
+        log("cannot delete {}: {}", dir, e.toString());
+      }
+    }
+    SCRATCH.clear();
   }
 
   /** A progress line on stderr ("{}" placeholders, as in SLF4J): stdout carries only the JSON results. */

@@ -27,7 +27,7 @@ final class CheckpointBench {
 
   static void run(SparkSession spark, int workers, double scale, int reps, Consumer<ObjectNode> out)
       throws Exception {
-    Path dir = Files.createTempDirectory("stagecraft-bench-checkpoint");
+    Path dir = Bench.scratch("stagecraft-bench-checkpoint");
     int times = (int) Math.max(1, Math.round(2 * scale));
     String input = TrainBench.a9a(spark, dir, times);
     String checkpoint = "checkpoint: { every_steps: " + EVERY_STEPS + ", keep: 2 }";

@@ -72,7 +72,7 @@ final class CostBench {
     }
     String jar = SparkSubmitLauncher.ownJar().orElseThrow(() -> StagecraftException.user(
         "bench cost spark-submits Stagecraft's jar: run it with bin/stagecraft"));
-    Path dir = Files.createTempDirectory("stagecraft-bench-cost");
+    Path dir = Bench.scratch("stagecraft-bench-cost");
     String yaml = Files.readString(demo);
     // The same steps, data and models; only the policies differ. Ours right-size from history (sizing: auto): the
     // first run has none and runs the policies as written, the second is sized from the first.

@@ -17,7 +17,6 @@ import dev.stagecraft.jobs.engine.StepRecord;
 import java.io.ByteArrayInputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -52,7 +51,7 @@ final class InferenceBench {
   private InferenceBench() {}
 
   static void run(SparkSession spark, double scale, Consumer<ObjectNode> out) throws Exception {
-    Path dir = Files.createTempDirectory("stagecraft-bench");
+    Path dir = Bench.scratch("stagecraft-bench");
     int times = (int) Math.max(1, Math.round(31 * scale)); // 31 × 32,560 = 1,009,360 rows
     int cores = spark.sparkContext().defaultParallelism();
     String train = TrainBench.a9a(spark, dir, 1);

@@ -82,7 +82,7 @@ final class TrainBench {
   }
 
   static void scaling(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
-    Path dir = Files.createTempDirectory("stagecraft-bench");
+    Path dir = Bench.scratch("stagecraft-bench");
     int times = (int) Math.max(1, Math.round(4 * scale));
     String input = a9a(spark, dir, times);
     train(spark, dir, input, 1, "{ type: logistic, epochs: 1, batch_size: 1024 }"); // warm-up: JIT, DJL engine
@@ -127,7 +127,7 @@ final class TrainBench {
   }
 
   static void versusMllib(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
-    Path dir = Files.createTempDirectory("stagecraft-bench");
+    Path dir = Bench.scratch("stagecraft-bench");
     for (int base : new int[] {1, 10}) {
       int times = (int) Math.max(1, Math.round(base * scale));
       String input = a9a(spark, dir, times);
