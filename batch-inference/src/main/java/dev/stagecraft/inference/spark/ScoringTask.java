@@ -137,7 +137,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
    * Pulls rows, fills one Arrow batch, scores it, and hands out the output rows; at the end of the partition it
    * finishes the quarantine file and reports the counts, and a failed attempt's {@link #release} drops both.
    */
-  private final class Batcher implements Iterator<InternalRow>, AutoCloseable {
+  private final class Batcher implements Iterator<InternalRow> {
     private final Iterator<InternalRow> in;
     private final ModelCache<Scorer>.Lease lease;
     private final BufferAllocator allocator;
@@ -351,11 +351,6 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       } finally {
         lease.close();
       }
-    }
-
-    @Override
-    public void close() {
-      release();
     }
   }
 
