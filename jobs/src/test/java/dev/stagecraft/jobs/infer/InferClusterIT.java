@@ -22,6 +22,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.apache.spark.TaskContext;
 import org.apache.spark.scheduler.AccumulableInfo;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
@@ -29,6 +30,15 @@ import org.apache.spark.scheduler.SparkListenerTaskStart;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.SparkSessionExtensions;
+import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.catalyst.FunctionIdentifier;
+import org.apache.spark.sql.catalyst.expressions.Expression;
+import org.apache.spark.sql.catalyst.expressions.ExpressionInfo;
+import org.apache.spark.sql.expressions.UserDefinedFunction;
+import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataTypes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -50,6 +60,7 @@ class InferClusterIT {
     cluster = StandaloneCluster.start(dir, 2, 4, 1);
     spark = cluster.session("infer-cluster-it", 4, true)
         .config("spark.task.resource.gpu.amount", "0.25")
+        .config("spark.sql.extensions", FailFirstAttempt.Functions.class.getName())
         .getOrCreate();
   }
 
@@ -92,6 +103,11 @@ class InferClusterIT {
   }
 
   static WorkflowSpec workflow(String name, Path bundle, String input) throws Exception {
+    return workflow(name, bundle, input, "");
+  }
+
+  /** @param more further fields of the step, YAML, each line indented by 4 */
+  static WorkflowSpec workflow(String name, Path bundle, String input, String more) throws Exception {
     Path f = dir.resolve(name + ".yaml");
     Files.writeString(f, """
         name: %s
@@ -102,7 +118,7 @@ class InferClusterIT {
             input: "%s"
             id_columns: [id]
             batch_size: 1024
-        """.formatted(name, bundle.toUri(), input));
+        %s""".formatted(name, bundle.toUri(), input, more));
     StepKinds kinds = StepKinds.discover();
     return new WorkflowLoader(kinds).load(f);
   }
@@ -233,5 +249,70 @@ class InferClusterIT {
     assertThat(tasksByGpu.values()).anyMatch(tasks -> tasks.size() > 1);
     assertThat(peak.values()).as("tasks at once per executor: %s", peak)
         .anyMatch(p -> p.get() > 1).allMatch(p -> p.get() <= 4);
+  }
+
+  /**
+   * {@code fail_first_attempt(id)}: identity on {@code id}; but the first attempt of partition 0 fails at its 3,000th
+   * row. A session extension provides it, since each step runs in a session of its own.
+   */
+  static final class FailFirstAttempt implements UDF1<Long, Long> {
+    private static final long serialVersionUID = 1L;
+    private long seen; // this task's: each task deserialises its own copy
+
+    /** The extension ({@code spark.sql.extensions}) that adds the function to every session. */
+    public static final class Functions
+        extends scala.runtime.AbstractFunction1<SparkSessionExtensions, scala.runtime.BoxedUnit> {
+      @Override
+      public scala.runtime.BoxedUnit apply(SparkSessionExtensions extensions) {
+        UserDefinedFunction f = functions.udf(new FailFirstAttempt(), DataTypes.LongType);
+        scala.Function1<scala.collection.Seq<Expression>, Expression> builder =
+            new scala.runtime.AbstractFunction1<>() {
+              @Override
+              public Expression apply(scala.collection.Seq<Expression> args) {
+                return f.apply(new Column(args.head())).expr();
+              }
+            };
+        extensions.injectFunction(new scala.Tuple3<>(FunctionIdentifier.apply("fail_first_attempt"),
+            new ExpressionInfo(FailFirstAttempt.class.getName(), "fail_first_attempt"), builder));
+        return scala.runtime.BoxedUnit.UNIT;
+      }
+    }
+
+    @Override
+    public Long call(Long id) {
+      TaskContext tc = TaskContext.get();
+      if (tc.partitionId() == 0 && tc.attemptNumber() == 0 && ++seen == 3_000) {
+        throw new IllegalStateException("injected: the first attempt of partition 0 fails");
+      }
+      return id;
+    }
+  }
+
+  @Test
+  void aTaskThatFailsAfterSettingBadRowsAsideLeavesThemToItsRetryOnly() throws Exception {
+    long rows = 96_000;
+    String input = input("retry-input", rows, 8);
+    // Partition 0 holds one file's consecutive ids: when its first attempt fails, it has set three bad rows aside.
+    WorkflowSpec spec = workflow("infer-retry", mlp("mlp-retry", 13), input, """
+            preprocess: ["fail_first_attempt(id) AS id", "x"]
+        """);
+    List<String> failures = new java.util.concurrent.CopyOnWriteArrayList<>();
+    SparkListener failed = new SparkListener() {
+      @Override
+      public void onTaskEnd(SparkListenerTaskEnd end) {
+        if (!end.taskInfo().successful()) {
+          failures.add(end.reason().toString());
+        }
+      }
+    };
+    spark.sparkContext().addSparkListener(failed);
+    StepRecord score;
+    try {
+      score = run(spec, Engine.Options.run("retry"));
+    } finally {
+      spark.sparkContext().removeSparkListener(failed);
+    }
+    assertThat(failures).hasSize(1).allMatch(r -> r.contains("injected: the first attempt of partition 0 fails"));
+    assertExactlyOnce(score, rows);
   }
 }
