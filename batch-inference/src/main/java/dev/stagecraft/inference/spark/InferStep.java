@@ -182,8 +182,14 @@ public final class InferStep implements StepKind {
       int i = ids.indexOf(plan.labelColumn());
       labelIndex = i >= 0 && idSchema.fields()[i].dataType() instanceof NumericType ? i : -1;
     }
-    Dataset<Row> scored = score(ctx.spark(), prepared, idSchema, plan, batchSize, labelIndex, quarantine, ctx);
-    ScoringTask.Metrics metrics = LAST.get();
+    var sc = ctx.spark().sparkContext();
+    ScoringTask.Metrics metrics = new ScoringTask.Metrics(sc.longAccumulator("infer.scored"),
+        sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.correct"), sc.longAccumulator("infer.batches"),
+        sc.longAccumulator("infer.fill_ns"), sc.longAccumulator("infer.score_ns"),
+        sc.collectionAccumulator("infer.placements"));
+    LAST.set(metrics);
+    Dataset<Row> scored = score(ctx.spark(), prepared, idSchema, plan, batchSize, labelIndex, quarantine, metrics,
+        ctx);
     ctx.progress("scoring with " + (plan.ref().kind() == ModelRef.Kind.BUNDLE ? "DJL" : "ONNX Runtime")
         + " and writing the predictions");
     long scoreStart = System.nanoTime();
@@ -226,17 +232,11 @@ public final class InferStep implements StepKind {
   }
 
   private static Dataset<Row> score(SparkSession spark, Dataset<Row> prepared, StructType idSchema, Plan plan,
-      int batchSize, int labelIndex, QuarantineFiles quarantine, StepContext ctx) {
+      int batchSize, int labelIndex, QuarantineFiles quarantine, ScoringTask.Metrics metrics, StepContext ctx) {
     DataType[] idTypes = new DataType[idSchema.size()];
     for (int i = 0; i < idTypes.length; i++) {
       idTypes[i] = idSchema.fields()[i].dataType();
     }
-    var sc = spark.sparkContext();
-    ScoringTask.Metrics metrics = new ScoringTask.Metrics(sc.longAccumulator("infer.scored"),
-        sc.longAccumulator("infer.bad"), sc.longAccumulator("infer.correct"), sc.longAccumulator("infer.batches"),
-        sc.longAccumulator("infer.fill_ns"), sc.longAccumulator("infer.score_ns"),
-        sc.collectionAccumulator("infer.placements"));
-    LAST.set(metrics);
     String[] names = new String[plan.source().numFeatures()];
     for (int j = 0; j < names.length; j++) {
       names[j] = plan.source().featureName(j);

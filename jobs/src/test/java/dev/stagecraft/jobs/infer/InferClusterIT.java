@@ -123,6 +123,16 @@ class InferClusterIT {
     return new WorkflowLoader(kinds).load(f);
   }
 
+  /** Runs the workflow with {@code listener} listening to the cluster's Spark events meanwhile. */
+  static StepRecord run(WorkflowSpec spec, Engine.Options options, SparkListener listener) throws Exception {
+    spark.sparkContext().addSparkListener(listener);
+    try {
+      return run(spec, options);
+    } finally {
+      spark.sparkContext().removeSparkListener(listener);
+    }
+  }
+
   static StepRecord run(WorkflowSpec spec, Engine.Options options) throws Exception {
     StepKinds kinds = StepKinds.discover();
     return new Engine(spark, kinds, EngineListener.NONE)
@@ -178,13 +188,7 @@ class InferClusterIT {
         }
       }
     };
-    spark.sparkContext().addSparkListener(killer);
-    StepRecord score;
-    try {
-      score = run(spec, Engine.Options.run("kill"));
-    } finally {
-      spark.sparkContext().removeSparkListener(killer);
-    }
+    StepRecord score = run(spec, Engine.Options.run("kill"), killer);
     assertThat(killed).as("an executor was killed while the step ran").isTrue();
     assertThat(executorsAtKill.get()).isEqualTo(2);
     assertExactlyOnce(score, rows);
@@ -218,13 +222,7 @@ class InferClusterIT {
         running.computeIfAbsent(end.taskInfo().executorId(), k -> new AtomicInteger()).decrementAndGet();
       }
     };
-    spark.sparkContext().addSparkListener(concurrency);
-    StepRecord score;
-    try {
-      score = run(spec, Engine.Options.run("gpu"));
-    } finally {
-      spark.sparkContext().removeSparkListener(concurrency);
-    }
+    StepRecord score = run(spec, Engine.Options.run("gpu"), concurrency);
     assertExactlyOnce(score, rows);
 
     // executor=ID partition=P gpu=ADDRESS device=DEVICE loads=N
@@ -305,13 +303,7 @@ class InferClusterIT {
         }
       }
     };
-    spark.sparkContext().addSparkListener(failed);
-    StepRecord score;
-    try {
-      score = run(spec, Engine.Options.run("retry"));
-    } finally {
-      spark.sparkContext().removeSparkListener(failed);
-    }
+    StepRecord score = run(spec, Engine.Options.run("retry"), failed);
     assertThat(failures).hasSize(1).allMatch(r -> r.contains("injected: the first attempt of partition 0 fails"));
     assertExactlyOnce(score, rows);
   }
