@@ -221,7 +221,8 @@ public final class InferStep implements StepKind {
             .parquet(files.stream().map(QuarantineFiles.File::path).toArray(String[]::new));
     long written = ctx.writeTable("quarantine", quarantined);
     if (written != bad) {
-      throw new IllegalStateException("The quarantine holds " + written + " rows, its tasks reported " + bad);
+      throw new IllegalStateException("The quarantine output holds " + written + " rows but the scoring tasks set "
+          + bad + " aside (expected the same count)");
     }
     double seconds = (System.nanoTime() - start) / 1e9;
     ctx.metric("scored_rows", good);

@@ -114,15 +114,16 @@ final class OutputHead implements Serializable {
   }
 
   /**
-   * Whether row {@code r}'s predicted class equals {@code label} (an id column's internal value: a number or a
-   * decimal); always false for a null label or a head without classes.
+   * Whether the predicted class in {@code scored} (a row of {@link #scoredRow} after {@code numIds} id columns) equals
+   * {@code label} (an id column's internal value: a number or a decimal); always false for a null label or a head
+   * without classes.
    */
-  boolean predictionEquals(Object label, float[][] outputs, int r) {
+  boolean predictionEquals(Object label, InternalRow scored, int numIds) {
     if ((kind != Kind.BINARY && kind != Kind.MULTICLASS) || label == null) {
       return false;
     }
     double l = label instanceof org.apache.spark.sql.types.Decimal d ? d.toDouble() : ((Number) label).doubleValue();
-    return prediction(outputs, r) == l;
+    return scored.getDouble(numIds) == l;
   }
 
   /** The predicted class label of row {@code r} of a classifier's outputs. */

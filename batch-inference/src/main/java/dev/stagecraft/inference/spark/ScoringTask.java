@@ -231,8 +231,9 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       float[][] outputs = lease.model().score(buffer, n);
       long t2 = System.nanoTime();
       for (int r = 0; r < n; r++) {
-        ready.add(head.scoredRow(ids[r], outputs, r));
-        if (labelIndex >= 0 && head.predictionEquals(ids[r][labelIndex], outputs, r)) {
+        InternalRow out = head.scoredRow(ids[r], outputs, r);
+        ready.add(out);
+        if (labelIndex >= 0 && head.predictionEquals(ids[r][labelIndex], out, idTypes.length)) {
           correct++;
         }
         ids[r] = null;

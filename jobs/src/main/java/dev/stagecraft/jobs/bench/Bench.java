@@ -116,11 +116,9 @@ public final class Bench implements Callable<Integer> {
 
   private static void deleteScratch() {
     for (Path dir : SCRATCH) {
-      try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
-        for (Path f : (Iterable<Path>) files.sorted(java.util.Comparator.reverseOrder())::iterator) {
-          Files.deleteIfExists(f);
-        }
-      } catch (IOException | java.io.UncheckedIOException e) {
+      try {
+        dev.stagecraft.jobs.engine.LocalDirs.deleteTree(dir);
+      } catch (IOException e) {
         log("cannot delete {}: {}", dir, e.toString());
       }
     }

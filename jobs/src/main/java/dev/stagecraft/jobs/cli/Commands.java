@@ -198,12 +198,21 @@ public final class Commands {
       // No spark.plugins: the explain-only plugin breaks Observation metrics (CollectMetricsExec) the engine uses to
       // count rows; ExplainPlan only needs the jar on the classpath.
       dev.stagecraft.inference.rapids.GpuPlans.enable();
+      Optional<java.nio.file.Path> temp = Optional.empty();
       if (options.workspace == null) {
-        options.workspace = Files.createTempDirectory("stagecraft-explain-gpu").toUri().toString();
+        temp = Optional.of(Files.createTempDirectory("stagecraft-explain-gpu"));
+        options.workspace = temp.get().toUri().toString();
       }
       PrintStream out = System.out;
-      int code = execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(),
-          "stagecraft explain-gpu " + workflow, Optional.empty());
+      int code;
+      try {
+        code = execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(),
+            "stagecraft explain-gpu " + workflow, Optional.empty());
+      } finally {
+        if (temp.isPresent()) { // the reports are kept in memory; the run's outputs were only the means
+          dev.stagecraft.jobs.engine.LocalDirs.deleteTree(temp.get());
+        }
+      }
       out.println();
       out.println("GPU plans (RAPIDS Accelerator, explain-only):");
       for (Map.Entry<String, String> e : dev.stagecraft.inference.rapids.GpuPlans.reports().entrySet()) {

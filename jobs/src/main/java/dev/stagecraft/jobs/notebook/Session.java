@@ -315,10 +315,8 @@ public final class Session implements AutoCloseable {
       }
     } finally {
       tempWorkspace.ifPresent(dir -> {
-        try (java.util.stream.Stream<Path> all = Files.walk(dir)) {
-          for (Path p : all.sorted(java.util.Comparator.reverseOrder()).toList()) {
-            Files.deleteIfExists(p);
-          }
+        try {
+          dev.stagecraft.jobs.engine.LocalDirs.deleteTree(dir);
         } catch (IOException e) {
           // Never mask a failure of stop(); a left-over temporary folder is harmless.
           System.err.println("Cannot delete the session's temporary workspace " + dir + ": " + e);
