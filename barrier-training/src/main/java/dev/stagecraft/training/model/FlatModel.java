@@ -6,6 +6,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Block;
@@ -74,7 +75,7 @@ public final class FlatModel implements AutoCloseable {
   private final PtNDArray[] arrays;
   private final int[] offsets;
   private final int[] sizes;
-  /** Direct, native-order staging buffers to write each parameter array from. */
+  /** Direct, native-order staging buffers each parameter array is copied from. */
   private final ByteBuffer[] staging;
   private final int numParameters;
   private final float[] gradients;
@@ -238,13 +239,22 @@ public final class FlatModel implements AutoCloseable {
       throw new IllegalArgumentException(
           "Invalid parameter vector length: " + values.length + " (expected " + numParameters + ")");
     }
-    for (int i = 0; i < arrays.length; i++) {
-      ByteBuffer buffer = staging[i];
-      buffer.clear();
-      buffer.asFloatBuffer().put(values, offsets[i], sizes[i]);
-      // On CPU, PyTorch may keep using this buffer as the tensor's storage (DJL keeps a reference to it), so it is
-      // only ever rewritten right before the next set().
-      arrays[i].set(buffer);
+    // A copy into each parameter tensor (index_put_ over the whole tensor, a leaf that requires grad, so with grad
+    // mode off). Not NDArray.set(Buffer): DJL's native set() opens PyTorch's deprecated AutoNonVariableTypeMode
+    // guard, and libtorch prints a deprecation warning to the process's stderr the first time (once per JVM: every
+    // executor, every step run as its own application); libtorch without Python offers no switch to silence it.
+    boolean gradMode = JniUtils.isGradMode();
+    JniUtils.setGradMode(false);
+    try (NDManager scratch = manager.newSubManager()) {
+      NDIndex whole = new NDIndex("...");
+      for (int i = 0; i < arrays.length; i++) {
+        ByteBuffer buffer = staging[i];
+        buffer.clear();
+        buffer.asFloatBuffer().put(values, offsets[i], sizes[i]);
+        arrays[i].set(whole, scratch.create(buffer, arrays[i].getShape(), DataType.FLOAT32));
+      }
+    } finally {
+      JniUtils.setGradMode(gradMode);
     }
   }
 

@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
  *
  * <ul>
  *   <li>{@value #OFFLINE_PROPERTY} = {@code true}: no model-zoo, repository or telemetry requests;
- *   <li>{@value #CACHE_DIR} and {@value #ENGINE_CACHE_DIR} = {@code ${user.home}/.cache/stagecraft/djl}: where
+ *   <li>{@value #CACHE_DIR} and {@value #ENGINE_CACHE_DIR} = {@link #defaultCacheDir()}: where
  *       libtorch is extracted (432 MB, about 8 s the first time), so a JVM reuses an earlier extraction;
  *   <li>{@value #PYTORCH_FLAVOR} and {@value #PYTORCH_VERSION} = the flavor ({@code cpu}, {@code cu128}, …) and
  *       version of the {@code pytorch-native-*} jar on the classpath ({@code cpu} without one): DJL downloads
@@ -46,6 +46,8 @@ public final class DjlEnvironment {
   public static final String PYTORCH_FLAVOR_DEFAULT = "cpu";
   public static final String PYTORCH_VERSION = "PYTORCH_VERSION";
   public static final String PYTORCH_LIBRARY_PATH = "PYTORCH_LIBRARY_PATH";
+  /** The environment variable that moves the Stagecraft cache (the scripts in {@code bin/} read it too). */
+  public static final String STAGECRAFT_CACHE_ENV = "STAGECRAFT_CACHE";
 
   /** What DJL's platform detection reads from a {@code pytorch-native-*} jar. */
   static final String NATIVE_PROPERTIES = "native/lib/pytorch.properties";
@@ -54,9 +56,18 @@ public final class DjlEnvironment {
 
   private DjlEnvironment() {}
 
-  /** {@code ${user.home}/.cache/stagecraft/djl}: the default of {@value #CACHE_DIR} and {@value #ENGINE_CACHE_DIR}. */
+  /**
+   * The default of {@value #CACHE_DIR} and {@value #ENGINE_CACHE_DIR}: {@code djl} in the Stagecraft cache, which is
+   * {@code $STAGECRAFT_CACHE} if set (as for the scripts in {@code bin/}), else {@code ${user.home}/.cache/stagecraft}.
+   */
   public static Path defaultCacheDir() {
-    return Path.of(System.getProperty("user.home"), ".cache", "stagecraft", "djl");
+    return stagecraftCache(System.getenv(STAGECRAFT_CACHE_ENV)).resolve("djl");
+  }
+
+  static Path stagecraftCache(String env) {
+    return env != null && !env.isBlank()
+        ? Path.of(env)
+        : Path.of(System.getProperty("user.home"), ".cache", "stagecraft");
   }
 
   /**

@@ -24,8 +24,12 @@ class DjlEnvironmentTest {
   }
 
   @Test
-  void defaultCacheIsUnderTheUsersHome() {
+  void theCacheIsUnderTheUsersHomeUnlessStagecraftCacheMovesIt() {
+    Path home = Path.of(System.getProperty("user.home"), ".cache", "stagecraft");
+    assertThat(DjlEnvironment.stagecraftCache(null)).isEqualTo(home);
+    assertThat(DjlEnvironment.stagecraftCache(" ")).isEqualTo(home);
+    assertThat(DjlEnvironment.stagecraftCache("/srv/cache")).isEqualTo(Path.of("/srv/cache"));
     assertThat(DjlEnvironment.defaultCacheDir())
-        .isEqualTo(Path.of(System.getProperty("user.home"), ".cache", "stagecraft", "djl"));
+        .isEqualTo(DjlEnvironment.stagecraftCache(System.getenv("STAGECRAFT_CACHE")).resolve("djl"));
   }
 }

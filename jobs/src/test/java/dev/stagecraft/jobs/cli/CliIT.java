@@ -168,6 +168,9 @@ class CliIT {
     Result resumed = java(true, dir, "run", "wf.yaml", "--run-id", "k1", "--workspace", ws, "--resume");
     assertThat(resumed.code()).as(resumed.err()).isZero();
     assertThat(resumed.out()).contains("Run k1 SUCCEEDED");
+    assertThat(resumed.err().lines().filter(l -> l.startsWith("[W") || l.contains("Warning:")).toList())
+        .as("no native-library warnings (libtorch's are '[W… Warning: …' lines) in a run that trained")
+        .isEmpty();
     com.fasterxml.jackson.databind.JsonNode fit = new com.fasterxml.jackson.databind.ObjectMapper()
         .readTree(dir.resolve("ws/runs/k1/ledger.json").toFile()).path("steps").path("fit");
     assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
