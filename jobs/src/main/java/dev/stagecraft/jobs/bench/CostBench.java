@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
-import dev.stagecraft.sizing.Deadline;
+import dev.stagecraft.policies.sizing.Deadline;
 import dev.stagecraft.spi.StagecraftException;
 import java.nio.file.Files;
 import java.nio.file.Path;

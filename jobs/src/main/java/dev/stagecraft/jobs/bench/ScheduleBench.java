@@ -1,10 +1,10 @@
 package dev.stagecraft.jobs.bench;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.stagecraft.cost.PriceCatalog;
-import dev.stagecraft.sched.PolicyResult;
-import dev.stagecraft.sched.Replay;
-import dev.stagecraft.sched.SimConfig;
+import dev.stagecraft.policies.cost.PriceCatalog;
+import dev.stagecraft.policies.sched.PolicyResult;
+import dev.stagecraft.policies.sched.Replay;
+import dev.stagecraft.policies.sched.SimConfig;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;

@@ -140,7 +140,7 @@ public final class Commands {
     public Integer call() {
       Workspace.checkRunId(runId);
       Workspace ws = new Workspace(workspace, new Configuration());
-      dev.stagecraft.cost.CostReport report = dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).orElseThrow(
+      dev.stagecraft.policies.cost.CostReport report = dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).orElseThrow(
           () -> StagecraftException.user("Cannot show the cost of run '%s': no cost report at %s (only whole runs "
               + "are metered, not single steps)", runId, dev.stagecraft.jobs.engine.CostFiles.json(ws, runId)));
       CostTable.print(runId, report, ws.runDir(runId).toString(), System.out);

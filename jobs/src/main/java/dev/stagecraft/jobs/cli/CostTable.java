@@ -1,6 +1,6 @@
 package dev.stagecraft.jobs.cli;
 
-import dev.stagecraft.cost.CostReport;
+import dev.stagecraft.policies.cost.CostReport;
 import java.io.PrintStream;
 import java.util.Locale;
 import java.util.Map;

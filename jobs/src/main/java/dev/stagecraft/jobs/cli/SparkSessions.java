@@ -95,9 +95,9 @@ public final class SparkSessions {
    */
   public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec,
       dev.stagecraft.jobs.engine.Placement placement) {
-    java.util.List<dev.stagecraft.policy.ResourcePolicy> all = spec.steps().stream()
+    java.util.List<dev.stagecraft.policies.ResourcePolicy> all = spec.steps().stream()
         .map(spec::policyOf).flatMap(java.util.Optional::stream).distinct().toList();
-    java.util.List<dev.stagecraft.policy.ResourcePolicy> used = placement.inAppPolicies(spec);
+    java.util.List<dev.stagecraft.policies.ResourcePolicy> used = placement.inAppPolicies(spec);
     java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
     if (all.isEmpty()) {
       return out;
@@ -105,7 +105,7 @@ public final class SparkSessions {
     try {
       java.nio.file.Path xml = java.nio.file.Files.createTempFile("stagecraft-pools-", ".xml");
       xml.toFile().deleteOnExit();
-      java.nio.file.Files.writeString(xml, dev.stagecraft.policy.spark.SparkPolicies.fairSchedulerXml(all));
+      java.nio.file.Files.writeString(xml, dev.stagecraft.policies.spark.SparkPolicies.fairSchedulerXml(all));
       out.put("spark.scheduler.allocation.file", xml.toString());
     } catch (java.io.IOException e) {
       org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn(
@@ -114,13 +114,13 @@ public final class SparkSessions {
     if (master().startsWith("local") || used.isEmpty()) {
       return out;
     }
-    dev.stagecraft.policy.ResourcePolicy base =
-        dev.stagecraft.policy.spark.SparkPolicies.basePolicy(used).orElseThrow();
-    out.putAll(dev.stagecraft.policy.spark.SparkPolicies.applicationConf(base, used,
+    dev.stagecraft.policies.ResourcePolicy base =
+        dev.stagecraft.policies.spark.SparkPolicies.basePolicy(used).orElseThrow();
+    out.putAll(dev.stagecraft.policies.spark.SparkPolicies.applicationConf(base, used,
         java.util.Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT"))));
     if (out.containsKey("spark.plugins")) {
       try {
-        Class.forName(dev.stagecraft.policy.spark.SparkPolicies.RAPIDS_PLUGIN, false,
+        Class.forName(dev.stagecraft.policies.spark.SparkPolicies.RAPIDS_PLUGIN, false,
             SparkSessions.class.getClassLoader());
       } catch (ClassNotFoundException e) {
         org.slf4j.LoggerFactory.getLogger(SparkSessions.class).info("A policy enables RAPIDS but its jar is not on "

@@ -4,8 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.chart.BarChart;
-import dev.stagecraft.cost.CostReport;
-import dev.stagecraft.cost.Usage;
+import dev.stagecraft.policies.cost.CostReport;
+import dev.stagecraft.policies.cost.Usage;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -103,7 +103,7 @@ public final class CostFiles {
         ex.add(new Usage.Executor(e.path("id").asText(), e.path("profile").asInt(), e.path("cores").asInt(),
             e.path("memory_mib").asLong(), e.path("gpus").asInt(),
             e.path("gpu_type").isTextual() ? Optional.of(e.path("gpu_type").asText()) : Optional.empty(),
-            dev.stagecraft.policy.ResourcePolicy.Market.valueOf(e.path("market").asText()),
+            dev.stagecraft.policies.ResourcePolicy.Market.valueOf(e.path("market").asText()),
             e.path("start").asLong(), e.path("end").asLong()));
       }
       List<Usage.Task> ts = new ArrayList<>();

@@ -5,8 +5,8 @@ import static java.util.Objects.requireNonNull;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
-import dev.stagecraft.policy.ResourcePolicy;
-import dev.stagecraft.policy.spark.SparkPolicies;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.spark.SparkPolicies;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
@@ -158,7 +158,7 @@ public final class Engine {
       new java.util.concurrent.ConcurrentHashMap<>();
   private final Map<Integer, ResourcePolicy> profilePolicies = new java.util.concurrent.ConcurrentHashMap<>();
   /** The cost meter of the run in progress (an engine runs one workflow call at a time). */
-  private volatile dev.stagecraft.cost.spark.CostListener meter;
+  private volatile dev.stagecraft.policies.cost.spark.CostListener meter;
 
   public Engine(SparkSession spark, StepKinds kinds, EngineListener listener) {
     this(spark, kinds, listener, Placement.IN_PROCESS, Optional.empty());
@@ -241,10 +241,10 @@ public final class Engine {
     SparkContext sc = spark.sparkContext();
     List<ResourcePolicy> used = spec.steps().stream().map(spec::policyOf).flatMap(Optional::stream).distinct()
         .toList();
-    ResourcePolicy base = sc.isLocal() ? dev.stagecraft.policy.Policies.BUILT_IN.get("local")
+    ResourcePolicy base = sc.isLocal() ? dev.stagecraft.policies.Policies.BUILT_IN.get("local")
         : launchedBy.isPresent() ? launchedBase(spec, options.onlyStep().orElseThrow(), sc)
-        : SparkPolicies.basePolicy(used).orElse(dev.stagecraft.cost.spark.CostListener.defaultBase(sc));
-    dev.stagecraft.cost.spark.CostListener m = new dev.stagecraft.cost.spark.CostListener(sc, runId, base);
+        : SparkPolicies.basePolicy(used).orElse(dev.stagecraft.policies.cost.spark.CostListener.defaultBase(sc));
+    dev.stagecraft.policies.cost.spark.CostListener m = new dev.stagecraft.policies.cost.spark.CostListener(sc, runId, base);
     profilePolicies.forEach(m::profilePolicy);
     sc.addSparkListener(m);
     meter = m;
@@ -262,12 +262,12 @@ public final class Engine {
       sc.removeSparkListener(m);
       m.stop();
       try {
-        dev.stagecraft.cost.Usage usage = m.usage();
+        dev.stagecraft.policies.cost.Usage usage = m.usage();
         if (launchedBy.isPresent()) { // a step's own application: the launching run reports its cost
           CostFiles.writeUsage(ws, new Path(launchedBy.get().usageFile()), usage);
         } else {
           for (Path f : List.copyOf(launchedUsage)) {
-            Optional<dev.stagecraft.cost.Usage> other = CostFiles.readUsage(ws, f);
+            Optional<dev.stagecraft.policies.cost.Usage> other = CostFiles.readUsage(ws, f);
             if (other.isPresent()) {
               usage = usage.with(f.getName().replaceFirst("\\.usage\\.json$", ""), other.get());
             } else {
@@ -275,8 +275,8 @@ public final class Engine {
                   f);
             }
           }
-          CostFiles.write(ws, runId, dev.stagecraft.cost.CostReport.compute(
-              dev.stagecraft.cost.PriceCatalog.builtIn(), usage));
+          CostFiles.write(ws, runId, dev.stagecraft.policies.cost.CostReport.compute(
+              dev.stagecraft.policies.cost.PriceCatalog.builtIn(), usage));
         }
       } catch (RuntimeException e) {
         LOG.warn("Cannot write the cost report of run '{}': {}", runId, e.toString());
@@ -497,9 +497,9 @@ public final class Engine {
       sc.setJobGroup(group, "Stagecraft run " + runId + " step " + id, true);
       // Deadlines and sizing (issue #7): the policy as written, or as right-sized from earlier runs.
       Optional<Double> deadline = StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now());
-      Optional<dev.stagecraft.sizing.SizingDecision> sizing = StepSizing.decide(spec, resolved, ws, ledger, deadline);
+      Optional<dev.stagecraft.policies.sizing.SizingDecision> sizing = StepSizing.decide(spec, resolved, ws, ledger, deadline);
       Optional<ResourcePolicy> policy =
-          sizing.map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
+          sizing.map(dev.stagecraft.policies.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
       // FAIR pools: one per policy (weighted by its priority when the CLI wrote the allocation file), else one per
       // step, so concurrent steps share executors instead of queueing FIFO.
       sc.setLocalProperty("spark.scheduler.pool", policy.map(ResourcePolicy::pool).orElse(id));
@@ -618,7 +618,7 @@ public final class Engine {
       // launched attempt records the same decision in the ledger).
       Optional<ResourcePolicy> policy = StepSizing.decide(spec, resolved, ws, ledger,
           StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now()))
-          .map(dev.stagecraft.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
+          .map(dev.stagecraft.policies.sizing.SizingDecision::policy).or(() -> spec.policyOf(step));
       launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, policy, runId, ws, runLeaseToken,
           usage, log, prepared), status -> listener.stepProgress(id, status));
       launchedUsage.add(usage);
@@ -668,7 +668,7 @@ public final class Engine {
    * policy's, or right-sized from history: {@link SparkSubmitLauncher#MARKET}).
    */
   private static ResourcePolicy launchedBase(WorkflowSpec spec, String step, SparkContext sc) {
-    ResourcePolicy p = spec.policyOf(spec.step(step)).orElseGet(() -> dev.stagecraft.cost.spark.CostListener
+    ResourcePolicy p = spec.policyOf(spec.step(step)).orElseGet(() -> dev.stagecraft.policies.cost.spark.CostListener
         .defaultBase(sc));
     ResourcePolicy.Market m = ResourcePolicy.Market.valueOf(sc.getConf().get(SparkSubmitLauncher.MARKET,
         p.market().name()));

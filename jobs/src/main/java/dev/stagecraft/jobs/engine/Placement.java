@@ -1,7 +1,7 @@
 package dev.stagecraft.jobs.engine;
 
 import dev.stagecraft.jobs.spec.WorkflowSpec;
-import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;
 import java.util.LinkedHashSet;
 import java.util.List;

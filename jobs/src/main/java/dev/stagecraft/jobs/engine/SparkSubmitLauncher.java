@@ -2,8 +2,8 @@ package dev.stagecraft.jobs.engine;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.stagecraft.policy.ResourcePolicy;
-import dev.stagecraft.policy.spark.SparkPolicies;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.spark.SparkPolicies;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.IOException;
 import java.io.InputStream;

@@ -3,7 +3,7 @@ package dev.stagecraft.jobs.engine;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.jobs.spec.WorkflowSpec;
-import dev.stagecraft.policy.ResourcePolicy;
+import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;
 import java.util.Optional;
 import java.util.function.Consumer;

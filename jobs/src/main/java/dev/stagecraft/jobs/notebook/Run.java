@@ -2,7 +2,7 @@ package dev.stagecraft.jobs.notebook;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.stagecraft.cost.CostReport;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.jobs.engine.CostFiles;
 import dev.stagecraft.jobs.engine.OutputRecord;

@@ -3,7 +3,7 @@ package dev.stagecraft.jobs.notebook;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.chart.BarChart;
-import dev.stagecraft.cost.CostReport;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.jobs.cli.ConsoleProgress;
 import dev.stagecraft.jobs.cli.SparkSessions;
 import dev.stagecraft.jobs.engine.Engine;

@@ -2,8 +2,8 @@ package dev.stagecraft.jobs.spec;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.stagecraft.policy.ResourcePolicy;
-import dev.stagecraft.sizing.Schedule;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.sizing.Schedule;
 import dev.stagecraft.spi.StepConfig;
 import java.util.ArrayDeque;
 import java.util.ArrayList;

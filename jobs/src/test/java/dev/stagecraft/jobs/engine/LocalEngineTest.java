@@ -33,7 +33,7 @@ class LocalEngineTest extends EngineScenarios {
   final class InJvmLauncher implements StepLauncher {
     final WorkflowSpec spec;
     final List<String> refusals = new CopyOnWriteArrayList<>();
-    final List<Optional<dev.stagecraft.policy.ResourcePolicy>> policies = new CopyOnWriteArrayList<>();
+    final List<Optional<dev.stagecraft.policies.ResourcePolicy>> policies = new CopyOnWriteArrayList<>();
     final boolean recordNothing;
 
     InJvmLauncher(WorkflowSpec spec, boolean recordNothing) {
@@ -181,11 +181,11 @@ class LocalEngineTest extends EngineScenarios {
 
     // No history: the policy as written. Then sized from the first run: a checkpointing step may go to spot.
     assertThat(launcher.policies).hasSize(2);
-    assertThat(launcher.policies.get(0)).get().extracting(dev.stagecraft.policy.ResourcePolicy::name)
+    assertThat(launcher.policies.get(0)).get().extracting(dev.stagecraft.policies.ResourcePolicy::name)
         .isEqualTo("trainer");
-    dev.stagecraft.policy.ResourcePolicy sized = launcher.policies.get(1).orElseThrow();
+    dev.stagecraft.policies.ResourcePolicy sized = launcher.policies.get(1).orElseThrow();
     assertThat(sized.name()).isEqualTo("trainer@auto:fit");
-    assertThat(sized.market()).isEqualTo(dev.stagecraft.policy.ResourcePolicy.Market.SPOT);
+    assertThat(sized.market()).isEqualTo(dev.stagecraft.policies.ResourcePolicy.Market.SPOT);
   }
 
   @org.junit.jupiter.api.Test

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
-import dev.stagecraft.cost.CostReport;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.jobs.engine.RunStatus;
 import dev.stagecraft.jobs.engine.StepStatus;
 import dev.stagecraft.jobs.engine.TestSpark;
