@@ -1,6 +1,7 @@
 package dev.stagecraft.spi;
 
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -44,6 +45,17 @@ public interface StepKind {
   }
 
   /**
+   * What right-sizing needs to know about {@code step} (with parameters and references substituted): how it recovers
+   * from a lost executor, its gang of tasks, whether its tasks may share a GPU. {@code lastMetrics} are the metrics of
+   * the step's latest successful run (empty if there is none), for what is measured rather than configured, such as a
+   * checkpoint interval given in steps. Called by the engine before the step runs, never on an executor. Default:
+   * {@link SizingTraits#UNKNOWN}, a step that starts over and is never put on spot capacity.
+   */
+  default SizingTraits sizing(StepConfig step, Map<String, Double> lastMetrics) {
+    return SizingTraits.UNKNOWN;
+  }
+
+  /**
    * Steps this step reads without naming them in {@code after} or in a {@code ${steps.…}} reference, e.g. the tables
    * a SQL query names. Only ids in {@code stepIds} matter; the engine makes them dependencies.
    */
@@ -59,8 +71,8 @@ public interface StepKind {
    * the launched attempt as {@link StepContext#prepared()}. {@link #run} must work without it too, as it does in
    * every other placement. A failure here fails the attempt before anything is launched. Default: nothing.
    */
-  default java.util.Map<String, Object> prepare(StepContext context) throws Exception {
-    return java.util.Map.of();
+  default Map<String, Object> prepare(StepContext context) throws Exception {
+    return Map.of();
   }
 
   /**

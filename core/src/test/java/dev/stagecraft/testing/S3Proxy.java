@@ -26,7 +26,7 @@ import org.opentest4j.TestAbortedException;
  * A real S3 API for tests: s3proxy (filesystem backend) in its own JVM, reached through Hadoop's S3A.
  *
  * <p>Its own process because s3proxy cannot share a JVM with Spark (jakarta vs javax annotation and ws-rs classes,
- * Guava 33; RECIPES.md). The build copies {@code org.gaul:s3proxy:jar-with-dependencies} into
+ * Guava 33). The build copies {@code org.gaul:s3proxy:jar-with-dependencies} into
  * {@code target/s3proxy/} (parent pom, execution {@code s3proxy-jar}) and names it in the system property
  * {@value #JAR_PROPERTY}; nothing of s3proxy is on the test classpath.
  *
@@ -86,7 +86,7 @@ public final class S3Proxy implements AutoCloseable {
           "s3proxy.authorization=aws-v2-or-v4",
           "s3proxy.identity=" + accessKey,
           "s3proxy.credential=" + secretKey,
-          // 'filesystem', not 'filesystem-nio2' (RECIPES.md).
+          // 'filesystem', not 'filesystem-nio2' (which misbehaved under S3A's requests when tried).
           "jclouds.provider=filesystem",
           "jclouds.filesystem.basedir=" + dir.resolve("data"),
           ""));
@@ -150,7 +150,7 @@ public final class S3Proxy implements AutoCloseable {
   }
 
   /**
-   * A new Hadoop configuration for S3A against this proxy (RECIPES.md), credentials included: path-style access,
+   * A new Hadoop configuration for S3A against this proxy, credentials included: path-style access,
    * plain HTTP, region us-east-1, only {@code SimpleAWSCredentialsProvider} (never the default chain, which would
    * looks at the environment and the EC2 metadata service), directory markers kept (else S3A deletes parent markers
    * after every write: ~20 s per write against s3proxy), buffers under target/, and short retries so a broken test

@@ -19,7 +19,8 @@ import org.apache.spark.sql.SparkSession;
 
 /**
  * A real Spark standalone cluster for tests: a Master and N Workers, each its own JVM started from the Maven jars
- * (RECIPES.md), every Worker advertising fake GPUs through a discovery script. The driver is the test JVM.
+ * (no Spark distribution needed), every Worker advertising fake GPUs through a discovery script. The driver is the
+ * test JVM.
  *
  * <p>SPARK_HOME is a folder whose {@code jars/} links the jars Maven resolved for Spark (the module's
  * {@code target/spark-classpath.txt}); Workers need it and {@code SPARK_SCALA_VERSION} to build executor commands.

@@ -1,17 +1,25 @@
 package dev.stagecraft.jobs;
 
+import dev.stagecraft.jobs.bench.Bench;
+import dev.stagecraft.jobs.cli.AirflowCommands;
 import dev.stagecraft.jobs.cli.Commands;
-import dev.stagecraft.jobs.cli.SparkSessions;
+import dev.stagecraft.jobs.cli.Verbosity;
 import dev.stagecraft.jobs.cli.VersionProvider;
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.spark.SparkSessions;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.PrintWriter;
+import java.util.Arrays;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.Spec;
 
 /**
  * The {@code stagecraft} command: {@code bin/stagecraft} runs it embedded; a cluster runs it with
- * {@code spark-submit --class dev.stagecraft.jobs.Main stagecraft-jobs-*-shaded.jar …}.
+ * {@code spark-submit --class dev.stagecraft.jobs.Main stagecraft-jobs-*-shaded.jar …} ({@link Settings#MAIN_CLASS}).
  *
  * <p>Exit codes: 0 success; 1 internal error or a failed run; 2 bad input (workflow, flags, data); 3 the cluster lacks
  * resources; 4 an external service failed. On failure stderr gets a one-line reason (the stack trace with
@@ -29,20 +37,15 @@ import picocli.CommandLine.Option;
       Commands.Cost.class,
       Commands.Demo.class,
       Commands.ExplainGpu.class,
-      dev.stagecraft.jobs.cli.AirflowCommands.class,
-      dev.stagecraft.jobs.bench.Bench.class,
+      AirflowCommands.class,
+      Bench.class,
       CommandLine.HelpCommand.class
     })
 public final class Main implements Runnable {
-  @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT,
-      description = "Show Spark's and Stagecraft's logs, and stack traces of errors.")
-  boolean verbose;
+  /** {@code --verbose}, on this command and every subcommand. */
+  @Mixin Verbosity verbosity = new Verbosity();
 
-  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
-
-  public boolean verbose() {
-    return verbose;
-  }
+  @Spec CommandSpec spec;
 
   @Override
   public void run() {
@@ -60,7 +63,7 @@ public final class Main implements Runnable {
   public static int execute(String... args) {
     try {
       // Before anything touches Spark: parsing a workflow's SQL already makes Spark set up logging.
-      SparkSessions.configureLogging(java.util.Arrays.asList(args).contains("--verbose"));
+      SparkSessions.configureLogging(Arrays.asList(args).contains(Verbosity.OPTION));
     } catch (NoClassDefFoundError e) {
       // A plain JVM without Spark (e.g. `java -jar … --help`): nothing to configure.
     }
@@ -79,9 +82,9 @@ public final class Main implements Runnable {
     return cli.execute(args);
   }
 
-  private static boolean isVerbose(CommandLine.ParseResult parsed) {
-    for (CommandLine.ParseResult p = parsed; p != null; p = p.subcommand()) {
-      if (p.hasMatchedOption("--verbose")) {
+  private static boolean isVerbose(ParseResult parsed) {
+    for (ParseResult p = parsed; p != null; p = p.subcommand()) {
+      if (p.hasMatchedOption(Verbosity.OPTION)) {
         return true;
       }
     }

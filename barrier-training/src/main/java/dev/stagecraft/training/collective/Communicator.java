@@ -24,9 +24,10 @@ import java.util.List;
  * I/O and do not break the communicator.
  *
  * <p><b>Threading.</b> A communicator is used by one thread at a time; it is not safe for concurrent operations.
- * {@link #close()} may be called from any thread, also to abort an operation blocked in another thread. Each
- * communicator of two or more ranks runs two daemon threads of its own (a sender, so that sending and receiving
- * overlap and neighbours never deadlock on full socket buffers, and a watcher on the connection to the next rank).
+ * {@link #close()} may be called from any thread, also to abort an operation blocked in another thread. The caller's
+ * thread does the sending and the receiving of an operation (alternating one chunk each way, so neighbours never
+ * deadlock on full socket buffers); each communicator of two or more ranks adds one daemon thread of its own, a
+ * watcher that reads abort notices from the next rank.
  */
 public interface Communicator extends AutoCloseable {
   /** Minimum length of the per-run secret. */
@@ -74,7 +75,7 @@ public interface Communicator extends AutoCloseable {
 
   /**
    * Replaces {@code data} on every rank by the element-wise sum over all ranks. Ring reduce-scatter then
-   * all-gather, pipelined in chunks of 256 KiB: each rank sends and receives about {@code 2 (n-1)/n} times the
+   * all-gather, pipelined in chunks of 1 MiB: each rank sends and receives about {@code 2 (n-1)/n} times the
    * array. All ranks end with bit-identical arrays (each element is summed once, by one rank, in ring order).
    * Works for any length, including 0; with one rank it does nothing.
    *

@@ -28,7 +28,8 @@ public final class BarrierStage {
    * Runs {@code fn} on every partition at once and collects what the tasks return.
    *
    * <p>This is a barrier <em>result</em> stage: a failed task aborts the job (Spark cannot retry a barrier result
-   * stage). Callers that need Spark to retry the whole stage add a shuffle after it (see RECIPES.md).
+   * stage). Callers that need Spark to retry the whole stage add a shuffle after it, which makes it a barrier
+   * shuffle-map stage: Spark retries such a stage whole.
    */
   @SuppressWarnings("unchecked")
   public static <T, R> List<R> collect(JavaRDD<T> rdd, PartitionFunction<T, R> fn) {

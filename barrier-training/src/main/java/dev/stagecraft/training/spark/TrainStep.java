@@ -9,8 +9,11 @@ import static dev.stagecraft.spi.FieldSpec.Type.STRING_LIST;
 import dev.stagecraft.chart.LineChart;
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.inference.bundle.ParameterFile;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.SizingTraits.Recovery;
+import dev.stagecraft.spi.SizingTraits;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
@@ -20,7 +23,6 @@ import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
-import dev.stagecraft.inference.model.ParameterFile;
 import dev.stagecraft.training.model.Task;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -31,6 +33,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import org.apache.hadoop.fs.Path;
@@ -96,6 +99,38 @@ public final class TrainStep implements StepKind {
   @Override
   public List<String> outputs() {
     return List.of("model");
+  }
+
+  /**
+   * Right-sizing: the workers are a gang (all must fit at once) and each needs a GPU of its own. With checkpoints a
+   * preemption loses at most one interval: {@code every_seconds}, else as measured in the latest run (its training
+   * loop's time over the checkpoints it wrote); without them, all the work.
+   */
+  @Override
+  public SizingTraits sizing(StepConfig step, Map<String, Double> lastMetrics) {
+    int workers;
+    try {
+      workers = Math.max(1, step.intValue("workers", 1));
+    } catch (StagecraftException e) {
+      workers = 1; // the step itself reports the bad value when it runs
+    }
+    if (!(step.fields().get("checkpoint") instanceof Map<?, ?> checkpoint)) {
+      return new SizingTraits(Recovery.STARTS_OVER, Optional.empty(), workers, false);
+    }
+    Optional<Double> interval;
+    Object every = checkpoint.get("every_seconds");
+    if (every != null) {
+      try {
+        interval = Optional.of(Double.parseDouble(String.valueOf(every)));
+      } catch (NumberFormatException e) {
+        interval = Optional.empty();
+      }
+    } else {
+      Double loop = lastMetrics.get("loop_seconds");
+      Double written = lastMetrics.get("checkpoints_written");
+      interval = loop != null && written != null && written > 0 ? Optional.of(loop / written) : Optional.empty();
+    }
+    return new SizingTraits(Recovery.RESUMES_FROM_CHECKPOINT, interval, workers, false);
   }
 
   @Override

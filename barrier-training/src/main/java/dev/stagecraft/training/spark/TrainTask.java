@@ -9,7 +9,7 @@ import dev.stagecraft.training.checkpoint.Checkpointing;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.loop.WorkerLoop;
-import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Optimizer;

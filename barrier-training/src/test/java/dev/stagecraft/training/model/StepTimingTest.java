@@ -3,7 +3,7 @@ package dev.stagecraft.training.model;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import ai.djl.Device;
-import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.runtime.Devices;
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
 import java.util.List;

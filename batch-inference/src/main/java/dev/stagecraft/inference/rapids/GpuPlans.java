@@ -22,7 +22,10 @@ import org.apache.spark.sql.Row;
  * The RAPIDS jar is not a build dependency: it is found by reflection on the classpath.
  */
 public final class GpuPlans {
-  /** Spark settings for explain-only mode on a CPU-only machine (RECIPES.md). */
+  /**
+   * Spark settings for explain-only mode on a CPU-only machine: the plugin in {@code explainOnly} mode, and
+   * {@code spark.rapids.skipGpuArchitectureCheck}, without which the executor plugin calls CUDA and kills the JVM.
+   */
   public static final Map<String, String> SETTINGS = Map.of(
       "spark.plugins", "com.nvidia.spark.SQLPlugin",
       "spark.rapids.sql.mode", "explainOnly",

@@ -10,10 +10,11 @@ import static dev.stagecraft.spi.FieldSpec.Type.STRING_LIST;
 
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
-import dev.stagecraft.inference.model.NetworkShape;
+import dev.stagecraft.inference.bundle.NetworkShape;
 import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.inference.score.OnnxScorer;
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.SizingTraits;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
@@ -24,6 +25,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -98,6 +100,15 @@ public final class InferStep implements StepKind {
   @Override
   public List<String> outputs() {
     return List.of("output", "quarantine");
+  }
+
+  /**
+   * Right-sizing: Spark re-runs a lost scoring task and the output is the same (each task's quarantine file is named
+   * only when its attempt is accepted), and scoring tasks keep no state on a GPU, so several may share one.
+   */
+  @Override
+  public SizingTraits sizing(StepConfig step, Map<String, Double> lastMetrics) {
+    return new SizingTraits(SizingTraits.Recovery.RERUNS_LOST_TASKS, Optional.empty(), 0, true);
   }
 
   @Override

@@ -4,7 +4,7 @@ import static java.util.Objects.requireNonNull;
 
 import ai.djl.Device;
 import dev.stagecraft.inference.cache.ModelCache;
-import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.inference.score.Scorer;
 import java.io.Serializable;
 import java.nio.ByteBuffer;

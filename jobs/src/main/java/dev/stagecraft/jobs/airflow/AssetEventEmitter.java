@@ -3,11 +3,11 @@ package dev.stagecraft.jobs.airflow;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.OutputRecord;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import java.io.PrintStream;
 import java.util.List;
 import java.util.Map;

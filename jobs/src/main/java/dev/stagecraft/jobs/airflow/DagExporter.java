@@ -2,11 +2,13 @@ package dev.stagecraft.jobs.airflow;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import java.time.Duration;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,8 +29,6 @@ import java.util.regex.Pattern;
  * <p>The output only imports Airflow's Task SDK ({@code airflow.sdk}) and the Apache Spark provider.
  */
 public final class DagExporter {
-  /** The class spark-submit runs. */
-  public static final String MAIN_CLASS = "dev.stagecraft.jobs.Main";
   /** Airflow's default Spark connection. */
   public static final String CONN_ID_DEFAULT = "spark_default";
   /** Asset URIs of exported outputs: {@code stagecraft://WORKFLOW/STEP/OUTPUT}. */
@@ -67,7 +67,7 @@ public final class DagExporter {
       requireNonNull(jar, "jar is null");
       requireNonNull(workspace, "workspace is null");
       requireNonNull(connId, "connId is null");
-      sparkConf = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(sparkConf));
+      sparkConf = Collections.unmodifiableMap(new LinkedHashMap<>(sparkConf));
       requireNonNull(schedule, "schedule is null");
       requireNonNull(defaults, "defaults is null");
     }
@@ -130,7 +130,7 @@ public final class DagExporter {
           .append("        task_id=").append(str(step.id())).append(",\n")
           .append("        conn_id=").append(str(options.connId())).append(",\n")
           .append("        application=\"{{ params.jar }}\",\n")
-          .append("        java_class=").append(str(MAIN_CLASS)).append(",\n")
+          .append("        java_class=").append(str(Settings.MAIN_CLASS)).append(",\n")
           .append("        name=").append(str("stagecraft-" + spec.name() + "-" + step.id())).append(",\n")
           .append("        conf=SPARK_CONF,\n")
           .append("        application_args=[\n")
@@ -142,7 +142,8 @@ public final class DagExporter {
           .append("            \"--workspace\",\n")
           .append("            \"{{ params.workspace }}\",\n")
           .append("        ],\n")
-          .append("        env_vars={\"STAGECRAFT_PROGRESS\": \"plain\"},\n")
+          .append("        env_vars={").append(str(Settings.PROGRESS_ENV)).append(": ")
+          .append(str(Settings.PROGRESS_PLAIN)).append("},\n")
           .append("        retries=").append(settings.retries()).append(",\n")
           .append("        retry_delay=").append(timedelta(settings.retryDelay())).append(",\n")
           .append("        execution_timeout=").append(timedelta(settings.executionTimeout())).append(",\n")

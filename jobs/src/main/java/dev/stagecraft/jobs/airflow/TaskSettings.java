@@ -10,8 +10,8 @@ import java.time.Duration;
  * How Airflow runs one exported step: retries, the delay between them, and the task's execution timeout.
  *
  * <p>{@link #forStep} is the one place these are decided. Today they come from the export's defaults and the step's
- * own {@code timeout_seconds} (train steps); when resource policies (issue #6) carry retry and timeout settings,
- * they plug in there, and the exported DAG follows without other changes.
+ * own {@code timeout_seconds} (train steps); when resource policies carry retry and timeout settings, they plug in
+ * there, and the exported DAG follows without other changes.
  */
 public record TaskSettings(int retries, Duration retryDelay, Duration executionTimeout) {
   /** Default retries of an exported task: one, since a step re-run resumes cleanly (outputs commit atomically). */

@@ -1,24 +1,30 @@
 package dev.stagecraft.jobs.bench;
 
-import dev.stagecraft.jobs.Main;
-import dev.stagecraft.jobs.cli.SparkSessions;
+import dev.stagecraft.jobs.cli.Verbosity;
+import dev.stagecraft.jobs.engine.LocalDirs;
+import dev.stagecraft.jobs.spark.SparkSessions;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.regex.Matcher;
 import org.apache.spark.sql.SparkSession;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
-import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code stagecraft bench NAME}: measures one thing against its baseline (and the physical limit, where one exists)
- * in the same run, and prints one JSON object per result on stdout (DESIGN.md, "Benchmark output"); logs go to
- * stderr. Absolute times are reported, never asserted.
+ * in the same run, and prints one JSON object per result on stdout ({@link Results}); logs go to stderr. Absolute
+ * times are reported, never asserted.
  *
  * <p>No Jackson or Spark type may appear in this class's fields or method signatures: picocli reflects over them
  * when it builds the command line, and `--help` must work on a plain JVM (Spark and Jackson are provided).
@@ -46,11 +52,11 @@ public final class Bench implements Callable<Integer> {
 
   @Option(names = "--trace", paramLabel = "FILE",
       description = "schedule: a Gavel job trace (default: the built-in Philly-derived 0e4a51.trace).")
-  java.nio.file.Path trace;
+  Path trace;
 
   @Option(names = "--spot-trace", paramLabel = "FILE",
       description = "schedule: a spot availability trace, one per zone, repeatable (default: two built-in AWS zones).")
-  List<java.nio.file.Path> spotTraces = new java.util.ArrayList<>();
+  List<Path> spotTraces = new ArrayList<>();
 
   @Option(names = "--cluster-gpus", paramLabel = "N", defaultValue = "0",
       description = "schedule: GPUs in the simulated cluster (default 0: the trace's peak demand).")
@@ -64,7 +70,7 @@ public final class Bench implements Callable<Integer> {
       description = "schedule: a job's deadline is its arrival plus X times its duration.")
   double deadlineSlack;
 
-  @ParentCommand Main main;
+  @Spec CommandSpec spec;
 
   @Override
   public Integer call() throws Exception {
@@ -80,17 +86,17 @@ public final class Bench implements Callable<Integer> {
 
   private Integer runBench() throws Exception {
     if (name.equals("cost")) { // its own cluster and applications: nothing runs in this JVM's Spark
-      SparkSessions.configureLogging(main.verbose());
+      SparkSessions.configureLogging(Verbosity.of(spec));
       CostBench.run(Results::emit);
       return 0;
     }
     if (name.equals("schedule")) {
       // a simulation: no Spark
-      ScheduleBench.run(java.util.Optional.ofNullable(trace), spotTraces, clusterGpus, seed, deadlineSlack,
+      ScheduleBench.run(Optional.ofNullable(trace), spotTraces, clusterGpus, seed, deadlineSlack,
           Results::emit);
       return 0;
     }
-    SparkSession spark = SparkSessions.create("stagecraft bench " + name, main.verbose());
+    SparkSession spark = SparkSessions.create("stagecraft bench " + name, Verbosity.of(spec));
     try {
       switch (name) {
         case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Results::emit);
@@ -105,7 +111,7 @@ public final class Bench implements Callable<Integer> {
     }
   }
 
-  private static final List<Path> SCRATCH = new java.util.concurrent.CopyOnWriteArrayList<>();
+  private static final List<Path> SCRATCH = new CopyOnWriteArrayList<>();
 
   /** A fresh folder for a benchmark's data (inputs, workspaces, clusters' files), deleted when the benchmark ends. */
   static Path scratch(String prefix) throws IOException {
@@ -117,7 +123,7 @@ public final class Bench implements Callable<Integer> {
   private static void deleteScratch() {
     for (Path dir : SCRATCH) {
       try {
-        dev.stagecraft.jobs.engine.LocalDirs.deleteTree(dir);
+        LocalDirs.deleteTree(dir);
       } catch (IOException e) {
         log("cannot delete {}: {}", dir, e.toString());
       }
@@ -129,7 +135,7 @@ public final class Bench implements Callable<Integer> {
   static void log(String format, Object... args) {
     String s = format;
     for (Object a : args) {
-      s = s.replaceFirst("\\{}", java.util.regex.Matcher.quoteReplacement(String.valueOf(a)));
+      s = s.replaceFirst("\\{}", Matcher.quoteReplacement(String.valueOf(a)));
     }
     System.err.println("bench: " + s);
   }

@@ -1,7 +1,7 @@
 package dev.stagecraft.jobs.bench;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.ledger.StepRecord;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import java.nio.file.Files;

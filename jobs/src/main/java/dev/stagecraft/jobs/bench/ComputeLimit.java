@@ -1,6 +1,6 @@
 package dev.stagecraft.jobs.bench;
 
-import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;

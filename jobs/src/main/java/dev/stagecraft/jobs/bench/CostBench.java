@@ -3,6 +3,7 @@ package dev.stagecraft.jobs.bench;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
 import dev.stagecraft.policies.sizing.Deadline;
 import dev.stagecraft.spi.StagecraftException;
@@ -60,15 +61,15 @@ final class CostBench {
   static final String DEADLINE = "15m";
 
   static void run(Consumer<ObjectNode> out) throws Exception {
-    Path home = Path.of(System.getProperty("stagecraft.home", "."));
+    Path home = Path.of(System.getProperty(Settings.HOME_PROPERTY, Settings.HOME_DEFAULT));
     Path demo = home.resolve("jobs/examples/a9a/workflow.yaml");
-    String sparkHome = System.getenv("STAGECRAFT_SPARK_HOME");
+    String sparkHome = System.getenv(Settings.STAGECRAFT_SPARK_HOME_ENV);
     if (sparkHome == null || sparkHome.isBlank()) {
-      sparkHome = System.getenv("SPARK_HOME");
+      sparkHome = System.getenv(Settings.SPARK_HOME_ENV);
     }
     if (sparkHome == null || sparkHome.isBlank()) {
       throw StagecraftException.user("bench cost needs a Spark distribution to start a cluster and spark-submit to "
-          + "it: set STAGECRAFT_SPARK_HOME (bin/stagecraft does, with bin/spark-dist)");
+          + "it: set %s (bin/stagecraft does, with bin/spark-dist)", Settings.STAGECRAFT_SPARK_HOME_ENV);
     }
     String jar = SparkSubmitLauncher.ownJar().orElseThrow(() -> StagecraftException.user(
         "bench cost spark-submits Stagecraft's jar: run it with bin/stagecraft"));
@@ -129,18 +130,18 @@ final class CostBench {
       String workflow, String runId, String workspace, String what) throws Exception {
     Bench.log("cost: spark-submit {} as run {} ({})", workflow, runId, what);
     List<String> cmd = new ArrayList<>(List.of(Path.of(sparkHome, "bin/spark-submit").toString(),
-        "--master", cluster.masterUrl(), "--conf", "spark.ui.enabled=false", "--conf",
-        "spark.driver.host=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
+        "--master", cluster.masterUrl(), "--conf", Settings.UI_ENABLED_CONF + "=false", "--conf",
+        Settings.DRIVER_HOST_CONF + "=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
         "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.interval=1s",
         "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60",
-        "--class", "dev.stagecraft.jobs.Main", jar, "run", dir.resolve(workflow).toString(), "--run-id", runId,
+        "--class", Settings.MAIN_CLASS, jar, "run", dir.resolve(workflow).toString(), "--run-id", runId,
         "--workspace", dir.resolve(workspace).toUri().toString(),
         "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")));
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(dir.resolve(runId + ".log").toFile());
-    pb.environment().put("SPARK_HOME", sparkHome);
-    pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
-    pb.environment().put("STAGECRAFT_PROGRESS", "plain");
+    pb.environment().put(Settings.SPARK_HOME_ENV, sparkHome);
+    pb.environment().put(Settings.SPARK_LOCAL_IP_ENV, "127.0.0.1");
+    pb.environment().put(Settings.PROGRESS_ENV, Settings.PROGRESS_PLAIN);
     long t = System.nanoTime();
     int code = pb.start().waitFor();
     double seconds = (System.nanoTime() - t) / 1e9;

@@ -1,5 +1,6 @@
 package dev.stagecraft.jobs.bench;
 
+import dev.stagecraft.jobs.config.Settings;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.URI;
@@ -103,8 +104,8 @@ public final class DistributionCluster implements AutoCloseable {
   private static Process daemon(Path sparkHome, List<String> cmd, Map<String, String> env, Path log)
       throws IOException {
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
-    pb.environment().put("SPARK_HOME", sparkHome.toString());
-    pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+    pb.environment().put(Settings.SPARK_HOME_ENV, sparkHome.toString());
+    pb.environment().put(Settings.SPARK_LOCAL_IP_ENV, "127.0.0.1");
     pb.environment().putAll(env);
     return pb.start();
   }

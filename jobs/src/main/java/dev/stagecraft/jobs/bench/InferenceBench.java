@@ -8,12 +8,13 @@ import static org.apache.spark.sql.functions.when;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.inference.bundle.NetworkShape;
+import dev.stagecraft.inference.bundle.ParameterFile;
 import dev.stagecraft.inference.model.BundleNetwork;
-import dev.stagecraft.inference.model.Devices;
-import dev.stagecraft.inference.model.NetworkShape;
-import dev.stagecraft.inference.model.ParameterFile;
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.inference.spark.InferStep;
-import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.ledger.StepRecord;
 import java.io.ByteArrayInputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -117,7 +118,8 @@ final class InferenceBench {
 
   /** a9a replicated {@code times} times as Parquet: {@code row_id}, {@code label}, {@code features} ARRAY<DOUBLE>. */
   static String input(SparkSession spark, Path dir, int times) {
-    Path data = Path.of(System.getProperty("stagecraft.home", "."), "jobs/examples/a9a/data/a9a.libsvm");
+    Path data = Path.of(System.getProperty(Settings.HOME_PROPERTY, Settings.HOME_DEFAULT),
+        "jobs/examples/a9a/data/a9a.libsvm");
     Dataset<Row> one = spark.read().format("libsvm").option("numFeatures", "123").load(data.toString());
     Dataset<Row> all = one;
     for (int i = 1; i < times; i++) {

@@ -1,11 +1,12 @@
 package dev.stagecraft.jobs.bench;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
@@ -29,10 +30,11 @@ final class TrainBench {
 
   /** a9a (32,560 rows) replicated {@code times} times, written once as Parquet; returns its path. */
   static String a9a(SparkSession spark, Path dir, int times) {
-    Path data = Path.of(System.getProperty("stagecraft.home", "."), "jobs/examples/a9a/data/a9a.libsvm");
+    Path data = Path.of(System.getProperty(Settings.HOME_PROPERTY, Settings.HOME_DEFAULT),
+        "jobs/examples/a9a/data/a9a.libsvm");
     if (!Files.isRegularFile(data)) {
-      throw StagecraftException.user("Cannot find %s (run from the Stagecraft repository, or set STAGECRAFT_HOME)",
-          data.toAbsolutePath());
+      throw StagecraftException.user("Cannot find %s (run from the Stagecraft repository, or set %s)",
+          data.toAbsolutePath(), Settings.HOME_ENV);
     }
     Dataset<Row> one = spark.read().format("libsvm").option("numFeatures", "123").load(data.toString());
     Dataset<Row> all = one;

@@ -2,14 +2,14 @@ package dev.stagecraft.jobs.cli;
 
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.stagecraft.jobs.Main;
 import dev.stagecraft.jobs.airflow.AirflowClient;
 import dev.stagecraft.jobs.airflow.AirflowCredentials;
 import dev.stagecraft.jobs.airflow.DagExporter;
 import dev.stagecraft.jobs.airflow.DagRun;
 import dev.stagecraft.jobs.airflow.TaskInstance;
 import dev.stagecraft.jobs.airflow.TaskSettings;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
@@ -18,16 +18,17 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine;
 
 /** {@code stagecraft airflow …}: export a workflow as an Airflow DAG; trigger, wait for and show DAG runs. */
 @Command(name = "airflow", mixinStandardHelpOptions = true,
@@ -119,8 +120,7 @@ public final class AirflowCommands implements Runnable {
       Path tmp = Files.createTempFile(out, "." + id, ".py.tmp");
       try {
         Files.writeString(tmp, source);
-        Files.move(tmp, file, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
-            java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       } finally {
         Files.deleteIfExists(tmp);
       }
@@ -131,7 +131,7 @@ public final class AirflowCommands implements Runnable {
     /** The shaded jar this code runs from, else the one in the Stagecraft checkout. */
     static String defaultJar() {
       try {
-        Path self = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        Path self = Path.of(AirflowCommands.class.getProtectionDomain().getCodeSource().getLocation().toURI());
         if (self.getFileName().toString().endsWith("-shaded.jar")) {
           return self.toAbsolutePath().toString();
         }
@@ -144,9 +144,9 @@ public final class AirflowCommands implements Runnable {
       } catch (Exception e) {
         // fall through to the checkout's jar
       }
-      String home = System.getProperty("stagecraft.home", System.getenv().getOrDefault("STAGECRAFT_HOME", "."));
-      String version = Optional.ofNullable(Main.class.getPackage().getImplementationVersion()).orElse("0.1.0-SNAPSHOT");
-      return Path.of(home, "jobs", "target", "stagecraft-jobs-" + version + "-shaded.jar").toAbsolutePath()
+      String version = Optional.ofNullable(AirflowCommands.class.getPackage().getImplementationVersion())
+          .orElse("0.1.0-SNAPSHOT");
+      return Path.of(Settings.home(), "jobs", "target", "stagecraft-jobs-" + version + "-shaded.jar").toAbsolutePath()
           .normalize().toString();
     }
   }

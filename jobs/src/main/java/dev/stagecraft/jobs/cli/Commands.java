@@ -1,19 +1,29 @@
 package dev.stagecraft.jobs.cli;
 
+import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.jobs.airflow.AssetEventEmitter;
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.engine.CostFiles;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.Json;
-import dev.stagecraft.jobs.engine.LedgerStore;
-import dev.stagecraft.jobs.engine.OutputRecord;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.engine.LocalDirs;
+import dev.stagecraft.jobs.engine.OutputTables;
+import dev.stagecraft.jobs.engine.Placement;
+import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
+import dev.stagecraft.jobs.engine.StepLauncher;
+import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.LedgerStore;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
+import dev.stagecraft.jobs.spark.SparkSessions;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.PrintStream;
@@ -23,6 +33,7 @@ import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
@@ -30,8 +41,11 @@ import java.util.concurrent.ThreadLocalRandom;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
 
 /** The subcommands of {@code stagecraft}. */
 public final class Commands {
@@ -64,9 +78,9 @@ public final class Commands {
     @Option(names = "--resume", description = "Continue run --run-id: re-run only the steps that did not succeed.")
     boolean resume;
 
-    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+    @Mixin RunOptions options = new RunOptions();
 
-    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+    @Spec CommandSpec spec;
 
     @Override
     public Integer call() {
@@ -74,7 +88,7 @@ public final class Commands {
         throw StagecraftException.user("Invalid --resume: it needs --run-id (the run to continue)");
       }
       String id = runId != null ? runId : newRunId();
-      return execute(workflow, id, resume, Optional.empty(), options, main.verbose(), "stagecraft run " + workflow,
+      return execute(workflow, id, resume, Optional.empty(), options, Verbosity.of(spec), "stagecraft run " + workflow,
           Optional.empty());
     }
   }
@@ -91,13 +105,13 @@ public final class Commands {
     @Option(names = "--run-id", required = true, paramLabel = "ID", description = "The run the step belongs to.")
     String runId;
 
-    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+    @Mixin RunOptions options = new RunOptions();
 
-    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+    @Spec CommandSpec spec;
 
     @Override
     public Integer call() {
-      return execute(workflow, runId, false, Optional.of(step), options, main.verbose(),
+      return execute(workflow, runId, false, Optional.of(step), options, Verbosity.of(spec),
           "stagecraft step " + workflow + " " + step, Optional.empty());
     }
   }
@@ -140,9 +154,9 @@ public final class Commands {
     public Integer call() {
       Workspace.checkRunId(runId);
       Workspace ws = new Workspace(workspace, new Configuration());
-      dev.stagecraft.policies.cost.CostReport report = dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).orElseThrow(
+      CostReport report = CostFiles.read(ws, runId).orElseThrow(
           () -> StagecraftException.user("Cannot show the cost of run '%s': no cost report at %s (only whole runs "
-              + "are metered, not single steps)", runId, dev.stagecraft.jobs.engine.CostFiles.json(ws, runId)));
+              + "are metered, not single steps)", runId, CostFiles.json(ws, runId)));
       CostTable.print(runId, report, ws.runDir(runId).toString(), System.out);
       return 0;
     }
@@ -151,23 +165,22 @@ public final class Commands {
   @Command(name = "demo", mixinStandardHelpOptions = true,
       description = "Run the example workflow (jobs/examples/a9a) on local Spark, workspace ./.stagecraft.")
   public static final class Demo implements Callable<Integer> {
-    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+    @Mixin RunOptions options = new RunOptions();
 
-    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+    @Spec CommandSpec spec;
 
     @Override
     public Integer call() {
       Path workflow = exampleWorkflow();
-      return execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(), "stagecraft demo",
+      return execute(workflow, newRunId(), false, Optional.empty(), options, Verbosity.of(spec), "stagecraft demo",
           Optional.of("summary"));
     }
 
     static Path exampleWorkflow() {
-      String home = System.getProperty("stagecraft.home", System.getenv().getOrDefault("STAGECRAFT_HOME", "."));
-      Path p = Path.of(home, "jobs", "examples", "a9a", "workflow.yaml");
+      Path p = Path.of(Settings.home(), "jobs", "examples", "a9a", "workflow.yaml");
       if (!Files.isRegularFile(p)) {
         throw StagecraftException.user("Cannot find the example workflow %s (expected the Stagecraft repository; "
-            + "run bin/stagecraft demo from it, or set STAGECRAFT_HOME to it)", p.toAbsolutePath().normalize());
+            + "run bin/stagecraft demo from it, or set %s to it)", p.toAbsolutePath().normalize(), Settings.HOME_ENV);
       }
       return p;
     }
@@ -181,24 +194,24 @@ public final class Commands {
     @Parameters(index = "0", paramLabel = "WORKFLOW", description = "The workflow YAML file.")
     Path workflow;
 
-    @picocli.CommandLine.Mixin RunOptions options = new RunOptions();
+    @Mixin RunOptions options = new RunOptions();
 
-    @picocli.CommandLine.ParentCommand dev.stagecraft.jobs.Main main;
+    @Spec CommandSpec spec;
 
     @Override
     public Integer call() throws Exception {
-      if (!dev.stagecraft.inference.rapids.GpuPlans.available()) {
+      if (!GpuPlans.available()) {
         throw StagecraftException.user("Cannot explain GPU plans: the RAPIDS Accelerator (%s) is not on the "
             + "classpath (bin/stagecraft explain-gpu adds ~/.cache/stagecraft/rapids/*.jar, fetching it first)",
-            dev.stagecraft.inference.rapids.GpuPlans.PLUGIN_CLASS);
+            GpuPlans.PLUGIN_CLASS);
       }
-      // RECIPES.md: RAPIDS' shim loader needs a mutable class loader as the context loader, else ExplainPlan gives "".
+      // RAPIDS' shim loader needs a mutable class loader as the context loader, else ExplainPlan gives "".
       // (In a method of its own class: picocli inspects this class on a JVM without Spark for --help.)
       SparkClassLoaders.useMutableContextLoader();
       // No spark.plugins: the explain-only plugin breaks Observation metrics (CollectMetricsExec) the engine uses to
       // count rows; ExplainPlan only needs the jar on the classpath.
-      dev.stagecraft.inference.rapids.GpuPlans.enable();
-      Optional<java.nio.file.Path> temp = Optional.empty();
+      GpuPlans.enable();
+      Optional<Path> temp = Optional.empty();
       if (options.workspace == null) {
         temp = Optional.of(Files.createTempDirectory("stagecraft-explain-gpu"));
         options.workspace = temp.get().toUri().toString();
@@ -206,17 +219,17 @@ public final class Commands {
       PrintStream out = System.out;
       int code;
       try {
-        code = execute(workflow, newRunId(), false, Optional.empty(), options, main.verbose(),
+        code = execute(workflow, newRunId(), false, Optional.empty(), options, Verbosity.of(spec),
             "stagecraft explain-gpu " + workflow, Optional.empty());
       } finally {
         if (temp.isPresent()) { // the reports are kept in memory; the run's outputs were only the means
-          dev.stagecraft.jobs.engine.LocalDirs.deleteTree(temp.get());
+          LocalDirs.deleteTree(temp.get());
         }
       }
       out.println();
       out.println("GPU plans (RAPIDS Accelerator, explain-only):");
-      for (Map.Entry<String, String> e : dev.stagecraft.inference.rapids.GpuPlans.reports().entrySet()) {
-        java.util.List<String> off = dev.stagecraft.inference.rapids.GpuPlans.notOnGpu(e.getValue());
+      for (Map.Entry<String, String> e : GpuPlans.reports().entrySet()) {
+        List<String> off = GpuPlans.notOnGpu(e.getValue());
         out.printf("%nstep %s: %s%n", e.getKey(), off.isEmpty() ? "every operator would run on the GPU"
             : off.size() + " operator(s)/expression(s) would stay on the CPU");
         for (String line : e.getValue().strip().split("\n")) {
@@ -229,19 +242,20 @@ public final class Commands {
 
   /**
    * Set when this process is a step's own application, launched by the run holding its lease (environment of
-   * {@link dev.stagecraft.jobs.engine.SparkSubmitLauncher}).
+   * {@link SparkSubmitLauncher}).
    */
   private static Optional<Engine.LaunchedBy> launchedBy(Optional<String> only) {
-    String token = System.getenv("STAGECRAFT_PARENT_LEASE");
-    String usage = System.getenv("STAGECRAFT_USAGE_FILE");
+    String token = System.getenv(Settings.PARENT_LEASE_ENV);
+    String usage = System.getenv(Settings.USAGE_FILE_ENV);
     if (token == null || token.isBlank()) {
       return Optional.empty();
     }
     if (only.isEmpty() || usage == null || usage.isBlank()) {
-      throw StagecraftException.user("STAGECRAFT_PARENT_LEASE is set (a step launched as its own application), but "
-          + "%s", only.isEmpty() ? "the command runs a whole workflow (expected `step`)" : "STAGECRAFT_USAGE_FILE is not");
+      throw StagecraftException.user("%s is set (a step launched as its own application), but %s",
+          Settings.PARENT_LEASE_ENV, only.isEmpty() ? "the command runs a whole workflow (expected `step`)"
+              : Settings.USAGE_FILE_ENV + " is not");
     }
-    String prepared = System.getenv("STAGECRAFT_PREPARED_FILE");
+    String prepared = System.getenv(Settings.PREPARED_FILE_ENV);
     return Optional.of(new Engine.LaunchedBy(token, usage, prepared == null || prepared.isBlank() ? null : prepared));
   }
 
@@ -254,7 +268,7 @@ public final class Commands {
     Workspace.checkRunId(runId);
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(file); // everything is validated before Spark starts
-    dev.stagecraft.jobs.engine.Placement placement = SparkSessions.placement(spec, kinds);
+    Placement placement = SparkSessions.placement(spec, kinds);
     // A step's own application (launched by its run: Placement) has its settings from the launcher.
     Optional<Engine.LaunchedBy> launchedBy = launchedBy(only);
     SparkSession spark = SparkSessions.create("stagecraft " + spec.name() + " " + runId, verbose,
@@ -280,21 +294,21 @@ public final class Commands {
         listener = new AssetEventEmitter(progress, AirflowCommands.Connection::fromEnvironment, spec.name(),
             System.err);
       }
-      Optional<dev.stagecraft.jobs.engine.StepLauncher> launcher = placement.ownApplication().isEmpty()
+      Optional<StepLauncher> launcher = placement.ownApplication().isEmpty()
           ? Optional.empty()
-          : Optional.of(dev.stagecraft.jobs.engine.SparkSubmitLauncher.forThisProcess(spark.sparkContext().getConf()));
+          : Optional.of(SparkSubmitLauncher.forThisProcess(spark.sparkContext().getConf()));
       RunLedger ledger = new Engine(spark, kinds, listener, placement, launcher).run(spec, opts);
       progress.close();
       summarize(ledger, only, file, out);
       preview.map(s -> ledger.step(s).outputs().get("output")).ifPresent(o -> {
         out.println();
         out.println("First rows of " + o.uri() + ":");
-        o.read(spark).show(20, false);
+        OutputTables.read(spark, o).show(20, false);
       });
       // The demo (and every whole run) ends with the cost report.
       if (only.isEmpty()) {
         Workspace ws = new Engine(spark, kinds, progress).workspace(spec, opts);
-        dev.stagecraft.jobs.engine.CostFiles.read(ws, runId).ifPresent(report -> {
+        CostFiles.read(ws, runId).ifPresent(report -> {
           out.println();
           CostTable.print(runId, report, ws.runDir(runId).toString(), out);
         });

@@ -1,11 +1,12 @@
 package dev.stagecraft.jobs.cli;
 
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.OutputRecord;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
@@ -49,11 +50,11 @@ public final class ConsoleProgress implements EngineListener, AutoCloseable {
     ticker.scheduleWithFixedDelay(this::tick, 500, terminal ? 250 : 1000, TimeUnit.MILLISECONDS);
   }
 
-  /** A terminal unless STAGECRAFT_PROGRESS says otherwise ({@code plain} or {@code tty}). */
+  /** A terminal unless {@link Settings#PROGRESS_ENV} says otherwise ({@code plain} or {@code tty}). */
   public static boolean isTerminal() {
-    String forced = System.getenv("STAGECRAFT_PROGRESS");
+    String forced = System.getenv(Settings.PROGRESS_ENV);
     if (forced != null) {
-      return forced.equalsIgnoreCase("tty");
+      return forced.equalsIgnoreCase(Settings.PROGRESS_TTY);
     }
     return System.console() != null;
   }

@@ -1,8 +1,8 @@
 package dev.stagecraft.jobs.cli;
 
-import dev.stagecraft.jobs.engine.OutputRecord;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
@@ -48,7 +48,7 @@ final class StatusTable {
       }
       out.println(line.toString().stripTrailing());
     }
-    // sizing decisions and deadlines (issue #7), with the numbers they used
+    // sizing decisions and deadlines, with the numbers they used
     for (Map.Entry<String, StepRecord> e : ledger.steps().entrySet()) {
       Map<String, Object> d = e.getValue().details();
       if (d == null) {

@@ -4,6 +4,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.chart.BarChart;
+import dev.stagecraft.fs.AtomicFiles;
+import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.Workspace;
+import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.policies.cost.Usage;
 import dev.stagecraft.spi.StagecraftException;
@@ -84,7 +88,7 @@ public final class CostFiles {
       ws2.addObject().put("step", w.step()).put("start", w.start()).put("end", w.end());
     }
     try {
-      dev.stagecraft.fs.AtomicFiles.write(ws.fs(), file, Json.MAPPER.writeValueAsBytes(root));
+      AtomicFiles.write(ws.fs(), file, Json.MAPPER.writeValueAsBytes(root));
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot write the usage file %s: %s", file, e.getMessage());
     }
@@ -93,7 +97,7 @@ public final class CostFiles {
   /** A usage file written by {@link #writeUsage}, if it exists. */
   public static Optional<Usage> readUsage(Workspace ws, Path file) {
     try {
-      Optional<byte[]> bytes = dev.stagecraft.fs.AtomicFiles.read(ws.fs(), file);
+      Optional<byte[]> bytes = AtomicFiles.read(ws.fs(), file);
       if (bytes.isEmpty()) {
         return Optional.empty();
       }
@@ -103,7 +107,7 @@ public final class CostFiles {
         ex.add(new Usage.Executor(e.path("id").asText(), e.path("profile").asInt(), e.path("cores").asInt(),
             e.path("memory_mib").asLong(), e.path("gpus").asInt(),
             e.path("gpu_type").isTextual() ? Optional.of(e.path("gpu_type").asText()) : Optional.empty(),
-            dev.stagecraft.policies.ResourcePolicy.Market.valueOf(e.path("market").asText()),
+            ResourcePolicy.Market.valueOf(e.path("market").asText()),
             e.path("start").asLong(), e.path("end").asLong()));
       }
       List<Usage.Task> ts = new ArrayList<>();

@@ -1,5 +1,8 @@
 package dev.stagecraft.jobs.engine;
 
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.Workspace;
 import java.util.List;
 
 /** What the engine tells the console (or a notebook) while it runs. Called from the engine's threads. */

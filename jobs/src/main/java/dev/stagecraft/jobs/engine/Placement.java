@@ -3,6 +3,7 @@ package dev.stagecraft.jobs.engine;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;
+import java.util.Collections;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Optional;
@@ -24,7 +25,7 @@ public record Placement(Set<String> ownApplication) {
   public static final Placement IN_PROCESS = new Placement(Set.of());
 
   public Placement {
-    ownApplication = java.util.Collections.unmodifiableSet(new LinkedHashSet<>(ownApplication));
+    ownApplication = Collections.unmodifiableSet(new LinkedHashSet<>(ownApplication));
   }
 
   /**

@@ -2,14 +2,18 @@ package dev.stagecraft.jobs.engine;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.spark.SparkPolicies;
 import dev.stagecraft.spi.StagecraftException;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,10 +24,12 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.apache.hadoop.fs.FileSystem;
 import org.apache.spark.SparkConf;
 import org.apache.spark.launcher.SparkLauncher;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import scala.Tuple2;
 
 /**
  * Launches a step as its own Spark application through Spark's launcher API ({@link SparkLauncher}, which runs a
@@ -41,8 +47,9 @@ public final class SparkSubmitLauncher implements StepLauncher {
   private static final List<String> NOT_INHERITED = List.of("spark.app.", "spark.driver.port",
       "spark.executor.id", "spark.dynamicAllocation.", "spark.executor.instances", "spark.executor.cores",
       "spark.executor.memory", "spark.executor.memoryOverhead", "spark.executor.resource.", "spark.task.cpus",
-      "spark.task.resource.", "spark.submit.", "spark.master", "spark.jars", "spark.repl.", "spark.sql.warehouse.dir",
-      "spark.ui.port", "spark.plugins", "spark.rapids.", "spark.scheduler.allocation.file");
+      "spark.task.resource.", "spark.submit.", Settings.MASTER_CONF, "spark.jars", "spark.repl.",
+      "spark.sql.warehouse.dir", "spark.ui.port", Settings.PLUGINS_CONF, Settings.RAPIDS_CONF_PREFIX,
+      Settings.ALLOCATION_FILE_CONF);
 
   private final SparkConf parent;
   private final Optional<String> sparkHome;
@@ -61,46 +68,44 @@ public final class SparkSubmitLauncher implements StepLauncher {
 
   /**
    * For this process: the Spark distribution in {@code SPARK_HOME} (spark-submit sets it) or
-   * {@code STAGECRAFT_SPARK_HOME}, and the jar this class was loaded from.
+   * {@code STAGECRAFT_SPARK_HOME} ({@link Settings#sparkHome}), and the jar this class was loaded from.
    */
   public static SparkSubmitLauncher forThisProcess(SparkConf conf) {
-    Optional<String> home = Optional.ofNullable(System.getenv("SPARK_HOME")).filter(s -> !s.isBlank())
-        .or(() -> Optional.ofNullable(System.getenv("STAGECRAFT_SPARK_HOME")).filter(s -> !s.isBlank()));
-    return new SparkSubmitLauncher(conf, home, ownJar());
+    return new SparkSubmitLauncher(conf, Settings.sparkHome(), ownJar());
   }
 
   /** The jar Stagecraft runs from; empty when it runs from class folders (a build's tests). */
   public static Optional<String> ownJar() {
     try {
-      java.nio.file.Path p = java.nio.file.Path.of(
+      Path p = Path.of(
           SparkSubmitLauncher.class.getProtectionDomain().getCodeSource().getLocation().toURI());
       if (Files.isRegularFile(p) && p.getFileName().toString().endsWith(".jar")) {
         return Optional.of(p.toString());
       }
-    } catch (java.net.URISyntaxException | RuntimeException e) {
+    } catch (URISyntaxException | RuntimeException e) {
       LOG.debug("Cannot tell which jar Stagecraft runs from: {}", e.toString());
     }
     return Optional.empty();
   }
 
-  /** The launched application's settings: this one's, minus its sizing, plus the step's policy (static). */
-  /** The market (a {@link ResourcePolicy.Market} name) a launched application's executors are priced at. */
-  public static final String MARKET = "spark.stagecraft.executor.market";
-
+  /**
+   * The launched application's settings: this one's, minus its sizing, plus the step's policy (static), and the
+   * market its executors are priced at ({@link Settings#EXECUTOR_MARKET_CONF}, a {@link ResourcePolicy.Market} name).
+   */
   public Map<String, String> conf(Request request) {
     Map<String, String> conf = new LinkedHashMap<>();
-    for (scala.Tuple2<String, String> kv : parent.getAll()) {
+    for (Tuple2<String, String> kv : parent.getAll()) {
       if (NOT_INHERITED.stream().noneMatch(kv._1()::startsWith)) {
         conf.put(kv._1(), kv._2());
       }
     }
     Optional<ResourcePolicy> policy = request.policy();
-    Optional<String> discovery = Optional.ofNullable(parent.get("spark.executor.resource.gpu.discoveryScript", null))
-        .or(() -> Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT")));
+    Optional<String> discovery = Optional.ofNullable(parent.get(Settings.GPU_DISCOVERY_SCRIPT_CONF, null))
+        .or(() -> Optional.ofNullable(System.getenv(Settings.GPU_DISCOVERY_SCRIPT_ENV)));
     policy.ifPresent(p -> {
       conf.putAll(SparkPolicies.applicationConf(p, List.of(p), discovery));
       // Not a Spark setting: the market its executors are priced at by the launched application's cost meter.
-      conf.put(MARKET, p.market().name());
+      conf.put(Settings.EXECUTOR_MARKET_CONF, p.market().name());
     });
     conf.put("spark.dynamicAllocation.enabled", "false"); // barrier stages refuse it (SPARK-24942)
     conf.put("spark.app.name", "stagecraft " + request.spec().name() + " " + request.runId() + " "
@@ -116,10 +121,10 @@ public final class SparkSubmitLauncher implements StepLauncher {
     String app = jar.orElseThrow(() -> StagecraftException.user("Cannot launch step '%s' as its own Spark "
         + "application: this process does not run from Stagecraft's jar (start it with bin/stagecraft or "
         + "spark-submit)", id));
-    java.nio.file.Path tmp = Files.createTempDirectory("stagecraft-launch-",
+    Path tmp = Files.createTempDirectory("stagecraft-launch-",
         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-    java.nio.file.Path props = tmp.resolve("spark.properties");
-    java.nio.file.Path out = tmp.resolve("output.log");
+    Path props = tmp.resolve("spark.properties");
+    Path out = tmp.resolve("output.log");
     long start = System.nanoTime();
     try {
       Properties p = new Properties();
@@ -128,17 +133,17 @@ public final class SparkSubmitLauncher implements StepLauncher {
         p.store(o, "Stagecraft: settings of step " + id + " of run " + request.runId());
       }
       Map<String, String> env = new LinkedHashMap<>();
-      env.put("STAGECRAFT_PARENT_LEASE", request.leaseToken());
-      env.put("STAGECRAFT_USAGE_FILE", request.workspace().fs().makeQualified(request.usageFile()).toString());
-      env.put("STAGECRAFT_PREPARED_FILE",
+      env.put(Settings.PARENT_LEASE_ENV, request.leaseToken());
+      env.put(Settings.USAGE_FILE_ENV, request.workspace().fs().makeQualified(request.usageFile()).toString());
+      env.put(Settings.PREPARED_FILE_ENV,
           request.workspace().fs().makeQualified(request.preparedFile()).toString());
-      env.put("STAGECRAFT_PROGRESS", "plain");
-      String workflow = java.nio.file.Path.of(request.spec().source()).toAbsolutePath().toString();
+      env.put(Settings.PROGRESS_ENV, Settings.PROGRESS_PLAIN);
+      String workflow = Path.of(request.spec().source()).toAbsolutePath().toString();
       SparkLauncher launcher = new SparkLauncher(env)
           .setSparkHome(home)
           .setAppResource(app)
-          .setMainClass("dev.stagecraft.jobs.Main")
-          .setMaster(parent.get("spark.master"))
+          .setMainClass(Settings.MAIN_CLASS)
+          .setMaster(parent.get(Settings.MASTER_CONF))
           .setDeployMode("client")
           .setPropertiesFile(props.toString())
           .addAppArgs("step", workflow, id, "--run-id", request.runId(), "--workspace",
@@ -146,7 +151,7 @@ public final class SparkSubmitLauncher implements StepLauncher {
           .redirectError()
           .redirectOutput(out.toFile());
       LOG.info("Launching step '{}' of run '{}' as its own Spark application: {}/bin/spark-submit on {}", id,
-          request.runId(), home, parent.get("spark.master"));
+          request.runId(), home, parent.get(Settings.MASTER_CONF));
       Process process = launcher.launch();
       Thread tail = new Thread(() -> follow(out, id, process, progress), "stagecraft-launch-" + id);
       tail.setDaemon(true);
@@ -167,7 +172,7 @@ public final class SparkSubmitLauncher implements StepLauncher {
       return new Launched(exit, home + "/bin/spark-submit", log, (System.nanoTime() - start) / 1e9);
     } finally {
       try (var files = Files.list(tmp)) {
-        for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+        for (Path f : (Iterable<Path>) files::iterator) {
           Files.deleteIfExists(f);
         }
       }
@@ -176,13 +181,13 @@ public final class SparkSubmitLauncher implements StepLauncher {
   }
 
   /** Passes the application's progress lines on while it runs (reads the growing file line by line). */
-  private static void follow(java.nio.file.Path out, String id, Process process, Consumer<String> progress) {
+  private static void follow(Path out, String id, Process process, Consumer<String> progress) {
     try {
       while (!Files.exists(out) && process.isAlive()) {
         Thread.sleep(100);
       }
       try (InputStream in = Files.newInputStream(out)) {
-        java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+        ByteArrayOutputStream line = new ByteArrayOutputStream();
         byte[] buf = new byte[8192];
         while (true) {
           int n = in.read(buf);
@@ -214,8 +219,8 @@ public final class SparkSubmitLauncher implements StepLauncher {
   }
 
   /** Copies the application's output into the workspace; returns where it is. */
-  private static String keep(Request request, java.nio.file.Path out) {
-    var fs = request.workspace().fs();
+  private static String keep(Request request, Path out) {
+    FileSystem fs = request.workspace().fs();
     try {
       fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(out.toUri()), request.logFile());
       return fs.makeQualified(request.logFile()).toString();

@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.engine;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.spi.StepConfig;

@@ -3,16 +3,25 @@ package dev.stagecraft.jobs.engine;
 import static org.apache.spark.sql.functions.count;
 import static org.apache.spark.sql.functions.lit;
 
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
+import java.io.IOException;
 import java.net.URI;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
+import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.resource.ResourceProfile;
 import org.apache.spark.sql.AnalysisException;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Observation;
@@ -32,15 +41,15 @@ final class StepRun implements StepContext {
   private final Map<String, OutputRecord> outputs = Collections.synchronizedMap(new LinkedHashMap<>());
   private final Map<String, Double> metrics = Collections.synchronizedMap(new LinkedHashMap<>());
   private final Map<String, Object> details = Collections.synchronizedMap(new LinkedHashMap<>());
-  private final java.util.List<Path> extraDirs = Collections.synchronizedList(new java.util.ArrayList<>());
+  private final List<Path> extraDirs = Collections.synchronizedList(new ArrayList<>());
   private final int attempt;
-  private final java.util.function.Consumer<String> onProgress;
-  private final java.util.Optional<org.apache.spark.resource.ResourceProfile> profile;
+  private final Consumer<String> onProgress;
+  private final Optional<ResourceProfile> profile;
   private volatile Map<String, Object> prepared = Map.of();
 
   StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir, int attempt,
-      String workflowDir, Set<String> upstream, java.util.function.Consumer<String> onProgress,
-      java.util.Optional<org.apache.spark.resource.ResourceProfile> profile) {
+      String workflowDir, Set<String> upstream, Consumer<String> onProgress,
+      Optional<ResourceProfile> profile) {
     this.profile = profile;
     this.attempt = attempt;
     this.onProgress = onProgress;
@@ -64,7 +73,7 @@ final class StepRun implements StepContext {
   }
 
   @Override
-  public <T> org.apache.spark.api.java.JavaRDD<T> withStepResources(org.apache.spark.api.java.JavaRDD<T> rdd) {
+  public <T> JavaRDD<T> withStepResources(JavaRDD<T> rdd) {
     return profile.map(rdd::withResources).orElse(rdd);
   }
 
@@ -99,7 +108,7 @@ final class StepRun implements StepContext {
     } catch (Exception e) { // Scala's AnalysisException is checked in Java's eyes but never declared
       if (e instanceof AnalysisException) {
         throw step.invalid(field, "'" + reference + "' is neither an upstream step nor a readable Parquet path ("
-            + Engine.oneLine(e) + ")");
+            + Attempts.oneLine(e) + ")");
       }
       throw (RuntimeException) e;
     }
@@ -126,7 +135,7 @@ final class StepRun implements StepContext {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("Interrupted while counting the rows of output '" + output + "'", e);
     }
-    outputs.put(output, OutputRecord.table(qualified(dir), n, data.schema()));
+    outputs.put(output, OutputRecord.table(qualified(dir), n, data.schema().json()));
     return n;
   }
 
@@ -140,7 +149,7 @@ final class StepRun implements StepContext {
     Path dir = new Path(attemptDir, output);
     try {
       workspace.fs().mkdirs(dir);
-    } catch (java.io.IOException e) {
+    } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot create %s: %s", dir, e.getMessage());
     }
     String uri = qualified(dir);
@@ -158,7 +167,7 @@ final class StepRun implements StepContext {
     try {
       workspace.fs().delete(dir, true); // a crashed attempt with this number may have left files
       workspace.fs().mkdirs(dir);
-    } catch (java.io.IOException e) {
+    } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot create %s: %s", dir, e.getMessage());
     }
     extraDirs.add(dir);
@@ -173,9 +182,9 @@ final class StepRun implements StepContext {
   }
 
   /** Folders outside the attempt folder that this attempt wrote (deleted if it fails). */
-  java.util.List<Path> extraDirs() {
+  List<Path> extraDirs() {
     synchronized (extraDirs) {
-      return java.util.List.copyOf(extraDirs);
+      return List.copyOf(extraDirs);
     }
   }
 

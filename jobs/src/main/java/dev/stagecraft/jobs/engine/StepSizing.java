@@ -1,9 +1,15 @@
 package dev.stagecraft.jobs.engine;
 
-import dev.stagecraft.policies.cost.CostReport;
-import dev.stagecraft.policies.cost.PriceCatalog;
+import dev.stagecraft.jobs.ledger.LedgerStore;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.cost.CostReport;
+import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.policies.sched.JobTraces;
 import dev.stagecraft.policies.sched.Replay;
 import dev.stagecraft.policies.sched.SpotTrace;
@@ -13,6 +19,7 @@ import dev.stagecraft.policies.sizing.SizingDecision;
 import dev.stagecraft.policies.sizing.SizingRequest;
 import dev.stagecraft.policies.sizing.StepObservation;
 import dev.stagecraft.spi.StepConfig;
+import dev.stagecraft.spi.StepKind;
 import java.io.IOException;
 import java.io.InputStream;
 import java.time.Instant;
@@ -62,8 +69,8 @@ final class StepSizing {
   }
 
   /** The policy the step runs under, with the decision to record; empty when the step names no policy. */
-  static Optional<SizingDecision> decide(WorkflowSpec spec, StepConfig step, Workspace ws, RunLedger ledger,
-      Optional<Double> deadline) {
+  static Optional<SizingDecision> decide(WorkflowSpec spec, StepKind kind, StepConfig step, Workspace ws,
+      RunLedger ledger, Optional<Double> deadline) {
     String runId = ledger.runId();
     Optional<ResourcePolicy> policy = spec.policyOf(step);
     Schedule schedule = spec.stepSchedule(step.id()).orElse(spec.schedule());
@@ -77,9 +84,12 @@ final class StepSizing {
           + "' with step '" + step.id() + "' and a cost report in " + ws.uri() + ": policy '" + policy.get().name()
           + "' as written");
     } else {
+      // What the kind says of the step; measured traits come from the newest earlier run's metrics.
+      Map<String, Double> lastMetrics = new LedgerStore(ws).read(history.get(0).runId())
+          .map(l -> l.step(step.id()).metrics()).orElse(Map.of());
       d = new RightSizer(PriceCatalog.builtIn(), spotRisk(), SAFETY_MARGIN).decide(new SizingRequest(step.id(),
-          step.kind(), policy.get(), deadline, schedule.budget(), checkpointSeconds(step, ws, history), history,
-          inputRows(ledger, ledger.step(step.id()).upstream()), gangTasks(step)));
+          step.kind(), kind.sizing(step, lastMetrics), policy.get(), deadline, schedule.budget(), history,
+          inputRows(ledger, ledger.step(step.id()).upstream())));
     }
     if (!d.policy().equals(policy.get())) {
       // its own name: profiles (and the cost meter's prices by profile) are made once per policy name
@@ -90,41 +100,6 @@ final class StepSizing {
     }
     LOG.info("Sizing of step '{}' ({}): {}", step.id(), d.fromHistory() ? "auto" : "policy as written", d.reason());
     return Optional.of(d);
-  }
-
-  /** A barrier ({@code train}) step's workers: tasks that must all run at once. */
-  private static int gangTasks(StepConfig step) {
-    if (!step.kind().equals("train")) {
-      return 0;
-    }
-    try {
-      return Math.max(1, step.intValue("workers", 1));
-    } catch (dev.stagecraft.spi.StagecraftException e) {
-      return 1; // the train step itself reports a bad value
-    }
-  }
-
-  /**
-   * A training step's checkpoint interval in seconds: {@code every_seconds}, else the last run's training loop time
-   * over the checkpoints it wrote; empty when it does not checkpoint.
-   */
-  private static Optional<Double> checkpointSeconds(StepConfig step, Workspace ws, List<StepObservation> history) {
-    if (!step.kind().equals("train") || !(step.fields().get("checkpoint") instanceof Map<?, ?> m)) {
-      return Optional.empty();
-    }
-    Object every = m.get("every_seconds");
-    if (every != null) {
-      try {
-        return Optional.of(Double.parseDouble(String.valueOf(every)));
-      } catch (NumberFormatException e) {
-        return Optional.empty();
-      }
-    }
-    Optional<RunLedger> last = new LedgerStore(ws).read(history.get(0).runId());
-    Map<String, Double> metrics = last.map(l -> l.step(step.id()).metrics()).orElse(Map.of());
-    Double loop = metrics.get("loop_seconds");
-    Double written = metrics.get("checkpoints_written");
-    return loop != null && written != null && written > 0 ? Optional.of(loop / written) : Optional.empty();
   }
 
   /**

@@ -4,12 +4,14 @@ import static dev.stagecraft.spi.FieldSpec.Type.MAP;
 import static dev.stagecraft.spi.FieldSpec.Type.STRING;
 
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.SizingTraits;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import org.apache.spark.sql.AnalysisException;
 import org.apache.spark.sql.DataFrameReader;
@@ -29,6 +31,12 @@ public final class LoadStep implements StepKind {
   @Override
   public String name() {
     return "load";
+  }
+
+  /** Right-sizing: Spark re-runs a lost task and the step's output is the same. */
+  @Override
+  public SizingTraits sizing(StepConfig step, Map<String, Double> lastMetrics) {
+    return SizingTraits.IDEMPOTENT;
   }
 
   @Override

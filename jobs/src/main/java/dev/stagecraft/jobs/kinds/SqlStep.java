@@ -6,12 +6,14 @@ import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.inference.spark.SqlFunctions;
 import dev.stagecraft.jobs.spec.Template;
 import dev.stagecraft.spi.FieldSpec;
+import dev.stagecraft.spi.SizingTraits;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import org.apache.spark.sql.AnalysisException;
@@ -34,6 +36,12 @@ public final class SqlStep implements StepKind {
   @Override
   public String name() {
     return "sql";
+  }
+
+  /** Right-sizing: Spark re-runs a lost task and the step's output is the same. */
+  @Override
+  public SizingTraits sizing(StepConfig step, Map<String, Double> lastMetrics) {
+    return SizingTraits.IDEMPOTENT;
   }
 
   @Override

@@ -1,9 +1,11 @@
 package dev.stagecraft.jobs.notebook;
 
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.spi.StagecraftException;
 import java.io.File;
 import java.io.IOException;
+import java.net.URI;
 import java.net.URISyntaxException;
 import java.net.URL;
 import java.net.URLClassLoader;
@@ -51,7 +53,7 @@ public final class ChildRun {
           throw StagecraftException.user("Cannot launch %s in a child JVM: its folder %s is not local", workflow.name(),
               dir);
         }
-        Path folder = Path.of(java.net.URI.create(dir));
+        Path folder = Path.of(URI.create(dir));
         file = Files.createTempFile(folder, "." + workflow.name() + "-", ".yaml");
         Files.writeString(file, workflow.yaml());
         temp = Optional.of(file);
@@ -60,13 +62,13 @@ public final class ChildRun {
       cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
       cmd.addAll(jvmFlags);
       cmd.add("-Xmx2g");
-      cmd.add("-Dspark.master=local[2]");
-      cmd.add("-Dspark.ui.enabled=false");
-      cmd.add("-Dspark.driver.host=127.0.0.1");
-      cmd.add("-Dspark.driver.bindAddress=127.0.0.1");
+      cmd.add("-D" + Settings.MASTER_CONF + "=local[2]");
+      cmd.add("-D" + Settings.UI_ENABLED_CONF + "=false");
+      cmd.add("-D" + Settings.DRIVER_HOST_CONF + "=127.0.0.1");
+      cmd.add("-D" + Settings.DRIVER_BIND_ADDRESS_CONF + "=127.0.0.1");
       cmd.add("-cp");
       cmd.add(classpath());
-      cmd.add("dev.stagecraft.jobs.Main");
+      cmd.add(Settings.MAIN_CLASS);
       cmd.addAll(List.of("run", file.toString(), "--run-id", runId, "--workspace", workspace.uri()));
       for (Map.Entry<String, String> e : workflow.overrides().entrySet()) {
         cmd.add("--set");
@@ -74,7 +76,7 @@ public final class ChildRun {
       }
       Path log = Files.createTempFile("stagecraft-child-" + runId + "-", ".log");
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
-      pb.environment().put("STAGECRAFT_PROGRESS", "plain");
+      pb.environment().put(Settings.PROGRESS_ENV, Settings.PROGRESS_PLAIN);
       return new ChildRun(pb.start(), runId, workspace, log, temp);
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot start a child JVM for run '%s': %s", runId, e.getMessage());

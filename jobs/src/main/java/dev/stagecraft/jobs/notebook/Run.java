@@ -2,21 +2,23 @@ package dev.stagecraft.jobs.notebook;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.jobs.engine.CostFiles;
-import dev.stagecraft.jobs.engine.OutputRecord;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.engine.OutputTables;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.spi.StagecraftException;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -112,7 +114,7 @@ public final class Run {
       throw StagecraftException.user("Cannot read output '%s' of step '%s' as a table: it is a %s (%s)", name, step,
           o.format(), uri);
     }
-    return o.read(spark);
+    return OutputTables.read(spark, o);
   }
 
   /** The first {@code rows} rows of a step's table output, for {@code display(preview.html(), "text/html")}. */
@@ -140,7 +142,7 @@ public final class Run {
           notes.add(k + " " + Table.format(v));
         }
       }
-      rows.add(java.util.Arrays.asList(e.getKey(), r.kind(), r.status().name(), r.attempts(), r.seconds(), count,
+      rows.add(Arrays.asList(e.getKey(), r.kind(), r.status().name(), r.attempts(), r.seconds(), count,
           String.join(", ", notes)));
     }
     return new Table(List.of("step", "kind", "status", "attempts", "seconds", "rows", "notes"), rows);

@@ -3,15 +3,17 @@ package dev.stagecraft.jobs.notebook;
 import static java.util.Objects.requireNonNull;
 
 import dev.stagecraft.chart.BarChart;
-import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.jobs.cli.ConsoleProgress;
-import dev.stagecraft.jobs.cli.SparkSessions;
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.Engine;
-import dev.stagecraft.jobs.engine.LedgerStore;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.engine.LocalDirs;
+import dev.stagecraft.jobs.ledger.LedgerStore;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.Workspace;
+import dev.stagecraft.jobs.spark.SparkSessions;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.spi.StagecraftException;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
@@ -48,7 +50,7 @@ import org.apache.spark.sql.SparkSession;
  * child JVM instead (used to show recovery from a killed driver).
  */
 public final class Session implements AutoCloseable {
-  /** Spark on Java 17 needs these in any JVM that runs a driver (RECIPES.md; the same list as bin/stagecraft). */
+  /** Spark on Java 17 needs these in any JVM that runs a driver (the same list as bin/stagecraft). */
   static final List<String> SPARK_JVM_FLAGS = List.of("-XX:+IgnoreUnrecognizedVMOptions",
       "--add-opens=java.base/java.lang=ALL-UNNAMED", "--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
       "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED", "--add-opens=java.base/java.io=ALL-UNNAMED",
@@ -158,11 +160,11 @@ public final class Session implements AutoCloseable {
       if (s == null) {
         SparkSessions.configureLogging(verbose);
         SparkSession.Builder b = SparkSession.builder().appName("stagecraft notebook").master(master)
-            .config("spark.scheduler.mode", "FAIR")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.ui.enabled", "false");
+            .config(Settings.SCHEDULER_MODE_CONF, Settings.SCHEDULER_MODE_DEFAULT)
+            .config(Settings.CONSOLE_PROGRESS_CONF, Settings.CONSOLE_PROGRESS_DEFAULT)
+            .config(Settings.UI_ENABLED_CONF, "false");
         if (master.startsWith("local")) {
-          b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1");
+          b.config(Settings.DRIVER_HOST_CONF, "127.0.0.1").config(Settings.DRIVER_BIND_ADDRESS_CONF, "127.0.0.1");
         }
         conf.forEach(b::config);
         s = b.getOrCreate();
@@ -316,7 +318,7 @@ public final class Session implements AutoCloseable {
     } finally {
       tempWorkspace.ifPresent(dir -> {
         try {
-          dev.stagecraft.jobs.engine.LocalDirs.deleteTree(dir);
+          LocalDirs.deleteTree(dir);
         } catch (IOException e) {
           // Never mask a failure of stop(); a left-over temporary folder is harmless.
           System.err.println("Cannot delete the session's temporary workspace " + dir + ": " + e);

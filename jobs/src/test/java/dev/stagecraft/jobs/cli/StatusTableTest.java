@@ -2,9 +2,9 @@ package dev.stagecraft.jobs.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.StepRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;

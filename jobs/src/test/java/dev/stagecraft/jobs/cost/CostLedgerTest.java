@@ -3,19 +3,19 @@ package dev.stagecraft.jobs.cost;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import dev.stagecraft.policies.cost.CostReport;
-import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.jobs.engine.CostFiles;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.TestSpark;
-import dev.stagecraft.jobs.engine.Workspace;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.policies.ResourcePolicy.Market;
+import dev.stagecraft.policies.cost.CostReport;
+import dev.stagecraft.policies.cost.PriceCatalog;
+import dev.stagecraft.testing.LocalSpark;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
@@ -30,7 +30,7 @@ class CostLedgerTest {
 
   @Test
   void runCostEqualsRecordedLifetimesTimesPrices() throws Exception {
-    SparkSession spark = TestSpark.get();
+    SparkSession spark = LocalSpark.get();
     Files.writeString(dir.resolve("nums.csv"), "n\n1\n2\n3\n4\n5\n6\n");
     Path wf = dir.resolve("wf.yaml");
     Files.writeString(wf, """

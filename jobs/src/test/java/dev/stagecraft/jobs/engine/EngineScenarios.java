@@ -3,10 +3,18 @@ package dev.stagecraft.jobs.engine;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.stagecraft.jobs.ledger.Lease;
+import dev.stagecraft.jobs.ledger.LedgerStore;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.spi.StagecraftException;
+import dev.stagecraft.testing.LocalSpark;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -31,7 +39,7 @@ abstract class EngineScenarios {
   static final StepKinds KINDS = StepKinds.discover().with(new FailingKind(), new BlockingKind());
 
   @TempDir Path dir;
-  final SparkSession spark = TestSpark.get();
+  final SparkSession spark = LocalSpark.get();
   final List<String> started = Collections.synchronizedList(new ArrayList<>());
   String workspace;
 

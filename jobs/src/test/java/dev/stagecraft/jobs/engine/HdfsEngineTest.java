@@ -1,5 +1,6 @@
 package dev.stagecraft.jobs.engine;
 
+import dev.stagecraft.testing.LocalSpark;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.junit.jupiter.api.AfterAll;
@@ -20,7 +21,7 @@ class HdfsEngineTest extends EngineScenarios {
     conf.setInt("dfs.namenode.file.close.num-committed-allowed", 1);
     hdfs = new MiniDFSCluster.Builder(conf).numDataNodes(1).build();
     hdfs.waitActive();
-    TestSpark.get().sparkContext().hadoopConfiguration().set("dfs.replication", "1");
+    LocalSpark.get().sparkContext().hadoopConfiguration().set("dfs.replication", "1");
   }
 
   @AfterAll

@@ -4,12 +4,23 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.OutputRecord;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policies.ResourcePolicy;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
+import org.apache.hadoop.fs.Path;
+import org.junit.jupiter.api.Test;
 
 /** The engine on a {@code file:} workspace. */
 class LocalEngineTest extends EngineScenarios {
@@ -33,7 +44,7 @@ class LocalEngineTest extends EngineScenarios {
   final class InJvmLauncher implements StepLauncher {
     final WorkflowSpec spec;
     final List<String> refusals = new CopyOnWriteArrayList<>();
-    final List<Optional<dev.stagecraft.policies.ResourcePolicy>> policies = new CopyOnWriteArrayList<>();
+    final List<Optional<ResourcePolicy>> policies = new CopyOnWriteArrayList<>();
     final boolean recordNothing;
 
     InJvmLauncher(WorkflowSpec spec, boolean recordNothing) {
@@ -42,7 +53,7 @@ class LocalEngineTest extends EngineScenarios {
     }
 
     @Override
-    public Launched launch(Request request, java.util.function.Consumer<String> progress) {
+    public Launched launch(Request request, Consumer<String> progress) {
       String id = request.step().id();
       policies.add(request.policy());
       try { // without the token, the run's live lease refuses the step
@@ -61,7 +72,7 @@ class LocalEngineTest extends EngineScenarios {
     }
   }
 
-  @org.junit.jupiter.api.Test
+  @Test
   void aStepPlacedInItsOwnApplicationRecordsItselfUnderTheRunsLeaseAndTheRunRecordsTheLaunch() throws Exception {
     WorkflowSpec spec = workflow(PLACED);
     InJvmLauncher launcher = new InJvmLauncher(spec, false);
@@ -85,21 +96,21 @@ class LocalEngineTest extends EngineScenarios {
     // The schema travels in the ledger, so readers downstream need no inference job; it is the file's schema.
     OutputRecord out = b.outputs().get("output");
     assertThat(out.schema()).isNotBlank();
-    assertThat(out.read(spark).schema()).isEqualTo(spark.read().parquet(out.uri()).schema());
-    assertThat(out.read(spark).count()).isEqualTo(10);
+    assertThat(OutputTables.read(spark, out).schema()).isEqualTo(spark.read().parquet(out.uri()).schema());
+    assertThat(OutputTables.read(spark, out).count()).isEqualTo(10);
     assertThat(b.details().get("application")).isEqualTo(Map.of("placement", "own application", "exit_code", 0,
         "spark_submit", "in-jvm", "log", "the-log", "seconds", 0.1));
     assertThat(ledger.step("c").outputs().get("output").rows()).isEqualTo(1);
     assertThat(progress).contains("b: half way");
     // The launched application's usage is part of the run's cost report, under its own executor ids.
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
-    assertThat(ws.fs().exists(new org.apache.hadoop.fs.Path(ws.runDir("pl1"), "applications/b-attempt-1.usage.json")))
+    assertThat(ws.fs().exists(new Path(ws.runDir("pl1"), "applications/b-attempt-1.usage.json")))
         .isTrue();
     JsonNode cost = Json.MAPPER.readTree(ws.fs().open(CostFiles.json(ws, "pl1")));
     assertThat(cost.path("executors").findValuesAsText("id")).contains("driver", "b-attempt-1/driver");
   }
 
-  @org.junit.jupiter.api.Test
+  @Test
   void aLaunchedTrainStepGetsItsStatisticsAndStagedShardsFromTheWorkflowsApplicationAndTrainsTheSameModel()
       throws Exception {
     String yaml = """
@@ -129,7 +140,7 @@ class LocalEngineTest extends EngineScenarios {
         .containsEntry("input", "staged in the workflow's application, one shard per worker");
     assertThat(inProcess.step("fit").details()).doesNotContainKey("statistics").doesNotContainKey("input");
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
-    JsonNode prepared = Json.MAPPER.readTree(ws.fs().open(new org.apache.hadoop.fs.Path(ws.runDir("tr2"),
+    JsonNode prepared = Json.MAPPER.readTree(ws.fs().open(new Path(ws.runDir("tr2"),
         "applications/fit-attempt-1.prepared.json")));
     assertThat(prepared.path("stats").path("rows").asLong()).isEqualTo(400);
     assertThat(prepared.path("stats").path("mean").size()).isEqualTo(2);
@@ -142,7 +153,7 @@ class LocalEngineTest extends EngineScenarios {
         .isEqualTo(400);
     // They were the attempt's intermediate data: gone once the attempt ended.
     assertThat(shards.path("dir").asText()).contains("/runs/tr2/steps/fit/scratch-1");
-    assertThat(ws.fs().exists(new org.apache.hadoop.fs.Path(shards.path("dir").asText()))).isFalse();
+    assertThat(ws.fs().exists(new Path(shards.path("dir").asText()))).isFalse();
     // The same statistics, data, split and seed: the same parameters, so the same metrics — the validation metrics
     // computed by the workers on their shards as by the evaluation job on the input.
     for (String m : List.of("train_loss", "train_accuracy", "train_auc", "validation_loss", "validation_accuracy",
@@ -152,7 +163,7 @@ class LocalEngineTest extends EngineScenarios {
     }
   }
 
-  @org.junit.jupiter.api.Test
+  @Test
   void aLaunchedStepIsRightSizedBeforeItsApplicationStarts() throws Exception {
     WorkflowSpec spec = workflow("""
         name: placed-sized
@@ -181,14 +192,14 @@ class LocalEngineTest extends EngineScenarios {
 
     // No history: the policy as written. Then sized from the first run: a checkpointing step may go to spot.
     assertThat(launcher.policies).hasSize(2);
-    assertThat(launcher.policies.get(0)).get().extracting(dev.stagecraft.policies.ResourcePolicy::name)
+    assertThat(launcher.policies.get(0)).get().extracting(ResourcePolicy::name)
         .isEqualTo("trainer");
-    dev.stagecraft.policies.ResourcePolicy sized = launcher.policies.get(1).orElseThrow();
+    ResourcePolicy sized = launcher.policies.get(1).orElseThrow();
     assertThat(sized.name()).isEqualTo("trainer@auto:fit");
-    assertThat(sized.market()).isEqualTo(dev.stagecraft.policies.ResourcePolicy.Market.SPOT);
+    assertThat(sized.market()).isEqualTo(ResourcePolicy.Market.SPOT);
   }
 
-  @org.junit.jupiter.api.Test
+  @Test
   void badInputFoundWhilePreparingFailsTheStepAsItsOwnErrorAndLaunchesNothing() throws Exception {
     WorkflowSpec spec = workflow("""
         name: placed-bad
@@ -209,7 +220,7 @@ class LocalEngineTest extends EngineScenarios {
     assertThat(launcher.refusals).isEmpty(); // nothing was launched
   }
 
-  @org.junit.jupiter.api.Test
+  @Test
   void aLaunchedStepWhoseApplicationDiesBeforeRecordingFailsWithItsExitCodeAndItsDownstreamIsSkipped()
       throws Exception {
     WorkflowSpec spec = workflow(PLACED);

@@ -2,9 +2,13 @@ package dev.stagecraft.jobs.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.testing.LocalSpark;
 import dev.stagecraft.testing.LogCapture;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,7 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
 /** {@code sizing: auto} and deadlines through the engine on local Spark: history from the workspace, the ledger. */
 class SizingEngineTest {
   @TempDir Path dir;
-  final SparkSession spark = TestSpark.get();
+  final SparkSession spark = LocalSpark.get();
 
   @Test
   void firstRunFallsBackWithAReasonAndTheSecondSizesFromTheFirst() throws Exception {

@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.jobs.ledger.StepRecord;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;

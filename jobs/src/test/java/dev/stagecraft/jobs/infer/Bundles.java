@@ -2,7 +2,7 @@ package dev.stagecraft.jobs.infer;
 
 import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
-import dev.stagecraft.inference.model.ParameterFile;
+import dev.stagecraft.inference.bundle.ParameterFile;
 import java.io.ByteArrayOutputStream;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;

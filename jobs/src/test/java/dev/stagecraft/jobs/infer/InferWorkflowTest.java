@@ -6,17 +6,17 @@ import static org.assertj.core.api.Assertions.within;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
-import dev.stagecraft.inference.model.Devices;
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.inference.spark.InferStep;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.TestSpark;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.testing.LocalSpark;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;
@@ -41,7 +41,7 @@ import org.junit.jupiter.api.io.TempDir;
 /** The {@code infer} step through the engine on local[2], against the runtimes run directly on the same inputs. */
 class InferWorkflowTest {
   @TempDir Path dir;
-  final SparkSession spark = TestSpark.get();
+  final SparkSession spark = LocalSpark.get();
 
   RunLedger run(String steps, String runId) throws Exception {
     Path f = dir.resolve("wf-" + runId + ".yaml");

@@ -4,11 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.policies.cost.CostReport;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.TestSpark;
 import dev.stagecraft.spi.StagecraftException;
+import dev.stagecraft.testing.LocalSpark;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -16,7 +16,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeEach;
@@ -32,7 +31,7 @@ class SessionTest {
   @BeforeEach
   void start() throws Exception {
     Files.writeString(dir.resolve("people.csv"), "id,name,age\n1,ann,31\n2,<b>bob</b>,45\n3,cy,27\n");
-    session = Session.builder().spark(TestSpark.get()).workspace(dir.resolve("ws").toString())
+    session = Session.builder().spark(LocalSpark.get()).workspace(dir.resolve("ws").toString())
         .progressTo(new PrintStream(printed, true, StandardCharsets.UTF_8)).start();
   }
 
@@ -195,7 +194,7 @@ class SessionTest {
 
   @Test
   void closeDeletesATemporaryWorkspaceButKeepsAGivenOneAndAnAdoptedSparkSession() throws Exception {
-    Session temporary = Session.builder().spark(TestSpark.get())
+    Session temporary = Session.builder().spark(LocalSpark.get())
         .progressTo(new PrintStream(printed, true, StandardCharsets.UTF_8)).start();
     Path folder = Path.of(java.net.URI.create(temporary.workspace()));
     assertThat(folder.toString()).contains("stagecraft-notebook-");
@@ -203,7 +202,7 @@ class SessionTest {
     assertThat(folder.resolve("runs/w1/ledger.json")).exists();
     temporary.close();
     assertThat(folder).doesNotExist();
-    assertThat(TestSpark.get().sparkContext().isStopped()).as("an adopted session keeps running").isFalse();
+    assertThat(LocalSpark.get().sparkContext().isStopped()).as("an adopted session keeps running").isFalse();
 
     session.run(people(), "w2");
     session.close();

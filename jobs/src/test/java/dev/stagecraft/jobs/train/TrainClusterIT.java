@@ -5,9 +5,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
@@ -116,7 +116,7 @@ class TrainClusterIT {
   static float[] weights(StepRecord fit) throws Exception {
     org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
     try (var in = bundle.getFileSystem(new Configuration()).open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
-      return dev.stagecraft.inference.model.ParameterFile.read(in);
+      return dev.stagecraft.inference.bundle.ParameterFile.read(in);
     }
   }
 

@@ -7,14 +7,14 @@ import dev.stagecraft.inference.bundle.BundleManifest;
 import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
-import dev.stagecraft.jobs.engine.RunLedger;
-import dev.stagecraft.jobs.engine.RunStatus;
-import dev.stagecraft.jobs.engine.StepRecord;
-import dev.stagecraft.jobs.engine.StepStatus;
-import dev.stagecraft.jobs.engine.TestSpark;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.RunStatus;
+import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.testing.LocalSpark;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -33,7 +33,7 @@ class TrainWorkflowTest {
   static final Path DATA = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/data");
 
   @TempDir Path dir;
-  final SparkSession spark = TestSpark.get();
+  final SparkSession spark = LocalSpark.get();
   final List<String> progress = new CopyOnWriteArrayList<>();
 
   RunLedger run(String yaml, String runId) throws Exception {

@@ -2,14 +2,14 @@ package dev.stagecraft.policies.sizing;
 
 import static java.util.Objects.requireNonNull;
 
-import dev.stagecraft.policies.cost.PriceCatalog;
-import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.ResourcePolicy.Allocation;
 import dev.stagecraft.policies.ResourcePolicy.Market;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.cost.PriceCatalog;
+import dev.stagecraft.spi.SizingTraits;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * Right-sizing from run history ({@code sizing: auto}): per step, the executor count, task GPU fraction and market
@@ -26,19 +26,16 @@ import java.util.Set;
  *   <li>target: T(n) · margin ≤ the deadline; without a deadline, T(n) ≤ T₀ (no slower than last time).
  *   <li>cost on demand: n · price · T(n), which grows with n once n ≥ u: the smallest n that meets the target is the
  *       cheapest. If none up to the limit does, the limit, and the reason says the deadline is at risk.
- *   <li>spot, for steps that checkpoint ({@code train} with a checkpoint interval) or are idempotent ({@code infer},
- *       {@code sql}, {@code load}): expected time T(n) + (T(n) ÷ MTBP) · (lost work + restart), where a preemption
+ *   <li>spot, for steps that resume from a known checkpoint interval ({@code train}) or re-run lost tasks
+ *       ({@code infer}, {@code sql}, {@code load}), as their kinds say ({@code StepKind#sizing}): expected time T(n) + (T(n) ÷ MTBP) · (lost work + restart), where a preemption
  *       loses half a checkpoint interval on average (idempotent steps: half the step, their tasks restart). Spot only
  *       if the deadline absorbs one whole preemption (T(n) + lost + restart, times the margin) and its expected cost
  *       is lower.
- *   <li>task GPUs: an {@code infer} step whose GPUs were used less than half the time packs twice as many tasks per
- *       GPU (down to 1/8).
+ *   <li>task GPUs: a step whose tasks may share a GPU ({@code infer}) and used its GPUs less than half the time packs
+ *       twice as many tasks per GPU (down to 1/8).
  * </ul>
  */
 public final class RightSizer {
-  /** Kinds whose re-run after a lost executor yields the same output (Spark re-runs their lost tasks). */
-  public static final Set<String> IDEMPOTENT = Set.of("infer", "sql", "load");
-
   /** Busy share of executor time above which a step counts as short of executors rather than of parallelism. */
   static final double SATURATED = 0.9;
 
@@ -113,9 +110,9 @@ public final class RightSizer {
     n.put("safety_margin", margin);
     n.put("executor_limit", limit);
 
-    int floor = gangFloor(policy, req.gangTasks());
+    int floor = gangFloor(policy, req.traits().gangTasks());
     if (floor > 1) {
-      n.put("gang_tasks", req.gangTasks());
+      n.put("gang_tasks", req.traits().gangTasks());
       n.put("executor_floor", floor);
     }
     limit = Math.max(limit, floor);
@@ -133,7 +130,7 @@ public final class RightSizer {
 
     double taskGpus = policy.task().gpus();
     String gpuNote = "";
-    if (req.kind().equals("infer") && policy.usesGpus() && last.gpuUtilisation().isPresent()
+    if (req.traits().gpuSharing() && policy.usesGpus() && last.gpuUtilisation().isPresent()
         && last.gpuUtilisation().get() < 0.5 && taskGpus > 0.125) {
       n.put("history_gpu_utilisation", round(last.gpuUtilisation().get()));
       double packed = Math.max(0.125, taskGpus / 2);
@@ -153,12 +150,14 @@ public final class RightSizer {
     Market market = Market.ON_DEMAND;
     String marketNote;
     double expectedCost = onDemandCost;
-    boolean checkpoints = req.kind().equals("train") && req.checkpointSeconds().isPresent();
-    if (!checkpoints && !IDEMPOTENT.contains(req.kind())) {
-      marketNote = "on demand: a '" + req.kind() + "' step " + (req.kind().equals("train")
-          ? "without checkpoints would lose all its work to a preemption" : "is not known to be idempotent");
+    SizingTraits traits = req.traits();
+    boolean checkpoints = traits.checkpoints();
+    if (!checkpoints && traits.recovery() != SizingTraits.Recovery.RERUNS_LOST_TASKS) {
+      marketNote = "on demand: a '" + req.kind() + "' step " + (traits.recovery()
+          == SizingTraits.Recovery.RESUMES_FROM_CHECKPOINT ? "whose checkpoint interval is not known yet"
+          : "without checkpoints or idempotent tasks") + " would lose all its work to a preemption";
     } else {
-      double lost = checkpoints ? Math.min(req.checkpointSeconds().get(), t) : t;
+      double lost = checkpoints ? Math.min(traits.checkpointSeconds().get(), t) : t;
       double worst = t + lost + risk.restartSeconds();
       double mtbp = risk.meanSecondsBetweenPreemptions();
       double preemptions = Double.isInfinite(mtbp) ? 0 : t / mtbp;

@@ -2,11 +2,13 @@ package dev.stagecraft.policies.sizing;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.policies.Policies;
-import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.ResourcePolicy.Allocation;
 import dev.stagecraft.policies.ResourcePolicy.Market;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.cost.PriceCatalog;
+import dev.stagecraft.spi.SizingTraits.Recovery;
+import dev.stagecraft.spi.SizingTraits;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
@@ -29,8 +31,20 @@ class RightSizerTest {
         Optional.ofNullable(deadline));
   }
 
+  /** What the kinds say of their steps (TrainStep and InferStep in their own modules). */
+  private static final SizingTraits INFER = new SizingTraits(Recovery.RERUNS_LOST_TASKS, Optional.empty(), 0, true);
+  private static final SizingTraits TRAIN_WITHOUT_CHECKPOINTS = SizingTraits.UNKNOWN;
+
+  private static SizingTraits traits(String kind) {
+    return switch (kind) {
+      case "infer" -> INFER;
+      case "sql", "load" -> SizingTraits.IDEMPOTENT;
+      default -> TRAIN_WITHOUT_CHECKPOINTS;
+    };
+  }
+
   private static SizingRequest request(String kind, ResourcePolicy p, Double deadline, List<StepObservation> h) {
-    return new SizingRequest("s", kind, p, Optional.ofNullable(deadline), Optional.empty(), Optional.empty(), h, 0, 0);
+    return new SizingRequest("s", kind, traits(kind), p, Optional.ofNullable(deadline), Optional.empty(), h, 0);
   }
 
   @Test
@@ -82,8 +96,9 @@ class RightSizerTest {
     ResourcePolicy gpu = Policies.BUILT_IN.get("gpu-training"); // static 2, on demand
     List<StepObservation> h = List.of(seen(3600, 7200, 0, null));
     // training with a 10-minute checkpoint interval and a loose deadline: spot is cheaper in expectation
-    SizingDecision ckpt = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(3 * 3600.0),
-        Optional.empty(), Optional.of(600.0), h, 0, 0));
+    SizingTraits checkpointed = new SizingTraits(Recovery.RESUMES_FROM_CHECKPOINT, Optional.of(600.0), 0, false);
+    SizingDecision ckpt = sizer.decide(new SizingRequest("s", "train", checkpointed, gpu, Optional.of(3 * 3600.0),
+        Optional.empty(), h, 0));
     assertThat(ckpt.market()).isEqualTo(Market.SPOT);
     assertThat(ckpt.policy().market()).isEqualTo(Market.SPOT);
     assertThat((double) ckpt.numbers().get("expected_cost_spot"))
@@ -92,10 +107,17 @@ class RightSizerTest {
     // the same step without checkpoints: a preemption would lose everything
     SizingDecision none = sizer.decide(request("train", gpu, 3 * 3600.0, h));
     assertThat(none.market()).isEqualTo(Market.ON_DEMAND);
-    assertThat(none.reason()).contains("on demand: a 'train' step without checkpoints would lose all its work");
+    assertThat(none.reason()).contains("on demand: a 'train' step without checkpoints or idempotent tasks would lose "
+        + "all its work");
+    // checkpoints whose interval is not known yet (none given in seconds, no run measured it): the same
+    SizingDecision unknown = sizer.decide(new SizingRequest("s", "train", new SizingTraits(
+        Recovery.RESUMES_FROM_CHECKPOINT, Optional.empty(), 0, false), gpu, Optional.of(3 * 3600.0), Optional.empty(),
+        h, 0));
+    assertThat(unknown.market()).isEqualTo(Market.ON_DEMAND);
+    assertThat(unknown.reason()).contains("whose checkpoint interval is not known yet would lose all its work");
     // checkpoints, but a deadline that one preemption (3600 + 600 + 120 s, × 1.25) would break
-    SizingDecision tight = sizer.decide(new SizingRequest("s", "train", gpu, Optional.of(5000.0),
-        Optional.empty(), Optional.of(600.0), h, 0, 0));
+    SizingDecision tight = sizer.decide(new SizingRequest("s", "train", checkpointed, gpu, Optional.of(5000.0),
+        Optional.empty(), h, 0));
     assertThat(tight.market()).isEqualTo(Market.ON_DEMAND);
     assertThat(tight.reason()).contains("on demand: the deadline (5000 s) cannot absorb a preemption (4320 s with "
         + "one, times margin 1.25)");
@@ -116,8 +138,8 @@ class RightSizerTest {
     // gpu-training: 1 GPU per executor and per task; 2 workers. History: both executors idle most of the time.
     ResourcePolicy gpu = Policies.BUILT_IN.get("gpu-training");
     List<StepObservation> h = List.of(seen(100, 40, 160, null));
-    SizingDecision gang = sizer.decide(new SizingRequest("fit", "train", gpu, Optional.empty(), Optional.empty(),
-        Optional.empty(), h, 0, 2));
+    SizingDecision gang = sizer.decide(new SizingRequest("fit", "train", new SizingTraits(Recovery.STARTS_OVER,
+        Optional.empty(), 2, false), gpu, Optional.empty(), Optional.empty(), h, 0));
     assertThat(gang.executors()).isEqualTo(2);
     assertThat(gang.numbers()).containsEntry("executor_floor", 2);
     SizingDecision loose = sizer.decide(request("train", gpu, null, h));
@@ -130,11 +152,11 @@ class RightSizerTest {
     StepObservation o = new StepObservation("r0", 100, 200, 0, 200, 1_000_000, 1_000_000, Optional.empty(),
         Optional.empty());
     ResourcePolicy p = withMax(Policies.BUILT_IN.get("gpu-inference"), 8);
-    SizingDecision same = sizer.decide(new SizingRequest("s", "infer", p, Optional.of(125.0), Optional.empty(),
-        Optional.empty(), List.of(o), 1_000_000, 0));
+    SizingDecision same = sizer.decide(new SizingRequest("s", "infer", INFER, p, Optional.of(125.0), Optional.empty(),
+        List.of(o), 1_000_000));
     assertThat(same.executors()).isEqualTo(2); // 100 s × 1.25 ≤ 125 s
-    SizingDecision twice = sizer.decide(new SizingRequest("s", "infer", p, Optional.of(125.0), Optional.empty(),
-        Optional.empty(), List.of(o), 2_000_000, 0));
+    SizingDecision twice = sizer.decide(new SizingRequest("s", "infer", INFER, p, Optional.of(125.0), Optional.empty(),
+        List.of(o), 2_000_000));
     assertThat(twice.executors()).isEqualTo(4);
     assertThat(twice.numbers()).containsEntry("input_scale", 2.0)
         .containsEntry("history_task_seconds_per_1k_input_rows", 0.2).containsEntry("expected_seconds", 100.0);

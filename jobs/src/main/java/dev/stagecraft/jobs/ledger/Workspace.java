@@ -1,4 +1,4 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 import dev.stagecraft.spi.StagecraftException;
 import java.io.File;

@@ -1,7 +1,9 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
+import com.fasterxml.jackson.core.JacksonException;
 import dev.stagecraft.fs.AtomicFiles;
 import dev.stagecraft.spi.StagecraftException;
+import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.Optional;
@@ -36,7 +38,7 @@ public final class LedgerStore {
         return Optional.empty();
       }
       return Optional.of(Json.MAPPER.readValue(bytes.get(), RunLedger.class));
-    } catch (com.fasterxml.jackson.core.JacksonException e) {
+    } catch (JacksonException e) {
       throw StagecraftException.user("Cannot read ledger %s: not a Stagecraft ledger (%s)", path, e.getOriginalMessage());
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot read ledger %s: %s", path, e.getMessage());
@@ -104,7 +106,7 @@ public final class LedgerStore {
   private FileStatus statusOrNull(Path p) throws IOException {
     try {
       return workspace.fs().getFileStatus(p);
-    } catch (java.io.FileNotFoundException e) {
+    } catch (FileNotFoundException e) {
       return null;
     }
   }

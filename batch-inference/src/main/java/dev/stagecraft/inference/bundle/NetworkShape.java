@@ -1,4 +1,4 @@
-package dev.stagecraft.inference.model;
+package dev.stagecraft.inference.bundle;
 
 import static java.util.Objects.requireNonNull;
 

@@ -1,4 +1,4 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 /** The state of a run as a whole. */
 public enum RunStatus {

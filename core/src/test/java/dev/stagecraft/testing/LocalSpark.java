@@ -1,12 +1,12 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.testing;
 
 import org.apache.spark.sql.SparkSession;
 
-/** One local[2] SparkSession for the test JVM (UI off, loopback, FAIR pools as the CLI uses). */
-public final class TestSpark {
+/** One local[2] SparkSession per test JVM, as the CLI configures its own (UI off, loopback, FAIR pools). */
+public final class LocalSpark {
   private static SparkSession session;
 
-  private TestSpark() {}
+  private LocalSpark() {}
 
   public static synchronized SparkSession get() {
     if (session == null) {

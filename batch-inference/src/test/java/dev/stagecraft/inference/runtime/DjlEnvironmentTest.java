@@ -1,4 +1,4 @@
-package dev.stagecraft.inference.model;
+package dev.stagecraft.inference.runtime;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

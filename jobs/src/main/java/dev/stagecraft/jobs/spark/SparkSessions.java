@@ -1,16 +1,34 @@
-package dev.stagecraft.jobs.cli;
+package dev.stagecraft.jobs.spark;
 
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.engine.Placement;
+import dev.stagecraft.jobs.spec.StepKinds;
+import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.spark.SparkPolicies;
+import java.io.IOException;
+import java.net.URI;
 import java.net.URL;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.core.LoggerContext;
+import org.apache.logging.log4j.core.config.Configuration;
 import org.apache.logging.log4j.core.config.Configurator;
 import org.apache.logging.log4j.core.config.DefaultConfiguration;
 import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
+import org.slf4j.LoggerFactory;
 
 /**
- * The one place the CLI makes its SparkSession. Under spark-submit the master and settings come from spark-submit;
- * run embedded (bin/stagecraft, a notebook), the master defaults to {@code local[*]}.
+ * The Spark application of a {@code stagecraft} process: its SparkSession (the CLI, benchmarks), the settings a
+ * workflow's policies ask of it, where each step runs, and console logging (notebooks' too). Under spark-submit the
+ * master and settings come from spark-submit; run embedded (bin/stagecraft, a notebook), the master defaults to
+ * {@code local[*]}.
  */
 public final class SparkSessions {
   private SparkSessions() {}
@@ -22,7 +40,7 @@ public final class SparkSessions {
    */
   public static void configureLogging(boolean verbose) {
     LoggerContext ctx = (LoggerContext) LogManager.getContext(false);
-    org.apache.logging.log4j.core.config.Configuration current = ctx.getConfiguration();
+    Configuration current = ctx.getConfiguration();
     String location = current.getConfigurationSource() == null ? null
         : current.getConfigurationSource().getLocation();
     boolean sparkDefaults = location != null && location.endsWith("org/apache/spark/log4j2-defaults.properties");
@@ -35,55 +53,54 @@ public final class SparkSessions {
     String name = verbose ? "log4j2-verbose.properties" : "log4j2-quiet.properties";
     URL config = SparkSessions.class.getResource("/dev/stagecraft/jobs/" + name);
     if (config != null) {
-      Configurator.reconfigure(java.net.URI.create(config.toString()));
+      Configurator.reconfigure(URI.create(config.toString()));
     }
   }
 
   public static SparkSession create(String appName, boolean verbose) {
-    return create(appName, verbose, java.util.Map.of());
+    return create(appName, verbose, Map.of());
   }
 
   /**
    * The session for a workflow: {@code policyConf} (from its resource policies, {@link #policyConf}) fills in what
    * spark-submit and {@code -Dspark.*} did not set — explicit settings win.
    */
-  public static SparkSession create(String appName, boolean verbose, java.util.Map<String, String> policyConf) {
+  public static SparkSession create(String appName, boolean verbose, Map<String, String> policyConf) {
     configureLogging(verbose);
     SparkConf conf = new SparkConf(); // reads spark.* system properties (set by spark-submit)
     SparkSession.Builder builder = SparkSession.builder().appName(appName);
-    if (!conf.contains("spark.master")) {
-      builder.master("local[*]");
+    if (!conf.contains(Settings.MASTER_CONF)) {
+      builder.master(Settings.MASTER_DEFAULT);
     }
     policyConf.forEach((k, v) -> {
       if (!conf.contains(k)) {
         builder.config(k, v);
       }
     });
-    if (!conf.contains("spark.scheduler.mode")) {
+    if (!conf.contains(Settings.SCHEDULER_MODE_CONF)) {
       // Independent steps run concurrently, each in its own pool; FIFO would queue them.
-      builder.config("spark.scheduler.mode", "FAIR");
+      builder.config(Settings.SCHEDULER_MODE_CONF, Settings.SCHEDULER_MODE_DEFAULT);
     }
-    if (!verbose && !conf.contains("spark.ui.showConsoleProgress")) {
-      builder.config("spark.ui.showConsoleProgress", "false"); // Stagecraft prints its own progress
+    if (!verbose && !conf.contains(Settings.CONSOLE_PROGRESS_CONF)) {
+      // Stagecraft prints its own progress.
+      builder.config(Settings.CONSOLE_PROGRESS_CONF, Settings.CONSOLE_PROGRESS_DEFAULT);
     }
     return builder.getOrCreate();
   }
 
   /** The master this process's application runs on: spark-submit's or {@code -Dspark.master}, else local. */
   public static String master() {
-    return new SparkConf().get("spark.master", "local[*]");
+    return new SparkConf().get(Settings.MASTER_CONF, Settings.MASTER_DEFAULT);
   }
 
-  /** Where {@code spec}'s steps run on this process's master ({@link dev.stagecraft.jobs.engine.Placement}). */
-  public static dev.stagecraft.jobs.engine.Placement placement(dev.stagecraft.jobs.spec.WorkflowSpec spec,
-      dev.stagecraft.jobs.spec.StepKinds kinds) {
-    return dev.stagecraft.jobs.engine.Placement.of(spec, master(), s -> kinds.get(s.kind()).barrier());
+  /** Where {@code spec}'s steps run on this process's master ({@link Placement}). */
+  public static Placement placement(WorkflowSpec spec, StepKinds kinds) {
+    return Placement.of(spec, master(), s -> kinds.get(s.kind()).barrier());
   }
 
-  /** {@link #policyConf(dev.stagecraft.jobs.spec.WorkflowSpec, dev.stagecraft.jobs.engine.Placement)} with the
-   * placement of the built-in step kinds. */
-  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec) {
-    dev.stagecraft.jobs.spec.StepKinds kinds = dev.stagecraft.jobs.spec.StepKinds.discover();
+  /** {@link #policyConf(WorkflowSpec, Placement)} with the placement of the built-in step kinds. */
+  public static Map<String, String> policyConf(WorkflowSpec spec) {
+    StepKinds kinds = StepKinds.discover();
     return policyConf(spec, placement(spec, kinds));
   }
 
@@ -93,40 +110,37 @@ public final class SparkSessions {
    * ignores). On a cluster the steps that {@code placement} runs as their own application do not size this one. The
    * RAPIDS plugin is left out, with a log line, when its jar is not on the classpath.
    */
-  public static java.util.Map<String, String> policyConf(dev.stagecraft.jobs.spec.WorkflowSpec spec,
-      dev.stagecraft.jobs.engine.Placement placement) {
-    java.util.List<dev.stagecraft.policies.ResourcePolicy> all = spec.steps().stream()
-        .map(spec::policyOf).flatMap(java.util.Optional::stream).distinct().toList();
-    java.util.List<dev.stagecraft.policies.ResourcePolicy> used = placement.inAppPolicies(spec);
-    java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
+  public static Map<String, String> policyConf(WorkflowSpec spec, Placement placement) {
+    List<ResourcePolicy> all = spec.steps().stream()
+        .map(spec::policyOf).flatMap(Optional::stream).distinct().toList();
+    List<ResourcePolicy> used = placement.inAppPolicies(spec);
+    Map<String, String> out = new LinkedHashMap<>();
     if (all.isEmpty()) {
       return out;
     }
     try {
-      java.nio.file.Path xml = java.nio.file.Files.createTempFile("stagecraft-pools-", ".xml");
+      Path xml = Files.createTempFile("stagecraft-pools-", ".xml");
       xml.toFile().deleteOnExit();
-      java.nio.file.Files.writeString(xml, dev.stagecraft.policies.spark.SparkPolicies.fairSchedulerXml(all));
-      out.put("spark.scheduler.allocation.file", xml.toString());
-    } catch (java.io.IOException e) {
-      org.slf4j.LoggerFactory.getLogger(SparkSessions.class).warn(
+      Files.writeString(xml, SparkPolicies.fairSchedulerXml(all));
+      out.put(Settings.ALLOCATION_FILE_CONF, xml.toString());
+    } catch (IOException e) {
+      LoggerFactory.getLogger(SparkSessions.class).warn(
           "Cannot write the FAIR scheduler allocation file (pools keep weight 1): {}", e.toString());
     }
     if (master().startsWith("local") || used.isEmpty()) {
       return out;
     }
-    dev.stagecraft.policies.ResourcePolicy base =
-        dev.stagecraft.policies.spark.SparkPolicies.basePolicy(used).orElseThrow();
-    out.putAll(dev.stagecraft.policies.spark.SparkPolicies.applicationConf(base, used,
-        java.util.Optional.ofNullable(System.getenv("STAGECRAFT_GPU_DISCOVERY_SCRIPT"))));
-    if (out.containsKey("spark.plugins")) {
+    ResourcePolicy base = SparkPolicies.basePolicy(used).orElseThrow();
+    out.putAll(SparkPolicies.applicationConf(base, used,
+        Optional.ofNullable(System.getenv(Settings.GPU_DISCOVERY_SCRIPT_ENV))));
+    if (out.containsKey(Settings.PLUGINS_CONF)) {
       try {
-        Class.forName(dev.stagecraft.policies.spark.SparkPolicies.RAPIDS_PLUGIN, false,
-            SparkSessions.class.getClassLoader());
+        Class.forName(SparkPolicies.RAPIDS_PLUGIN, false, SparkSessions.class.getClassLoader());
       } catch (ClassNotFoundException e) {
-        org.slf4j.LoggerFactory.getLogger(SparkSessions.class).info("A policy enables RAPIDS but its jar is not on "
+        LoggerFactory.getLogger(SparkSessions.class).info("A policy enables RAPIDS but its jar is not on "
             + "the classpath (bin/fetch-rapids): the steps run on the CPU");
-        out.remove("spark.plugins");
-        out.keySet().removeIf(k -> k.startsWith("spark.rapids."));
+        out.remove(Settings.PLUGINS_CONF);
+        out.keySet().removeIf(k -> k.startsWith(Settings.RAPIDS_CONF_PREFIX));
       }
     }
     return out;

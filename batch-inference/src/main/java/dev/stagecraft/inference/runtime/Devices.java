@@ -1,4 +1,4 @@
-package dev.stagecraft.inference.model;
+package dev.stagecraft.inference.runtime;
 
 import ai.djl.Device;
 import ai.djl.engine.Engine;

@@ -1,4 +1,4 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 /** The state of one step in a run's ledger. */
 public enum StepStatus {

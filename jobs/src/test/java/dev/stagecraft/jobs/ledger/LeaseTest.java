@@ -1,4 +1,4 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

@@ -1,6 +1,7 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
+import java.time.Instant;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -25,6 +26,11 @@ public record RunLedger(
     Map<String, StepRecord> steps) {
 
   public static final int CURRENT_VERSION = 1;
+
+  /** This instant as a ledger records times ({@code created}, {@code updated}, steps' times): ISO-8601, in UTC. */
+  public static String now() {
+    return Instant.now().toString();
+  }
 
   public RunLedger {
     params = params == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(params));

@@ -1,4 +1,4 @@
-package dev.stagecraft.jobs.engine;
+package dev.stagecraft.jobs.ledger;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import dev.stagecraft.fs.AtomicFiles;

@@ -1,18 +1,28 @@
-package dev.stagecraft.jobs.cli;
+package dev.stagecraft.jobs.spark;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.engine.Placement;
+import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
+import dev.stagecraft.jobs.engine.StepLauncher;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
+import java.util.Optional;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** The application settings bin/stagecraft derives from a workflow's policies. */
 class PolicyConfTest {
-  @org.junit.jupiter.api.io.TempDir Path dir;
+  @TempDir Path dir;
 
   private final WorkflowSpec spec = new WorkflowLoader(StepKinds.discover()).parse("wf.yaml", """
       name: p
@@ -46,7 +56,7 @@ class PolicyConfTest {
     WorkflowSpec none = new WorkflowLoader(StepKinds.discover()).parse("wf.yaml",
         "name: p\nsteps:\n  - { id: a, kind: sql, sql: \"SELECT 1\" }\n", "file:/flows");
     assertThat(SparkSessions.policyConf(none)).isEmpty();
-    assertThat(dev.stagecraft.jobs.engine.Placement.of(none, "spark://h:7077", st -> true).ownApplication())
+    assertThat(Placement.of(none, "spark://h:7077", st -> true).ownApplication())
         .isEmpty();
   }
 
@@ -68,19 +78,15 @@ class PolicyConfTest {
   @Test
   void aLaunchedStepGetsItsPolicysStaticExecutorsAndInheritsTheRestButNotTheSizingOrIdentity() throws Exception {
     WorkflowSpec demo = demo();
-    org.apache.spark.SparkConf parent = new org.apache.spark.SparkConf(false)
+    SparkConf parent = new SparkConf(false)
         .set("spark.master", "spark://h:7077").set("spark.app.id", "app-1").set("spark.driver.port", "40000")
         .set("spark.driver.host", "10.0.0.5").set("spark.dynamicAllocation.enabled", "true")
         .set("spark.executor.cores", "4").set("spark.executor.memory", "8192m")
         .set("spark.hadoop.fs.s3a.endpoint", "http://s3:9000").set("spark.executor.extraJavaOptions", "-Dx=1");
-    dev.stagecraft.jobs.engine.SparkSubmitLauncher launcher =
-        new dev.stagecraft.jobs.engine.SparkSubmitLauncher(parent, java.util.Optional.empty(),
-            java.util.Optional.empty());
-    var ws = new dev.stagecraft.jobs.engine.Workspace(dir.toUri().toString(),
-        new org.apache.hadoop.conf.Configuration());
-    var request = new dev.stagecraft.jobs.engine.StepLauncher.Request(demo, demo.step("fit"),
-        demo.policyOf(demo.step("fit")), "r1", ws, "token",
-        new org.apache.hadoop.fs.Path(dir.toUri().toString(), "u.json"),
+    SparkSubmitLauncher launcher = new SparkSubmitLauncher(parent, Optional.empty(), Optional.empty());
+    var ws = new Workspace(dir.toUri().toString(), new Configuration());
+    var request = new StepLauncher.Request(demo, demo.step("fit"), demo.policyOf(demo.step("fit")), "r1", ws,
+        "token", new org.apache.hadoop.fs.Path(dir.toUri().toString(), "u.json"),
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "out.log"),
         new org.apache.hadoop.fs.Path(dir.toUri().toString(), "prepared.json"));
 
@@ -92,10 +98,10 @@ class PolicyConfTest {
         .containsEntry("spark.hadoop.fs.s3a.endpoint", "http://s3:9000")
         .containsEntry("spark.executor.extraJavaOptions", "-Dx=1").containsEntry("spark.driver.host", "10.0.0.5")
         .containsEntry("spark.app.name", "stagecraft a9a r1 fit")
-        .containsEntry(dev.stagecraft.jobs.engine.SparkSubmitLauncher.MARKET, "ON_DEMAND")
+        .containsEntry(Settings.EXECUTOR_MARKET_CONF, "ON_DEMAND")
         .doesNotContainKeys("spark.app.id", "spark.driver.port", "spark.master");
     // Without a Spark distribution the launch fails with what to set, before anything starts.
-    org.assertj.core.api.Assertions.assertThatThrownBy(() -> launcher.launch(request, line -> { }))
+    assertThatThrownBy(() -> launcher.launch(request, line -> { }))
         .hasMessage("Cannot launch step 'fit' as its own Spark application: no Spark distribution (set SPARK_HOME "
             + "to one; its bin/spark-submit launches it)");
   }
