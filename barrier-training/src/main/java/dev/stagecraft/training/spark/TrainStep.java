@@ -12,8 +12,8 @@ import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.inference.bundle.ParameterFile;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.FieldSpec;
-import dev.stagecraft.spi.SizingTraits.Recovery;
 import dev.stagecraft.spi.SizingTraits;
+import dev.stagecraft.spi.SizingTraits.Recovery;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
@@ -31,11 +31,8 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Set;
-import java.util.TreeSet;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkContext;
 import org.apache.spark.sql.Dataset;
@@ -56,9 +53,6 @@ import org.slf4j.LoggerFactory;
 public final class TrainStep implements StepKind {
   private static final Logger LOG = LoggerFactory.getLogger(TrainStep.class);
   /** Extra keys of {@code model:} beyond {@link ModelSpec#KEYS}. */
-  static final String SHUFFLE = "shuffle";
-  static final String LR_SCHEDULE = "lr_schedule";
-  static final List<String> TASKS = List.of("binary", "multiclass", "regression");
   /** How long the driver waits for executors to offer enough slots before it fails the step. */
   static final Duration SLOT_WAIT = Duration.ofSeconds(60);
   static final int DEFAULT_MAX_ATTEMPTS = 3;
@@ -66,7 +60,6 @@ public final class TrainStep implements StepKind {
   static final String PREPARED_STATS = "stats";
   /** The key of the staged data ({@link Shards}) {@link #prepare} hands to the training application. */
   static final String PREPARED_SHARDS = "shards";
-  static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
 
   @Override
   public boolean barrier() {
@@ -87,7 +80,7 @@ public final class TrainStep implements StepKind {
         FieldSpec.optional("validation", INPUT, "an earlier step's id or a Parquet path to measure the model on"),
         FieldSpec.required("model", MAP, "a map with 'type' (logistic, linear, mlp) and training settings"),
         FieldSpec.optional("workers", INTEGER, "the number of barrier tasks (at least 1)"),
-        FieldSpec.optional("task", STRING, "one of: " + String.join(", ", TASKS)),
+        FieldSpec.optional("task", STRING, "one of: " + String.join(", ", TrainConfig.TASKS)),
         FieldSpec.optional("name", STRING, "the model's name under models/ (default: the step id)"),
         FieldSpec.optional("timeout_seconds", INTEGER, "how long a worker waits for its peers (default 120)"),
         FieldSpec.optional("checkpoint", MAP, "a map with every_steps and/or every_seconds, keep, when_busy "
@@ -135,132 +128,15 @@ public final class TrainStep implements StepKind {
 
   @Override
   public void validate(StepConfig step) {
-    modelSpec(step);
+    TrainConfig.modelSpec(step);
     if (!step.string("workers").orElse("1").contains("${") && step.intValue("workers", 1) < 1) {
       throw step.invalid("workers", step.intValue("workers", 1) + " (expected at least 1)");
     }
-    step.string("task").filter(t -> !t.contains("${")).ifPresent(t -> task(step, t));
-    checkpointPolicy(step);
+    step.string("task").filter(t -> !t.contains("${")).ifPresent(t -> TrainConfig.task(step, t));
+    TrainConfig.checkpointPolicy(step);
     if (!step.string("max_attempts").orElse("1").contains("${") && step.intValue("max_attempts", 1) < 1) {
       throw step.invalid("max_attempts", step.intValue("max_attempts", 1) + " (expected at least 1)");
     }
-  }
-
-  /** The step's checkpoint policy; empty without a {@code checkpoint} map, or while it holds unsubstituted values. */
-  static java.util.Optional<CheckpointPolicy> checkpointPolicy(StepConfig step) {
-    Object raw = step.fields().get("checkpoint");
-    if (raw == null) {
-      return java.util.Optional.empty();
-    }
-    if (!(raw instanceof Map<?, ?> map)) {
-      throw step.invalid("checkpoint", "is not a map (expected e.g. { every_steps: 200, keep: 2 })");
-    }
-    for (Object k : map.keySet()) {
-      if (!CHECKPOINT_KEYS.contains(String.valueOf(k))) {
-        throw step.invalid("checkpoint." + k, "unknown field (expected one of: " + String.join(", ", CHECKPOINT_KEYS)
-            + ")");
-      }
-    }
-    if (map.values().stream().anyMatch(v -> v != null && v.toString().contains("${"))) {
-      return java.util.Optional.empty();
-    }
-    long everySteps = wholeNumber(step, map, "every_steps", 0);
-    double everySeconds = number(step, map, "every_seconds", 0);
-    long keep = wholeNumber(step, map, "keep", CheckpointPolicy.DEFAULT_KEEP);
-    if (everySteps == 0 && everySeconds == 0) {
-      throw step.invalid("checkpoint", "has neither every_steps nor every_seconds (expected at least one of them)");
-    }
-    if (keep < 1 || keep > 1000) {
-      throw step.invalid("checkpoint.keep", keep + " (expected 1 to 1000)");
-    }
-    CheckpointPolicy.WhenBusy whenBusy;
-    CheckpointPolicy.Resume resume;
-    try {
-      whenBusy = CheckpointPolicy.whenBusy(String.valueOf(map.containsKey("when_busy") ? map.get("when_busy")
-          : "wait"));
-    } catch (IllegalArgumentException e) {
-      throw step.invalid("checkpoint.when_busy", e.getMessage());
-    }
-    try {
-      resume = CheckpointPolicy.resume(String.valueOf(map.containsKey("resume") ? map.get("resume") : "latest"));
-    } catch (IllegalArgumentException e) {
-      throw step.invalid("checkpoint.resume", e.getMessage());
-    }
-    return java.util.Optional.of(new CheckpointPolicy(everySteps, everySeconds, (int) keep, whenBusy, resume));
-  }
-
-  private static long wholeNumber(StepConfig step, Map<?, ?> map, String key, long defaultValue) {
-    Object v = map.get(key);
-    if (v == null) {
-      return defaultValue;
-    }
-    if (!(v instanceof Integer || v instanceof Long) || ((Number) v).longValue() < 1) {
-      throw step.invalid("checkpoint." + key, "'" + v + "' (expected a whole number of at least 1)");
-    }
-    return ((Number) v).longValue();
-  }
-
-  private static double number(StepConfig step, Map<?, ?> map, String key, double defaultValue) {
-    Object v = map.get(key);
-    if (v == null) {
-      return defaultValue;
-    }
-    if (!(v instanceof Number n) || !(n.doubleValue() > 0) || Double.isInfinite(n.doubleValue())) {
-      throw step.invalid("checkpoint." + key, "'" + v + "' (expected a number of seconds above 0)");
-    }
-    return n.doubleValue();
-  }
-
-  static ModelSpec modelSpec(StepConfig step) {
-    Map<String, Object> raw = modelMap(step);
-    Set<String> allowed = new TreeSet<>(ModelSpec.KEYS);
-    allowed.add(SHUFFLE);
-    allowed.add(LR_SCHEDULE);
-    for (String k : raw.keySet()) {
-      if (!allowed.contains(k)) {
-        throw step.invalid("model." + k, "unknown field (expected one of: " + String.join(", ", allowed) + ")");
-      }
-    }
-    Map<String, Object> values = new LinkedHashMap<>(raw);
-    values.remove(SHUFFLE);
-    Object schedule = values.remove(LR_SCHEDULE);
-    if (schedule != null && !schedule.toString().contains("${")) {
-      try {
-        WorkerLoop.Schedule.parse(schedule.toString());
-      } catch (IllegalArgumentException e) {
-        throw step.invalid("model." + LR_SCHEDULE, e.getMessage().replace("Invalid lr_schedule: ", ""));
-      }
-    }
-    if (values.values().stream().anyMatch(v -> v != null && v.toString().contains("${"))) {
-      return null; // checked when the step runs, once substituted
-    }
-    try {
-      return ModelSpec.fromMap(values);
-    } catch (StagecraftException e) {
-      throw step.invalid("model", e.getMessage());
-    }
-  }
-
-  /** The {@code model} map as written (values may be lists, e.g. {@code hidden}). */
-  @SuppressWarnings("unchecked")
-  static Map<String, Object> modelMap(StepConfig step) {
-    Object m = step.fields().get("model");
-    if (!(m instanceof Map<?, ?>)) {
-      throw step.invalid("model", "is missing or not a map (expected a map with 'type' and training settings)");
-    }
-    return (Map<String, Object>) m;
-  }
-
-  private static String modelOption(StepConfig step, String key, String defaultValue) {
-    Object v = modelMap(step).get(key);
-    return v == null ? defaultValue : v.toString();
-  }
-
-  private static Task task(StepConfig step, String value) {
-    if (!TASKS.contains(value.toLowerCase(Locale.ROOT))) {
-      throw step.invalid("task", "unknown task '" + value + "' (expected one of: " + String.join(", ", TASKS) + ")");
-    }
-    return Task.valueOf(value.toUpperCase(Locale.ROOT));
   }
 
   /**
@@ -314,9 +190,9 @@ public final class TrainStep implements StepKind {
   @Override
   public void run(StepContext ctx) throws Exception {
     StepConfig step = ctx.step();
-    ModelSpec spec = modelSpec(step);
-    boolean shuffle = !"false".equalsIgnoreCase(modelOption(step, SHUFFLE, "true"));
-    WorkerLoop.Schedule schedule = WorkerLoop.Schedule.parse(modelOption(step, LR_SCHEDULE, "constant"));
+    ModelSpec spec = TrainConfig.modelSpec(step);
+    boolean shuffle = !"false".equalsIgnoreCase(TrainConfig.modelOption(step, TrainConfig.SHUFFLE, "true"));
+    WorkerLoop.Schedule schedule = WorkerLoop.Schedule.parse(TrainConfig.modelOption(step, TrainConfig.LR_SCHEDULE, "constant"));
     int workers = step.intValue("workers", 1);
     if (workers < 1) {
       throw step.invalid("workers", workers + " (expected at least 1)");
@@ -351,7 +227,7 @@ public final class TrainStep implements StepKind {
     }
     TrainingInput.Stats stats = prepared != null ? prepared : TrainingInput.stats(step, selected, features, label);
 
-    Task task = step.string("task").map(t -> task(step, t)).orElseGet(() -> inferTask(spec, stats));
+    Task task = step.string("task").map(t -> TrainConfig.task(step, t)).orElseGet(() -> inferTask(spec, stats));
     try {
       spec.checkTask(task);
     } catch (StagecraftException e) {
@@ -490,7 +366,7 @@ public final class TrainStep implements StepKind {
   private static TrainTask.Checkpoints checkpoints(StepContext ctx, StepConfig step, ModelSpec spec, Task task,
       int numClasses, TrainingInput.Features features, TrainingInput.Stats stats, int workers, boolean shuffle,
       String label) throws IOException {
-    java.util.Optional<CheckpointPolicy> policy = checkpointPolicy(step);
+    java.util.Optional<CheckpointPolicy> policy = TrainConfig.checkpointPolicy(step);
     if (policy.isEmpty()) {
       return null;
     }
@@ -562,7 +438,7 @@ public final class TrainStep implements StepKind {
     Map<String, Object> training = new LinkedHashMap<>();
     training.put("workers", workers);
     training.put("shuffle", shuffle);
-    training.put("lr_schedule", modelOption(ctx.step(), LR_SCHEDULE, "constant"));
+    training.put("lr_schedule", TrainConfig.modelOption(ctx.step(), TrainConfig.LR_SCHEDULE, "constant"));
     training.put("rows", stats.rows());
     training.put("steps", lead.steps());
     training.put("samples", lead.samples());

@@ -1,5 +1,6 @@
 package dev.stagecraft.training.spark;
 
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.checkpoint.CheckpointLocation;
 import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
@@ -9,7 +10,6 @@ import dev.stagecraft.training.checkpoint.Checkpointing;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.loop.WorkerLoop;
-import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Optimizer;

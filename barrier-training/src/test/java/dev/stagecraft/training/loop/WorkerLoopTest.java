@@ -2,12 +2,12 @@ package dev.stagecraft.training.loop;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.checkpoint.Checkpointing;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.collective.GroupSpec;
 import dev.stagecraft.training.collective.PeerAddress;
-import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Optimizer;

@@ -4,10 +4,10 @@ import static java.util.Objects.requireNonNull;
 
 import ai.djl.Device;
 import dev.stagecraft.inference.bundle.ModelBundle;
-import dev.stagecraft.inference.cache.ModelCache;
-import dev.stagecraft.inference.model.BundleNetwork;
 import dev.stagecraft.inference.bundle.NetworkShape;
 import dev.stagecraft.inference.bundle.ParameterFile;
+import dev.stagecraft.inference.cache.ModelCache;
+import dev.stagecraft.inference.model.BundleNetwork;
 import dev.stagecraft.inference.score.OnnxScorer;
 import dev.stagecraft.inference.score.Scorer;
 import dev.stagecraft.spi.StagecraftException;

@@ -8,8 +8,8 @@ import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.testing.LogCapture;
 import java.util.Optional;
-import java.util.concurrent.Executors;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import org.junit.jupiter.api.Test;
 
 class DevicesTest {

@@ -25,10 +25,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
-import picocli.CommandLine;
 
 /** {@code stagecraft airflow …}: export a workflow as an Airflow DAG; trigger, wait for and show DAG runs. */
 @Command(name = "airflow", mixinStandardHelpOptions = true,

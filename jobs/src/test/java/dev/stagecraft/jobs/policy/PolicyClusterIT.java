@@ -3,8 +3,6 @@ package dev.stagecraft.jobs.policy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import dev.stagecraft.policies.cost.CostReport;
-import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.jobs.engine.CostFiles;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
@@ -15,6 +13,8 @@ import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.cost.CostReport;
+import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.policies.spark.SparkPolicies;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.StepContext;

@@ -1,7 +1,7 @@
 package dev.stagecraft.policies.sched;
 
-import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.policies.ResourcePolicy.Market;
+import dev.stagecraft.policies.cost.PriceCatalog;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;

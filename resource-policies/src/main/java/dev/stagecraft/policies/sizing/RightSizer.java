@@ -2,9 +2,9 @@ package dev.stagecraft.policies.sizing;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.ResourcePolicy.Allocation;
 import dev.stagecraft.policies.ResourcePolicy.Market;
-import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.cost.PriceCatalog;
 import dev.stagecraft.spi.SizingTraits;
 import java.util.LinkedHashMap;

@@ -3,12 +3,12 @@ package dev.stagecraft.policies.sizing;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.stagecraft.policies.Policies;
+import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.ResourcePolicy.Allocation;
 import dev.stagecraft.policies.ResourcePolicy.Market;
-import dev.stagecraft.policies.ResourcePolicy;
 import dev.stagecraft.policies.cost.PriceCatalog;
-import dev.stagecraft.spi.SizingTraits.Recovery;
 import dev.stagecraft.spi.SizingTraits;
+import dev.stagecraft.spi.SizingTraits.Recovery;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;

@@ -1,8 +1,8 @@
 package dev.stagecraft.policies.cost.spark;
 
-import dev.stagecraft.policies.cost.Usage;
 import dev.stagecraft.policies.Policies;
 import dev.stagecraft.policies.ResourcePolicy;
+import dev.stagecraft.policies.cost.Usage;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
