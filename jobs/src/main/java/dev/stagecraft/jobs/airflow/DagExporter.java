@@ -48,6 +48,19 @@ public final class DagExporter {
    * @param schedule a cron expression or preset ({@code @daily}); empty means triggered only
    * @param defaults retries and timeouts before per-step adjustments ({@link TaskSettings#forStep})
    */
+  /**
+   * Keys whose values are credentials: any with secret, password, token or credential in its name, and S3A's keys
+   * ({@code fs.s3a.access.key}, {@code fs.s3a.secret.key}, {@code fs.s3a.bucket.B.session.key}, …) — but not those
+   * that only name where credentials come from (a provider class, a keystore path, a token file).
+   */
+  private static final Pattern SECRET_KEY = Pattern.compile(
+      "(?i)(?!.*(provider|\\.path|file)$)(.*(secret|password|passwd|token|credential).*|.*fs\\.s3a\\..*key)");
+
+  /** True if a Spark or Hadoop setting named {@code key} holds a credential. */
+  static boolean looksSecret(String key) {
+    return SECRET_KEY.matcher(key).matches();
+  }
+
   public record Options(
       String dagId,
       String workflowFile,
@@ -68,6 +81,15 @@ public final class DagExporter {
       requireNonNull(workspace, "workspace is null");
       requireNonNull(connId, "connId is null");
       sparkConf = Collections.unmodifiableMap(new LinkedHashMap<>(sparkConf));
+      for (String key : sparkConf.keySet()) {
+        if (looksSecret(key)) {
+          // The value is never repeated: it would be in this message, in the DAG file and in every command line.
+          throw StagecraftException.user("Refusing --conf %s: it looks like a secret, and its value would be written "
+              + "into the DAG file (shown in Airflow's code view) and into every task's spark-submit command line "
+              + "(shown by ps). Give it to the cluster instead: Hadoop credential providers or spark-defaults.conf "
+              + "on the Spark side, or an Airflow connection, Variable or secrets backend on Airflow's.", key);
+        }
+      }
       requireNonNull(schedule, "schedule is null");
       requireNonNull(defaults, "defaults is null");
     }

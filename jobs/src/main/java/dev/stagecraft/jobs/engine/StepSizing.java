@@ -43,8 +43,13 @@ import org.slf4j.LoggerFactory;
 final class StepSizing {
   private static final Logger LOG = LoggerFactory.getLogger(StepSizing.class);
 
-  /** Newest earlier runs read for history (by the ledger's modification time). */
+  /** Newest earlier runs of the same workflow read for history (by the run folder's modification time). */
   static final int HISTORY_RUNS = 20;
+  /**
+   * Most ledgers read while looking for them, newest first: bounds the time a workspace shared by many workflows can
+   * cost a step's start.
+   */
+  static final int MAX_LEDGERS_READ = 500;
   /** Deadlines are met with this much to spare: expected time × margin ≤ deadline. */
   static final double SAFETY_MARGIN = 1.25;
   /** Time to get replacement executors after a preemption (as in the simulator). */
@@ -133,16 +138,21 @@ final class StepSizing {
     LedgerStore store = new LedgerStore(ws);
     List<Map.Entry<String, StepObservation>> found = new ArrayList<>();
     int read = 0;
+    int sameWorkflow = 0;
     for (FileStatus dir : dirs) {
       String runId = dir.getPath().getName();
-      if (!dir.isDirectory() || runId.equals(currentRun) || read++ >= HISTORY_RUNS) {
+      if (!dir.isDirectory() || runId.equals(currentRun)) {
         continue;
+      }
+      if (sameWorkflow >= HISTORY_RUNS || read++ >= MAX_LEDGERS_READ) {
+        break;
       }
       try {
         Optional<RunLedger> ledger = store.read(runId);
         if (ledger.isEmpty() || !workflow.equals(ledger.get().workflow())) {
-          continue;
+          continue; // another workflow's run: not counted
         }
+        sameWorkflow++;
         StepRecord r = ledger.get().steps().get(stepId);
         if (r == null || r.status() != StepStatus.SUCCEEDED || r.seconds() == null || r.ended() == null) {
           continue;

@@ -71,6 +71,27 @@ class DagExporterTest {
   }
 
   @Test
+  void refusesSecretLikeSparkSettingsWithoutRepeatingTheirValue() {
+    for (String key : List.of("spark.hadoop.fs.s3a.secret.key", "spark.hadoop.fs.s3a.access.key",
+        "spark.hadoop.fs.s3a.bucket.data.session.key", "spark.authenticate.secret", "spark.ssl.keyStorePassword",
+        "spark.kubernetes.authenticate.oauthToken", "spark.hadoop.fs.s3a.server-side-encryption.key")) {
+      assertThatThrownBy(() -> new DagExporter.Options("d", "/w.yaml", "/j.jar", "file:/ws", "c",
+          Map.of(key, "hunter2"), Optional.empty(), TaskSettings.DEFAULTS))
+          .as(key)
+          .isInstanceOf(StagecraftException.class)
+          .hasMessageStartingWith("Refusing --conf " + key + ": it looks like a secret")
+          .hasMessageNotContaining("hunter2");
+    }
+    // Settings that only say where credentials come from are fine.
+    for (String key : List.of("spark.hadoop.fs.s3a.aws.credentials.provider",
+        "spark.hadoop.hadoop.security.credential.provider.path", "spark.hadoop.fs.s3a.endpoint",
+        "spark.kubernetes.authenticate.submission.oauthTokenFile", "spark.executor.memory")) {
+      assertThat(new DagExporter.Options("d", "/w.yaml", "/j.jar", "file:/ws", "c", Map.of(key, "v"),
+          Optional.empty(), TaskSettings.DEFAULTS).sparkConf()).as(key).containsKey(key);
+    }
+  }
+
+  @Test
   void rejectsDagIdsAirflowRefuses() {
     assertThatThrownBy(() -> new DagExporter.Options("my dag", "/w.yaml", "/j.jar", "file:/ws", "c", Map.of(),
         Optional.empty(), TaskSettings.DEFAULTS))
