@@ -121,7 +121,9 @@ public final class SparkSubmitLauncher implements StepLauncher {
     String app = jar.orElseThrow(() -> StagecraftException.user("Cannot launch step '%s' as its own Spark "
         + "application: this process does not run from Stagecraft's jar (start it with bin/stagecraft or "
         + "spark-submit)", id));
-    Path tmp = Files.createTempDirectory("stagecraft-launch-",
+    Path tmpRoot = Path.of(System.getProperty("java.io.tmpdir"));
+    removeLeftovers(tmpRoot);
+    Path tmp = Files.createTempDirectory(tmpRoot, TEMP_PREFIX + ProcessHandle.current().pid() + "-",
         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
     Path props = tmp.resolve("spark.properties");
     Path out = tmp.resolve("output.log");
@@ -177,6 +179,31 @@ public final class SparkSubmitLauncher implements StepLauncher {
         }
       }
       Files.deleteIfExists(tmp);
+    }
+  }
+
+  /** Names this launcher's temporary folders: the prefix, the launching process's pid, a dash, a random suffix. */
+  static final String TEMP_PREFIX = "stagecraft-launch-";
+
+  private static final Pattern LEFTOVER =
+      Pattern.compile(Pattern.quote(TEMP_PREFIX) + "(\\d+)-.*");
+
+  /**
+   * Deletes the temporary folders (a launch's properties file and output) that launching processes left behind when
+   * they were killed before their own clean-up: those whose pid is no longer alive on this host. A folder of a live
+   * process — or of a reused pid — is left alone: the safe side.
+   */
+  static void removeLeftovers(Path tmpRoot) {
+    try (var dirs = Files.newDirectoryStream(tmpRoot, TEMP_PREFIX + "*")) {
+      for (Path dir : dirs) {
+        Matcher m = LEFTOVER.matcher(dir.getFileName().toString());
+        if (m.matches() && ProcessHandle.of(Long.parseLong(m.group(1))).isEmpty()) {
+          LOG.info("Removing {}, left behind by a launching process that is gone", dir);
+          LocalDirs.deleteTree(dir);
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      LOG.warn("Cannot remove leftover launch folders in {}: {}", tmpRoot, e.toString());
     }
   }
 
