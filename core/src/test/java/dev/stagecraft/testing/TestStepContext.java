@@ -172,7 +172,7 @@ public final class TestStepContext implements StepContext {
 
   @Override
   public String modelLocation(String output, String modelName) {
-    Path location = dir.resolve("models").resolve(modelName).resolve("test-run-" + step.id() + "-1");
+    Path location = dir.resolve("models").resolve(modelName).resolve(runId() + "-" + step.id() + "-1");
     register(output, location);
     return directory(location);
   }

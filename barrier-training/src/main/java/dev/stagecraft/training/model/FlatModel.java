@@ -64,6 +64,9 @@ public final class FlatModel implements AutoCloseable {
    */
   private static final Object DROPOUT_RNG_LOCK = new Object();
 
+  /** Every element of an array, as the target of an in-place copy ({@link #setParameters}); never modified. */
+  private static final NDIndex WHOLE = new NDIndex("...");
+
   private final ModelSpec spec;
   private final Task task;
   private final int numFeatures;
@@ -246,12 +249,11 @@ public final class FlatModel implements AutoCloseable {
     boolean gradMode = JniUtils.isGradMode();
     JniUtils.setGradMode(false);
     try (NDManager scratch = manager.newSubManager()) {
-      NDIndex whole = new NDIndex("...");
       for (int i = 0; i < arrays.length; i++) {
         ByteBuffer buffer = staging[i];
         buffer.clear();
         buffer.asFloatBuffer().put(values, offsets[i], sizes[i]);
-        arrays[i].set(whole, scratch.create(buffer, arrays[i].getShape(), DataType.FLOAT32));
+        arrays[i].set(WHOLE, scratch.create(buffer, arrays[i].getShape(), DataType.FLOAT32));
       }
     } finally {
       JniUtils.setGradMode(gradMode);

@@ -107,17 +107,13 @@ public final class TrainStep implements StepKind {
     } catch (StagecraftException e) {
       workers = 1; // the step itself reports the bad value when it runs
     }
-    if (!(step.fields().get("checkpoint") instanceof Map<?, ?> checkpoint)) {
+    Optional<CheckpointPolicy> checkpoints = TrainConfig.checkpointPolicy(step);
+    if (checkpoints.isEmpty()) {
       return new SizingTraits(Recovery.STARTS_OVER, Optional.empty(), workers, false);
     }
     Optional<Double> interval;
-    Object every = checkpoint.get("every_seconds");
-    if (every != null) {
-      try {
-        interval = Optional.of(Double.parseDouble(String.valueOf(every)));
-      } catch (NumberFormatException e) {
-        interval = Optional.empty();
-      }
+    if (checkpoints.get().everySeconds() > 0) {
+      interval = Optional.of(checkpoints.get().everySeconds());
     } else {
       Double loop = lastMetrics.get("loop_seconds");
       Double written = lastMetrics.get("checkpoints_written");

@@ -82,19 +82,17 @@ final class StepSizing {
     if (policy.isEmpty() || !schedule.autoSizing()) {
       return Optional.empty();
     }
-    List<StepObservation> history = history(ws, spec.name(), step.id(), runId);
+    History history = history(ws, spec.name(), step.id(), runId);
     SizingDecision d;
-    if (history.isEmpty()) {
+    if (history.runs().isEmpty()) {
       d = RightSizer.asWritten(step.id(), policy.get(), "no earlier succeeded run of workflow '" + spec.name()
           + "' with step '" + step.id() + "' and a cost report in " + ws.uri() + ": policy '" + policy.get().name()
           + "' as written");
     } else {
       // What the kind says of the step; measured traits come from the newest earlier run's metrics.
-      Map<String, Double> lastMetrics = new LedgerStore(ws).read(history.get(0).runId())
-          .map(l -> l.step(step.id()).metrics()).orElse(Map.of());
       d = new RightSizer(PriceCatalog.builtIn(), spotRisk(), SAFETY_MARGIN).decide(new SizingRequest(step.id(),
-          step.kind(), kind.sizing(step, lastMetrics), policy.get(), deadline, schedule.budget(), history,
-          inputRows(ledger, ledger.step(step.id()).upstream())));
+          step.kind(), kind.sizing(step, history.newestMetrics()), policy.get(), deadline, schedule.budget(),
+          history.runs(), inputRows(ledger, ledger.step(step.id()).upstream())));
     }
     if (!d.policy().equals(policy.get())) {
       // its own name: profiles (and the cost meter's prices by profile) are made once per policy name
@@ -121,22 +119,32 @@ final class StepSizing {
     return seconds;
   }
 
-  /** Earlier succeeded runs of the step in runs of the same workflow, newest first. */
-  static List<StepObservation> history(Workspace ws, String workflow, String stepId, String currentRun) {
+  /**
+   * What earlier runs say of a step.
+   *
+   * @param runs its succeeded runs in runs of the same workflow, newest first
+   * @param newestMetrics the step's metrics in the newest of them (empty if there is none)
+   */
+  record History(List<StepObservation> runs, Map<String, Double> newestMetrics) {}
+
+  private record Found(String ended, StepObservation observation, Map<String, Double> metrics) {}
+
+  /** The step's history in the workspace: each ledger and cost report read once. */
+  static History history(Workspace ws, String workflow, String stepId, String currentRun) {
     Path runs = new Path(ws.root(), "runs");
     FileStatus[] dirs;
     try {
       if (!ws.fs().exists(runs)) {
-        return List.of();
+        return new History(List.of(), Map.of());
       }
       dirs = ws.fs().listStatus(runs);
     } catch (IOException e) {
       LOG.warn("Cannot list earlier runs in {} for sizing: {}", runs, e.toString());
-      return List.of();
+      return new History(List.of(), Map.of());
     }
     Arrays.sort(dirs, Comparator.comparingLong(FileStatus::getModificationTime).reversed());
     LedgerStore store = new LedgerStore(ws);
-    List<Map.Entry<String, StepObservation>> found = new ArrayList<>();
+    List<Found> found = new ArrayList<>();
     int read = 0;
     int sameWorkflow = 0;
     for (FileStatus dir : dirs) {
@@ -165,17 +173,16 @@ final class StepSizing {
         double work = r.outputs().values().stream().filter(OutputRecord::isTable).findFirst()
             .map(o -> o.rows() == null ? 0.0 : o.rows().doubleValue())
             .orElse(r.metrics().getOrDefault("rows", 0.0));
-        found.add(Map.entry(r.ended(), new StepObservation(runId, Math.max(observedSeconds(r), 1e-3),
-            line.busySeconds(),
-            line.idleSeconds(), line.taskSeconds(), work, inputRows(ledger.get(), r.upstream()),
-            Optional.ofNullable(line.gpuUtilisation()),
-            recordedDeadline(r))));
+        found.add(new Found(r.ended(), new StepObservation(runId, Math.max(observedSeconds(r), 1e-3),
+            line.busySeconds(), line.idleSeconds(), line.taskSeconds(), work, inputRows(ledger.get(), r.upstream()),
+            Optional.ofNullable(line.gpuUtilisation()), recordedDeadline(r)), r.metrics()));
       } catch (RuntimeException e) {
         LOG.warn("Skipping run '{}' as sizing history: {}", runId, e.getMessage());
       }
     }
-    found.sort(Map.Entry.<String, StepObservation>comparingByKey().reversed());
-    return found.stream().map(Map.Entry::getValue).toList();
+    found.sort(Comparator.comparing(Found::ended).reversed());
+    return new History(found.stream().map(Found::observation).toList(),
+        found.isEmpty() ? Map.of() : found.get(0).metrics());
   }
 
   /** Rows of the tables the given steps wrote in a run (0 when none recorded a row count). */

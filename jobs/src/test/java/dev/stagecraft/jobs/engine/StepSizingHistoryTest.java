@@ -57,15 +57,20 @@ class StepSizingHistoryTest {
       String workflow = run.startsWith("mine") ? "mine" : "other";
       store.update(run, none -> new RunLedger(RunLedger.CURRENT_VERSION, run, workflow, workflow + ".yaml",
           ws.uri(), RunStatus.SUCCEEDED, "2026-11-28T10:00:00Z", "2026-11-28T10:01:00Z", Map.of(),
-          Map.of("s", succeeded(50.0, Map.of()))));
+          Map.of("s", StepRecord.pending("train", List.of()).started("2026-11-28T10:00:00Z").succeeded(
+              "2026-11-28T10:01:00Z", 50.0, Map.of(), Map.of("loop_seconds", run.startsWith("mine") ? 100.0 : 7.0),
+              "f", Map.of()))));
       CostFiles.write(ws, run, new CostReport("USD", "test", "2026-11-28", 60, line, Map.of("s", line), List.of()));
       Files.setLastModifiedTime(dir.resolve("runs").resolve(run), FileTime.fromMillis(time += 1000));
     }
 
-    List<StepObservation> mine = StepSizing.history(ws, "mine", "s", "now");
+    StepSizing.History history = StepSizing.history(ws, "mine", "s", "now");
+    List<StepObservation> mine = history.runs();
+    assertThat(history.newestMetrics()).as("the newest run's metrics, for what a kind measures")
+        .containsEntry("loop_seconds", 100.0);
     assertThat(mine).extracting(StepObservation::runId).containsExactly("mine-1");
     assertThat(mine.get(0).seconds()).isEqualTo(50.0);
-    assertThat(StepSizing.history(ws, "other", "s", "now")).as("at most the newest %d runs of one workflow",
+    assertThat(StepSizing.history(ws, "other", "s", "now").runs()).as("at most the newest %d runs of one workflow",
         StepSizing.HISTORY_RUNS).hasSize(StepSizing.HISTORY_RUNS);
   }
 }
