@@ -4,14 +4,20 @@ import java.io.ByteArrayOutputStream;
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.URI;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
@@ -33,13 +39,26 @@ import org.apache.hadoop.fs.Path;
  *       multipart upload completed in one request).
  * </ul>
  *
- * <p>Exclusive creation ({@link #createExclusive}) is atomic on the first two kinds (a hard link, a rename without
- * overwrite). On object stores it is check-then-write: two writers racing within one request's time can both win.
- * Callers that need mutual exclusion there add a heartbeat and a re-read (see the run lease in {@code jobs}).
+ * <p>Exclusive creation ({@link #createExclusive}) is atomic on all three: a hard link ({@code link(2)} fails if the
+ * name exists), a rename without overwrite, and on S3 a PUT with {@code If-None-Match: *} ({@link S3ConditionalPut}).
+ * Other stores, and S3 servers that do not implement that condition, cannot create exclusively: there it throws
+ * {@link ExclusiveCreateUnsupported}, and {@link #exclusiveCreateUnsupported} says so before anything is written.
+ *
+ * <p>On {@code file:} a file counts as written once its data and its directory entry are on disk ({@code fsync} of
+ * the file, then of the folder): after a power loss a reader finds the old file or the new one, never an empty one.
  */
 public final class AtomicFiles {
   private static final Set<String> RENAME_ATOMIC_SCHEMES = Set.of("hdfs", "viewfs");
   private static final int CHANGED_READ_ATTEMPTS = 5;
+  /** Why a store cannot create exclusively (empty: it can), by file system URI; S3 is asked once per bucket. */
+  private static final Map<URI, Optional<String>> EXCLUSIVE = new ConcurrentHashMap<>();
+
+  /** This store cannot create a file only if it is absent; the message says why. */
+  public static final class ExclusiveCreateUnsupported extends IOException {
+    public ExclusiveCreateUnsupported(String message) {
+      super(message);
+    }
+  }
 
   private AtomicFiles() {}
 
@@ -52,8 +71,9 @@ public final class AtomicFiles {
       Files.createDirectories(file.getParent());
       java.nio.file.Path tmp = file.resolveSibling(tempName(file.getFileName().toString()));
       try {
-        Files.write(tmp, data);
+        writeDurably(tmp, data);
         Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        syncDirectory(file.getParent());
       } finally {
         Files.deleteIfExists(tmp);
       }
@@ -74,6 +94,7 @@ public final class AtomicFiles {
    * Creates {@code path} with {@code data} only if it does not exist yet.
    *
    * @return true if this call created the file, false if it already existed
+   * @throws ExclusiveCreateUnsupported if the store cannot (see {@link #exclusiveCreateUnsupported})
    */
   public static boolean createExclusive(FileSystem fs, Path path, byte[] data) throws IOException {
     Path target = fs.makeQualified(path);
@@ -83,8 +104,9 @@ public final class AtomicFiles {
       Files.createDirectories(file.getParent());
       java.nio.file.Path tmp = file.resolveSibling(tempName(file.getFileName().toString()));
       try {
-        Files.write(tmp, data);
+        writeDurably(tmp, data);
         Files.createLink(file, tmp); // link(2) fails if the name exists: atomic test-and-create
+        syncDirectory(file.getParent());
         return true;
       } catch (FileAlreadyExistsException e) {
         return false;
@@ -102,17 +124,50 @@ public final class AtomicFiles {
       } finally {
         deleteQuietly(fs, tmp);
       }
+    } else if (S3ConditionalPut.isS3a(fs)) {
+      return S3ConditionalPut.create(fs, target, data);
     } else {
-      if (fs.exists(target)) {
-        return false;
-      }
-      try {
-        writeStream(fs, target, data, false);
-        return true;
-      } catch (org.apache.hadoop.fs.FileAlreadyExistsException e) {
-        return false;
-      }
+      throw new ExclusiveCreateUnsupported(notExclusive(scheme));
     }
+  }
+
+  /**
+   * Why {@link #createExclusive} cannot work on the store holding {@code dir}, or empty if it can. On S3 the server is
+   * asked once per bucket and process: a conditional PUT of a probe object under {@code dir} twice, where the second
+   * must be refused (a server that ignores the condition lets both through; one that lacks it answers 501).
+   */
+  public static Optional<String> exclusiveCreateUnsupported(FileSystem fs, Path dir) throws IOException {
+    String scheme = scheme(fs);
+    if (scheme.equals("file") || RENAME_ATOMIC_SCHEMES.contains(scheme)) {
+      return Optional.empty();
+    }
+    if (!S3ConditionalPut.isS3a(fs)) {
+      return Optional.of(notExclusive(scheme));
+    }
+    URI key = fs.getUri();
+    Optional<String> known = EXCLUSIVE.get(key);
+    if (known != null) {
+      return known;
+    }
+    Path probe = new Path(fs.makeQualified(dir), ".stagecraft-probe-" + UUID.randomUUID());
+    Optional<String> answer;
+    try {
+      boolean first = S3ConditionalPut.create(fs, probe, new byte[0]);
+      boolean second = S3ConditionalPut.create(fs, probe, new byte[0]);
+      answer = first && !second ? Optional.empty()
+          : Optional.of("the S3 server ignores If-None-Match (a second conditional PUT of one key succeeded)");
+    } catch (ExclusiveCreateUnsupported e) {
+      answer = Optional.of(e.getMessage());
+    } finally {
+      deleteQuietly(fs, probe);
+    }
+    EXCLUSIVE.put(key, answer);
+    return answer;
+  }
+
+  private static String notExclusive(String scheme) {
+    return "a " + scheme + ": store offers no exclusive create that Stagecraft can use (only file:, hdfs:, viewfs: and "
+        + "s3a: with conditional writes do)";
   }
 
   /**
@@ -154,6 +209,30 @@ public final class AtomicFiles {
   public static boolean renameIsAtomic(FileSystem fs) {
     String scheme = scheme(fs);
     return scheme.equals("file") || RENAME_ATOMIC_SCHEMES.contains(scheme);
+  }
+
+  /** Writes a new file and forces its data to disk before it is published. */
+  private static void writeDurably(java.nio.file.Path file, byte[] data) throws IOException {
+    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+      ByteBuffer buf = ByteBuffer.wrap(data);
+      while (buf.hasRemaining()) {
+        ch.write(buf);
+      }
+      ch.force(true);
+    }
+  }
+
+  /** Forces a folder's entries (a rename or link just made in it) to disk. */
+  private static void syncDirectory(java.nio.file.Path dir) throws IOException {
+    try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+      ch.force(true);
+    } catch (IOException e) {
+      // Some file systems cannot open or sync a folder (Linux allows both on its disk file systems). The data is
+      // synced; only the entry may still be in the page cache.
+      if (!Files.isDirectory(dir)) {
+        throw e;
+      }
+    }
   }
 
   private static void writeStream(FileSystem fs, Path path, byte[] data, boolean overwrite) throws IOException {

@@ -1,26 +1,33 @@
 package dev.stagecraft.fs;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.stagecraft.testing.HadoopStores;
 import dev.stagecraft.testing.HadoopStores.Store;
+import dev.stagecraft.testing.PlainFileSystem;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.stream.Stream;
+import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Atomic publish and exclusive create on the local file system, a real HDFS (MiniDFSCluster) and a real S3 API
- * (s3proxy in its own process, through S3A). The same cases run on each; one differs on S3 (see
- * {@link #exactlyOneOfManyConcurrentCreatorsWins}).
+ * (s3proxy in its own process, through S3A). The same cases run on each.
  */
 class AtomicFilesTest {
   @RegisterExtension static final HadoopStores STORES = new HadoopStores();
@@ -78,40 +85,53 @@ class AtomicFilesTest {
   }
 
   /**
-   * On S3 exclusive creation is check-then-write (S3A's {@code create(path, false)} checks, then PUTs; S3A 3.3.4 has
-   * no conditional PUT), so concurrent creators can all win: there the test only asserts what still holds — at
-   * least one wins, the object is whole (one writer's bytes), and a creator after the fact loses.
+   * Eight creators start together on one name, 25 rounds: exactly one wins each round, and the file is the winner's.
+   * On S3 that is the server's conditional PUT (s3proxy evaluates If-None-Match as it links the object into place).
    */
   @ParameterizedTest(name = "{0}")
   @MethodSource("stores")
   void exactlyOneOfManyConcurrentCreatorsWins(Store store) throws Exception {
     FileSystem fs = store.fs();
-    Path root = store.root();
-    Path lock = new Path(root, "runs/r/run.lease");
-    AtomicInteger winners = new AtomicInteger();
-    List<CompletableFuture<Void>> all = new ArrayList<>();
-    for (int i = 0; i < 8; i++) {
-      int me = i;
-      all.add(CompletableFuture.runAsync(() -> {
-        try {
-          if (AtomicFiles.createExclusive(fs, lock, bytes("holder " + me))) {
-            winners.incrementAndGet();
-          }
-        } catch (Exception e) {
-          throw new RuntimeException(e);
+    assertThat(AtomicFiles.exclusiveCreateUnsupported(fs, store.root())).as(store.name()).isEmpty();
+    ExecutorService pool = Executors.newFixedThreadPool(8);
+    try {
+      for (int round = 0; round < 25; round++) {
+        Path lock = new Path(store.root(), "runs/r/" + round + ".json");
+        CyclicBarrier start = new CyclicBarrier(8);
+        List<Future<Boolean>> all = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+          byte[] mine = bytes("holder " + i);
+          all.add(pool.submit(() -> {
+            start.await();
+            return AtomicFiles.createExclusive(fs, lock, mine);
+          }));
         }
-      }));
+        List<Integer> winners = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+          if (all.get(i).get()) {
+            winners.add(i);
+          }
+        }
+        assertThat(winners).as(store.name() + " round " + round).hasSize(1);
+        assertThat(text(AtomicFiles.read(fs, lock).orElseThrow())).isEqualTo("holder " + winners.get(0));
+        assertThat(AtomicFiles.createExclusive(fs, lock, bytes("late"))).isFalse();
+      }
+    } finally {
+      pool.shutdownNow();
     }
-    CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).get();
-    if (store.isObjectStore()) {
-      assertThat(winners.get()).as(root.toString()).isBetween(1, 8);
-    } else {
-      assertThat(winners.get()).as(root.toString()).isEqualTo(1);
-    }
-    assertThat(text(AtomicFiles.read(fs, lock).orElseThrow())).matches("holder [0-7]");
-    assertThat(AtomicFiles.createExclusive(fs, lock, bytes("late"))).isFalse();
-    fs.delete(lock, false);
-    assertThat(AtomicFiles.createExclusive(fs, lock, bytes("after release"))).isTrue();
+  }
+
+  /** A store without a usable exclusive create is named as such, before anything is written, and refuses to try. */
+  @Test
+  void aStoreWithoutExclusiveCreateSaysSoAndRefuses(@TempDir java.nio.file.Path dir) throws Exception {
+    Configuration conf = new Configuration();
+    Path root = PlainFileSystem.register(conf, dir);
+    FileSystem fs = root.getFileSystem(conf);
+    assertThat(AtomicFiles.exclusiveCreateUnsupported(fs, root)).contains("a plain: store offers no exclusive create "
+        + "that Stagecraft can use (only file:, hdfs:, viewfs: and s3a: with conditional writes do)");
+    assertThatThrownBy(() -> AtomicFiles.createExclusive(fs, new Path(root, "x"), bytes("x")))
+        .isInstanceOf(AtomicFiles.ExclusiveCreateUnsupported.class);
+    assertThat(fs.exists(new Path(root, "x"))).isFalse();
   }
 
   private static byte[] bytes(String s) {

@@ -23,7 +23,13 @@ import org.junit.jupiter.api.extension.TestExecutionExceptionHandler;
 import org.opentest4j.TestAbortedException;
 
 /**
- * A real S3 API for tests: s3proxy (filesystem backend) in its own JVM, reached through Hadoop's S3A.
+ * A real S3 API for tests: s3proxy (filesystem-nio2 backend) in its own JVM, reached through Hadoop's S3A.
+ *
+ * <p>s3proxy 4.x with the {@code filesystem-nio2} backend because it honours a conditional PUT
+ * ({@code If-None-Match: *}, "create only if absent") atomically: the object is published with a hard link, which
+ * fails if the key exists, so of several writers racing on one key exactly one succeeds and the others get
+ * 412 Precondition Failed, as on S3. s3proxy 2.x emulated it on either file backend with a check followed by a write,
+ * so two racing writers could both succeed and a test of exclusive creation could pass when it should not.
  *
  * <p>Its own process because s3proxy cannot share a JVM with Spark (jakarta vs javax annotation and ws-rs classes,
  * Guava 33). The build copies {@code org.gaul:s3proxy:jar-with-dependencies} into
@@ -86,8 +92,9 @@ public final class S3Proxy implements AutoCloseable {
           "s3proxy.authorization=aws-v2-or-v4",
           "s3proxy.identity=" + accessKey,
           "s3proxy.credential=" + secretKey,
-          // 'filesystem', not 'filesystem-nio2' (which misbehaved under S3A's requests when tried).
-          "jclouds.provider=filesystem",
+          // The java.nio store, whose If-None-Match is atomic (see above). 4.1 also calls it 'filesystem', a name
+          // that in 2.x meant the jclouds store that emulated the condition.
+          "jclouds.provider=filesystem-nio2",
           "jclouds.filesystem.basedir=" + dir.resolve("data"),
           ""));
       Files.setPosixFilePermissions(properties, PosixFilePermissions.fromString("rw-------"));
@@ -153,8 +160,8 @@ public final class S3Proxy implements AutoCloseable {
    * A new Hadoop configuration for S3A against this proxy, credentials included: path-style access,
    * plain HTTP, region us-east-1, only {@code SimpleAWSCredentialsProvider} (never the default chain, which would
    * looks at the environment and the EC2 metadata service), directory markers kept (else S3A deletes parent markers
-   * after every write: ~20 s per write against s3proxy), buffers under target/, and short retries so a broken test
-   * fails in seconds.
+   * after every write: an extra request per write, and ~20 s per write against s3proxy 2.x), buffers under target/, and
+   * short retries so a broken test fails in seconds.
    */
   public Configuration configuration() {
     Configuration conf = new Configuration();

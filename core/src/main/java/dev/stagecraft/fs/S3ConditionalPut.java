@@ -1,0 +1,115 @@
+package dev.stagecraft.fs;
+
+import com.amazonaws.services.s3.AmazonS3;
+import com.amazonaws.services.s3.model.AmazonS3Exception;
+import com.amazonaws.services.s3.model.PutObjectRequest;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.lang.reflect.Method;
+import java.util.Map;
+import java.util.concurrent.ThreadLocalRandom;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.s3a.S3AFileSystem;
+import org.apache.hadoop.fs.s3a.WriteOperationHelper;
+
+/**
+ * Exclusive create on S3: one PUT with {@code If-None-Match: *}, which the store evaluates atomically (AWS S3 since
+ * August 2024; other S3 servers vary, see {@link AtomicFiles#exclusiveCreateUnsupported}).
+ *
+ * <p>S3A 3.3.4 cannot send it ({@code create(path, false)} is a HEAD, then a PUT: two creators racing within a
+ * request's time both win), so the request is built by S3A's own request factory (its encryption, ACL and storage
+ * class settings apply) and sent with its client (credentials, endpoint, connection pool), bypassing only S3A's
+ * retry, which would turn the 412 into an error. Hadoop 3.4.2 and later create conditionally themselves ({@code fs.s3a.create.conditional.enabled}); a build
+ * on that client may use it instead. Loaded only for {@code s3a:} file systems: hadoop-aws is optional.
+ */
+final class S3ConditionalPut {
+  static final int PRECONDITION_FAILED = 412;
+  /** Two conditional writes of one key overlapped; S3 asks the loser to retry. */
+  static final int CONDITIONAL_CONFLICT = 409;
+
+  static final int NOT_IMPLEMENTED = 501;
+  private static final int CONFLICT_RETRIES = 8;
+  /** S3A's package-private client accessor, or null (see {@link #client}). */
+  private static final Method CLIENT = clientAccessor();
+
+  private S3ConditionalPut() {}
+
+  static boolean isS3a(FileSystem fs) {
+    return fs.getClass().getName().equals("org.apache.hadoop.fs.s3a.S3AFileSystem");
+  }
+
+  /**
+   * PUTs {@code data} at {@code path} unless an object is there.
+   *
+   * @return true if this call created the object, false if one existed
+   * @throws AtomicFiles.ExclusiveCreateUnsupported if the server does not implement conditional writes (501)
+   */
+  static boolean create(FileSystem fs, Path path, byte[] data) throws IOException {
+    S3AFileSystem s3a = (S3AFileSystem) fs;
+    String key = s3a.pathToKey(fs.makeQualified(path));
+    WriteOperationHelper writes = s3a.getWriteOperationHelper();
+    AmazonS3 client = client(s3a);
+    for (int attempt = 1; ; attempt++) {
+      PutObjectRequest put = writes.createPutObjectRequest(key, new ByteArrayInputStream(data), data.length, Map.of());
+      put.putCustomRequestHeader("If-None-Match", "*");
+      try {
+        client.putObject(put);
+        return true;
+      } catch (AmazonS3Exception e) {
+        switch (e.getStatusCode()) {
+          case PRECONDITION_FAILED:
+            return false;
+          case NOT_IMPLEMENTED:
+            throw new AtomicFiles.ExclusiveCreateUnsupported("the S3 server answered 501 (" + e.getErrorCode() + ") to a PUT with If-None-Match");
+          case CONDITIONAL_CONFLICT:
+            if (attempt < CONFLICT_RETRIES) {
+              pause(attempt);
+              continue;
+            }
+            throw new IOException("Cannot create " + path + ": conditional writes kept conflicting (409) after "
+                + attempt + " attempts", e);
+          default:
+            throw new IOException("Cannot create " + path + ": " + e.getStatusCode() + " " + e.getErrorCode(), e);
+        }
+      } catch (com.amazonaws.AmazonClientException e) {
+        throw new IOException("Cannot create " + path + ": " + e.getMessage(), e);
+      }
+    }
+  }
+
+  /**
+   * S3A's own client. Its public accessor ({@code getAmazonS3ClientForTesting}) logs a warning on every call, so the
+   * package-private one is used; a client whose build lacks it falls back to the public one.
+   */
+  private static AmazonS3 client(S3AFileSystem s3a) throws IOException {
+    if (CLIENT != null) {
+      try {
+        return (AmazonS3) CLIENT.invoke(s3a);
+      } catch (ReflectiveOperationException | RuntimeException e) {
+        throw new IOException("Cannot reach S3A's client: " + e, e);
+      }
+    }
+    return s3a.getAmazonS3ClientForTesting("conditional create");
+  }
+
+  private static Method clientAccessor() {
+    try {
+      Method m = S3AFileSystem.class.getDeclaredMethod("getAmazonS3Client");
+      m.setAccessible(true);
+      return m;
+    } catch (ReflectiveOperationException | RuntimeException e) {
+      return null;
+    }
+  }
+
+  private static void pause(int attempt) throws InterruptedIOException {
+    try {
+      Thread.sleep(ThreadLocalRandom.current().nextLong(10, 20L << Math.min(attempt, 6)));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new InterruptedIOException("interrupted while retrying a conditional write");
+    }
+  }
+}
