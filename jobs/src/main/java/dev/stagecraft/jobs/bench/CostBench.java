@@ -5,6 +5,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
+import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.LedgerStore;
+import dev.stagecraft.jobs.ledger.RunLedger;
+import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.policies.sizing.Deadline;
 import dev.stagecraft.spi.StagecraftException;
 import java.nio.file.Files;
@@ -12,6 +16,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
+import org.apache.hadoop.conf.Configuration;
 
 /**
  * What the resource policies save: the demo workflow, spark-submitted twice to the same standalone cluster (master and
@@ -150,8 +155,9 @@ final class CostBench {
           + code + "; its output: " + dir.resolve(runId + ".log"));
     }
     Path runDir = dir.resolve(workspace + "/runs/" + runId);
-    Run run = new Run(JSON.readTree(runDir.resolve("cost.json").toFile()),
-        JSON.readTree(runDir.resolve("ledger.json").toFile()), seconds);
+    RunLedger ledger = new LedgerStore(new Workspace(dir.resolve(workspace).toString(), new Configuration()))
+        .read(runId).orElseThrow(() -> new IllegalStateException("bench cost: run " + runId + " left no ledger"));
+    Run run = new Run(JSON.readTree(runDir.resolve("cost.json").toFile()), Json.MAPPER.valueToTree(ledger), seconds);
     Bench.log("cost: {} finished in {} s, cost {}", runId, Bench.round(seconds, 1), run.total());
     return run;
   }

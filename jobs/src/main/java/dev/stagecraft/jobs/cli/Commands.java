@@ -12,6 +12,7 @@ import dev.stagecraft.jobs.engine.Placement;
 import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
 import dev.stagecraft.jobs.engine.StepLauncher;
 import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.Lease;
 import dev.stagecraft.jobs.ledger.LedgerStore;
 import dev.stagecraft.jobs.ledger.OutputRecord;
 import dev.stagecraft.jobs.ledger.RunLedger;
@@ -29,6 +30,7 @@ import dev.stagecraft.spi.StagecraftException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
@@ -39,6 +41,7 @@ import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ThreadLocalRandom;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -131,7 +134,7 @@ public final class Commands {
     public Integer call() throws Exception {
       Workspace ws = new Workspace(workspace, new Configuration());
       RunLedger ledger = new LedgerStore(ws).read(runId).orElseThrow(() -> StagecraftException.user(
-          "Cannot show run '%s': no ledger at %s", runId, ws.ledger(runId)));
+          "Cannot show run '%s': no ledger at %s", runId, ws.ledgerDir(runId)));
       if (json) {
         System.out.println(Json.MAPPER.writeValueAsString(ledger));
       } else {
@@ -277,6 +280,17 @@ public final class Commands {
     try (ConsoleProgress progress =
         new ConsoleProgress(spark.sparkContext().statusTracker(), out, ConsoleProgress.isTerminal())) {
       Engine.Options opts = Engine.Options.run(runId).withOverrides(options.overrides).withCommand(command);
+      SparkConf conf = spark.sparkContext().getConf();
+      Duration stale = Duration.ofMillis(
+          conf.getTimeAsMs(Settings.LEASE_STALE_AFTER_CONF, Lease.DEFAULT_STALE_AFTER.toSeconds() + "s"));
+      Duration beat = Duration.ofMillis(
+          conf.getTimeAsMs(Settings.LEASE_HEARTBEAT_CONF, Lease.DEFAULT_HEARTBEAT.toSeconds() + "s"));
+      if (beat.compareTo(stale) >= 0) {
+        throw StagecraftException.user("Invalid %s=%ss: expected less than %s=%ss (a holder must renew its lease "
+            + "before it goes stale)", Settings.LEASE_HEARTBEAT_CONF, beat.toMillis() / 1e3,
+            Settings.LEASE_STALE_AFTER_CONF, stale.toMillis() / 1e3);
+      }
+      opts = opts.withLease(stale, beat);
       if (resume) {
         opts = opts.withResume();
       }
@@ -344,7 +358,7 @@ public final class Commands {
             m.containsKey("accuracy") ? String.format(", accuracy %.4f", m.get("accuracy")) : "");
       }
     }
-    out.println("Ledger: " + ledger.workspace() + "/runs/" + ledger.runId() + "/ledger.json  (stagecraft status "
+    out.println("Ledger: " + ledger.workspace() + "/runs/" + ledger.runId() + "/ledger/  (stagecraft status "
         + ledger.runId() + " --workspace " + ledger.workspace() + ")");
   }
 

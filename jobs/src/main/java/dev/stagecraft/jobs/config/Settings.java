@@ -76,6 +76,15 @@ public final class Settings {
    * Spark setting, Stagecraft's own: the market (a {@code ResourcePolicy.Market} name) a launched application's
    * executors are priced at. Default: the step's policy's.
    */
+  /**
+   * Spark conf: how long a lease's record may stay unchanged before another process takes the run (or step) over;
+   * a Spark time string ({@code 60s}, {@code 2min}). Longer rides out longer pauses (GC, a slow store); shorter lets a
+   * {@code run --resume} on another host take over a dead driver's run sooner.
+   */
+  public static final String LEASE_STALE_AFTER_CONF = "spark.stagecraft.lease.staleAfter";
+  /** Spark conf: how often a lease's holder renews its record (a Spark time string; well below the above). */
+  public static final String LEASE_HEARTBEAT_CONF = "spark.stagecraft.lease.heartbeat";
+
   public static final String EXECUTOR_MARKET_CONF = "spark.stagecraft.executor.market";
   /** Spark setting: the master; spark-submit or {@code -Dspark.master} set it. */
   public static final String MASTER_CONF = "spark.master";

@@ -28,15 +28,19 @@ final class Attempts {
     }
   }
 
-  /** Deletes the step's attempt folders but {@code attempt-KEEP}, the one the ledger names. */
-  static void removeOtherAttempts(Workspace ws, String runId, String step, int keep) {
+  /**
+   * Deletes the step's attempt folders older than {@code attempt-KEEP}, the one the ledger now names. Newer ones are
+   * kept: they belong to a process that started the step again after this commit (a resume), not to this one.
+   */
+  static void removeEarlierAttempts(Workspace ws, String runId, String step, int keep) {
     try {
       if (!ws.fs().exists(ws.stepDir(runId, step))) {
         return; // the step wrote only outside its folder (e.g. a model bundle under models/)
       }
       FileStatus[] children = ws.fs().listStatus(ws.stepDir(runId, step), p -> p.getName().startsWith("attempt-"));
       for (FileStatus c : children) {
-        if (!c.getPath().getName().equals("attempt-" + keep)) {
+        String n = c.getPath().getName().substring("attempt-".length());
+        if (n.matches("\\d{1,9}") && Integer.parseInt(n) < keep) {
           ws.fs().delete(c.getPath(), true);
         }
       }
@@ -44,6 +48,11 @@ final class Attempts {
       LOG.warn("Cannot remove earlier attempts of step '{}' (harmless: the ledger names only attempt-{}): {}", step,
           keep, e.toString());
     }
+  }
+
+  /** The Spark job group of a step's attempts: what cancels them. */
+  static String jobGroup(String runId, String step) {
+    return "stagecraft/" + runId + "/" + step;
   }
 
   static void deleteIfExists(Workspace ws, Path dir) {

@@ -1,6 +1,7 @@
 package dev.stagecraft.jobs.engine;
 
 import dev.stagecraft.jobs.config.Settings;
+import dev.stagecraft.jobs.ledger.LeaseLostException;
 import dev.stagecraft.jobs.ledger.RunLedger;
 import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
@@ -49,7 +50,8 @@ final class CostMeter {
 
   /**
    * Runs {@code body} with a cost meter on the SparkContext and writes {@code runs/RUN/cost.json} and
-   * {@code cost.png} afterwards (also when steps failed: their executors cost money too).
+   * {@code cost.png} afterwards (also when steps failed: their executors cost money too; not when the run's lease was
+   * lost: the new holder writes the run's report).
    *
    * @param profilePolicies the policy of each resource profile this application made before the call
    */
@@ -66,8 +68,12 @@ final class CostMeter {
     profilePolicies.forEach(m::profilePolicy);
     sc.addSparkListener(m);
     CostMeter meter = new CostMeter(m);
+    boolean lost = false;
     try {
       return body.apply(meter);
+    } catch (LeaseLostException e) {
+      lost = true; // the run is another process's now: its report is that process's to write
+      throw e;
     } finally {
       meter.listener = null; // a step thread still running after an interrupt no longer reports
       // Task-end events are delivered asynchronously: let the bus drain before the books close.
@@ -79,7 +85,9 @@ final class CostMeter {
       }
       sc.removeSparkListener(m);
       m.stop();
-      meter.report(m, ws, runId, launchedBy);
+      if (!lost) {
+        meter.report(m, ws, runId, launchedBy);
+      }
     }
   }
 

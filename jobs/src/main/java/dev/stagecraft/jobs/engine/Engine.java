@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.engine;
 
 import static java.util.Objects.requireNonNull;
 
+import dev.stagecraft.jobs.ledger.Fence;
 import dev.stagecraft.jobs.ledger.Lease;
 import dev.stagecraft.jobs.ledger.LedgerStore;
 import dev.stagecraft.jobs.ledger.RunLedger;
@@ -111,14 +112,26 @@ public final class Engine {
   }
 
   /**
-   * The run that launched this process as a step's own application: the token of its run lease, and the file (a
-   * workspace URI) this application's usage goes to.
+   * The run that launched this process as a step's own application: its run lease ({@code EPOCH:TOKEN}, the step
+   * runs under that epoch and is fenced with it), and the file (a workspace URI) this application's usage goes to.
    */
-  public record LaunchedBy(String leaseToken, String usageFile, String preparedFile) {
+  public record LaunchedBy(String lease, String usageFile, String preparedFile) {
     /** @param preparedFile what {@link StepKind#prepare} returned in the launching run (a workspace URI), or null */
     public LaunchedBy {
-      requireNonNull(leaseToken, "leaseToken is null");
+      requireNonNull(lease, "lease is null");
       requireNonNull(usageFile, "usageFile is null");
+      if (!lease.matches("\\d+:.+")) {
+        throw StagecraftException.user("Invalid parent lease '%s' (expected EPOCH:TOKEN)", lease);
+      }
+    }
+
+    /** {@code EPOCH:TOKEN} of {@code lease}, as a launched step is given it. */
+    static String of(Lease lease) {
+      return lease.epoch() + ":" + lease.token();
+    }
+
+    long epoch() {
+      return Long.parseLong(lease.substring(0, lease.indexOf(':')));
     }
   }
 
@@ -167,7 +180,6 @@ public final class Engine {
    */
   public RunLedger run(WorkflowSpec spec, Options options) {
     Workspace ws = workspace(spec, options);
-    LedgerStore store = new LedgerStore(ws);
     String runId = options.runId();
     Optional<String> only = options.onlyStep();
     only.ifPresent(s -> {
@@ -176,26 +188,29 @@ public final class Engine {
             spec.source(), String.join(", ", spec.order()));
       }
     });
+    ws.checkLedgerStore();
 
     String what = only.map(s -> "step '" + s + "' of run '" + runId + "'").orElse("run '" + runId + "'");
-    refuseIfLive(ws, spec, runId, only, options);
     Path leasePath = only.map(s -> ws.stepLease(runId, s)).orElse(ws.runLease(runId));
-    try (Lease lease = Lease.acquire(ws.fs(), leasePath, what, options.command(), options.leaseStaleAfter(),
-        options.leaseHeartbeat())) {
-      // Re-check after taking ours: a run and a step racing to start both see the other.
-      refuseIfLive(ws, spec, runId, only, options);
+    String leaseName = only.map(s -> "step:" + s).orElse("run");
+    try (Lease lease = Lease.acquire(ws.ledgerFs(), leasePath, leaseName, what, options.command(),
+        options.leaseStaleAfter(), options.leaseHeartbeat())) {
+      // After taking ours: of a run and a step racing to start, at least one sees the other.
+      Fence fence = fenceOthers(Fence.of(lease), ws, spec, runId, only, options);
+      LedgerStore store = new LedgerStore(ws).fenced(fence);
       RunLedger ledger = LedgerPreparation.prepare(spec, options, ws, store);
       List<String> toRun = only.map(List::of).orElseGet(() -> LedgerPreparation.notSucceeded(spec, ledger));
       List<String> kept = new ArrayList<>(spec.order());
       kept.removeAll(toRun);
       listener.runStarted(runId, ws, toRun, only.isPresent() ? List.of() : kept);
       StepScheduler scheduler = new StepScheduler(spark, listener, this::runAttempt);
+      String parentLease = LaunchedBy.of(lease);
       RunLedger result;
       if (only.isPresent() && options.launchedBy().isEmpty()) {
-        result = scheduler.execute(new RunContext(spec, options, ws, store, lease.token(), CostMeter.off()), toRun);
+        result = scheduler.execute(new RunContext(spec, options, ws, store, parentLease, CostMeter.off()), toRun);
       } else {
         result = CostMeter.metered(spark.sparkContext(), spec, options, ws, inProcess.profilePolicies(),
-            meter -> scheduler.execute(new RunContext(spec, options, ws, store, lease.token(), meter), toRun));
+            meter -> scheduler.execute(new RunContext(spec, options, ws, store, parentLease, meter), toRun));
       }
       listener.runFinished(result);
       return result;
@@ -213,25 +228,32 @@ public final class Engine {
 
   /**
    * Refuses to start while a conflicting lease is live: a step's call, while the whole run is live (unless this
-   * process is the step's own application, launched under that run's lease); a whole run, while one of its steps is.
+   * process is the step's own application, launched under that run's lease: then it is fenced by that lease's
+   * epoch too); a whole run, while one of its steps is. A conflicting lease whose holder exited or went stale is
+   * retired, and its new epoch joins this call's fence, so that holder can commit nothing if it wakes up.
    */
-  private static void refuseIfLive(Workspace ws, WorkflowSpec spec, String runId, Optional<String> only, Options options) {
-    Optional<Lease.Holder> runHolder =
-        Lease.liveHolder(ws.fs(), ws.runLease(runId), options.leaseStaleAfter());
-    long now = System.currentTimeMillis();
+  private static Fence fenceOthers(Fence fence, Workspace ws, WorkflowSpec spec, String runId, Optional<String> only,
+      Options options) {
+    Duration stale = options.leaseStaleAfter();
     if (only.isPresent()) {
-      runHolder.filter(h -> !options.launchedBy().map(LaunchedBy::leaseToken).equals(Optional.of(h.token())))
-          .ifPresent(h -> {
-        throw StagecraftException.user("Cannot start step '%s' of run '%s': the whole run is live in another "
-            + "process: %s", only.get(), runId, h.describe(now));
-      });
-    } else {
-      for (StepConfig s : spec.steps()) {
-        Lease.liveHolder(ws.fs(), ws.stepLease(runId, s.id()), options.leaseStaleAfter()).ifPresent(h -> {
-          throw StagecraftException.user("Cannot start run '%s': its step '%s' is live in another process: %s",
-              runId, s.id(), h.describe(now));
-        });
+      Path runLease = ws.runLease(runId);
+      Optional<LaunchedBy> parent = options.launchedBy();
+      if (parent.isPresent()) {
+        return fence.claiming("run", parent.get().epoch(), runLease);
+      }
+      Optional<Long> retired = Lease.retire(ws.ledgerFs(), runLease, "Cannot start step '" + only.get() + "' of run '"
+          + runId + "': the whole run is live in another process", stale);
+      return retired.map(epoch -> fence.claiming("run", epoch, runLease)).orElse(fence);
+    }
+    Fence result = fence;
+    for (StepConfig s : spec.steps()) {
+      Path stepLease = ws.stepLease(runId, s.id());
+      Optional<Long> retired = Lease.retire(ws.ledgerFs(), stepLease, "Cannot start run '" + runId + "': its step '"
+          + s.id() + "' is live in another process", stale);
+      if (retired.isPresent()) {
+        result = result.claiming("step:" + s.id(), retired.get(), stepLease);
       }
     }
+    return result;
   }
 }

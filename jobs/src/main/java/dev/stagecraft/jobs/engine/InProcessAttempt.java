@@ -3,6 +3,7 @@ package dev.stagecraft.jobs.engine;
 import dev.stagecraft.fs.AtomicFiles;
 import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.ledger.Json;
+import dev.stagecraft.jobs.ledger.LeaseLostException;
 import dev.stagecraft.jobs.ledger.LedgerStore;
 import dev.stagecraft.jobs.ledger.OutputRecord;
 import dev.stagecraft.jobs.ledger.RunLedger;
@@ -66,7 +67,11 @@ final class InProcessAttempt {
     return profilePolicies;
   }
 
-  /** Runs one attempt of one step: the whole lifecycle of a step lives here. Never throws for a step failure. */
+  /**
+   * Runs one attempt of one step: the whole lifecycle of a step lives here. Never throws for a step failure.
+   *
+   * @throws LeaseLostException if another process took the run over: nothing of this attempt was committed
+   */
   void run(RunContext call, StepConfig step) {
     WorkflowSpec spec = call.spec();
     Engine.Options options = call.options();
@@ -79,10 +84,11 @@ final class InProcessAttempt {
     RunLedger ledger = store.update(runId, l -> l.withStep(id, r -> r.started(RunLedger.now()), RunLedger.now()));
     int attempt = ledger.step(id).attempts();
     Path attemptDir = ws.attemptDir(runId, id, attempt);
-    String group = "stagecraft/" + runId + "/" + id;
+    String group = Attempts.jobGroup(runId, id);
     SparkContext sc = spark.sparkContext();
     long start = System.nanoTime();
     StepRun run = null;
+    boolean fenced = false;
     try {
       Attempts.deleteIfExists(ws, attemptDir); // a crashed attempt with this number may have left files
       StepConfig resolved = StepTemplates.resolve(spec, step, ledger, ledger.params(), ws, runId);
@@ -131,9 +137,17 @@ final class InProcessAttempt {
       // The commit point: the ledger names the attempt's outputs.
       RunLedger after = store.update(runId, l -> l.withStep(id,
           r -> r.succeeded(RunLedger.now(), secs, outputs, metrics, fingerprint, details), RunLedger.now()));
-      Attempts.removeOtherAttempts(ws, runId, id, attempt);
+      Attempts.removeEarlierAttempts(ws, runId, id, attempt);
       listener.stepFinished(id, after.step(id));
     } catch (Throwable t) {
+      Optional<LeaseLostException> lost = leaseLost(t).or(() -> leaseLost(store));
+      if (lost.isPresent()) {
+        // Another process holds the run now: it owns the ledger and all the ledger may name, so this one records
+        // nothing and deletes nothing (its attempt folder is an earlier attempt to the new holder, who removes it).
+        fenced = true;
+        LOG.error("Step '{}' of run '{}' stops without committing: {}", id, runId, lost.get().getMessage());
+        throw lost.get();
+      }
       double secs = Attempts.seconds(start);
       if (t instanceof InterruptedException) {
         Thread.currentThread().interrupt();
@@ -162,9 +176,29 @@ final class InProcessAttempt {
       meter.stepFinished(id);
       sc.setLocalProperty(Settings.SCHEDULER_POOL_PROPERTY, null);
       sc.clearJobGroup();
-      if (options.launchedBy().isEmpty()) { // a launched attempt's scratch belongs to the run that launched it
+      if (options.launchedBy().isEmpty() && !fenced) { // a launched attempt's scratch is the launching run's
         Attempts.deleteScratch(ws, runId, id, attempt);
       }
+    }
+  }
+
+  /** The lease loss in {@code t}'s chain (a step kind may have wrapped it, Spark may have). */
+  private static Optional<LeaseLostException> leaseLost(Throwable t) {
+    for (Throwable c = t; c != null; c = c.getCause()) {
+      if (c instanceof LeaseLostException l) {
+        return Optional.of(l);
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** The loss of this process's lease, if it is lost (a step cancelled because of it fails with Spark's error). */
+  private static Optional<LeaseLostException> leaseLost(LedgerStore store) {
+    try {
+      store.fence().checkHeld();
+      return Optional.empty();
+    } catch (LeaseLostException e) {
+      return Optional.of(e);
     }
   }
 

@@ -62,7 +62,7 @@ final class LaunchedAttempt {
     Path usage = new Path(ws.runDir(runId), "applications/" + name + ".usage.json");
     Path log = new Path(ws.runDir(runId), "applications/" + name + ".log");
     Path prepared = new Path(ws.runDir(runId), "applications/" + name + ".prepared.json");
-    listener.stepStarted(id, step.kind(), attempt, "stagecraft/" + runId + "/" + id);
+    listener.stepStarted(id, step.kind(), attempt, Attempts.jobGroup(runId, id));
     meter.stepStarted(id);
     long start = System.nanoTime();
     StepLauncher.Launched launched = null;
@@ -79,7 +79,7 @@ final class LaunchedAttempt {
           StepSizing.deadlineSeconds(spec, id, ledger.created(), Instant.now()))
           .map(SizingDecision::policy).or(() -> spec.policyOf(step));
       launched = launcher.orElseThrow().launch(new StepLauncher.Request(spec, step, policy, runId, ws,
-          call.leaseToken(), usage, log, prepared), status -> listener.stepProgress(id, status));
+          call.parentLease(), usage, log, prepared), status -> listener.stepProgress(id, status));
       meter.launched(usage);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -133,7 +133,7 @@ final class LaunchedAttempt {
     OutputTables.registerUpstream(session, spec, ledger, id);
     StepRun run = new StepRun(runId, resolved, session, ws, ws.attemptDir(runId, id, attempt), attempt,
         spec.directory(), spec.allUpstream(id), status -> listener.stepProgress(id, status), Optional.empty());
-    sc.setJobGroup("stagecraft/" + runId + "/" + id, "Stagecraft run " + runId + " step " + id + " (prepare)", true);
+    sc.setJobGroup(Attempts.jobGroup(runId, id), "Stagecraft run " + runId + " step " + id + " (prepare)", true);
     // The step's FAIR pool (weighted by its policy's priority): its own application waits for this.
     sc.setLocalProperty(Settings.SCHEDULER_POOL_PROPERTY,
         spec.policyOf(resolved).map(ResourcePolicy::pool).orElse(id));

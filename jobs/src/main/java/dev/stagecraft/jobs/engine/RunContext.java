@@ -7,10 +7,11 @@ import dev.stagecraft.jobs.spec.WorkflowSpec;
 /**
  * One engine call in progress, as its steps' attempts see it.
  *
- * @param leaseToken the token of the lease the call holds: the token a step launched as its own application runs under
+ * @param parentLease the lease the call holds ({@code EPOCH:TOKEN}): what a step launched as its own application runs
+ *     under
  * @param meter the call's cost meter ({@link CostMeter#off} when the call is not metered)
  */
-record RunContext(WorkflowSpec spec, Engine.Options options, Workspace ws, LedgerStore store, String leaseToken,
+record RunContext(WorkflowSpec spec, Engine.Options options, Workspace ws, LedgerStore store, String parentLease,
     CostMeter meter) {
   String runId() {
     return options.runId();

@@ -135,7 +135,7 @@ public final class SparkSubmitLauncher implements StepLauncher {
         p.store(o, "Stagecraft: settings of step " + id + " of run " + request.runId());
       }
       Map<String, String> env = new LinkedHashMap<>();
-      env.put(Settings.PARENT_LEASE_ENV, request.leaseToken());
+      env.put(Settings.PARENT_LEASE_ENV, request.parentLease());
       env.put(Settings.USAGE_FILE_ENV, request.workspace().fs().makeQualified(request.usageFile()).toString());
       env.put(Settings.PREPARED_FILE_ENV,
           request.workspace().fs().makeQualified(request.preparedFile()).toString());

@@ -27,20 +27,20 @@ public interface StepLauncher {
 
   /**
    * @param policy the policy the application's executors follow: the step's, or as right-sized from history
-   * @param leaseToken the token of the launching run's lease: the launched {@code step} may run under it
+   * @param parentLease the launching run's lease ({@code EPOCH:TOKEN}): the launched {@code step} runs under it
    * @param usageFile where the launched application writes its usage
    * @param logFile where the application's output is kept (in the workspace)
    * @param preparedFile what the step's {@code prepare} returned (JSON), for the launched attempt to read
    */
   record Request(WorkflowSpec spec, StepConfig step, Optional<ResourcePolicy> policy, String runId,
-      Workspace workspace, String leaseToken, Path usageFile, Path logFile, Path preparedFile) {
+      Workspace workspace, String parentLease, Path usageFile, Path logFile, Path preparedFile) {
     public Request {
       requireNonNull(spec, "spec is null");
       requireNonNull(step, "step is null");
       requireNonNull(policy, "policy is null");
       requireNonNull(runId, "runId is null");
       requireNonNull(workspace, "workspace is null");
-      requireNonNull(leaseToken, "leaseToken is null");
+      requireNonNull(parentLease, "parentLease is null");
       requireNonNull(usageFile, "usageFile is null");
       requireNonNull(logFile, "logFile is null");
       requireNonNull(preparedFile, "preparedFile is null");

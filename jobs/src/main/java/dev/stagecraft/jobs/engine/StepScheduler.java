@@ -1,5 +1,6 @@
 package dev.stagecraft.jobs.engine;
 
+import dev.stagecraft.jobs.ledger.LeaseLostException;
 import dev.stagecraft.jobs.ledger.LedgerStore;
 import dev.stagecraft.jobs.ledger.RunLedger;
 import dev.stagecraft.jobs.ledger.StepStatus;
@@ -17,6 +18,8 @@ import java.util.concurrent.ExecutorCompletionService;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BiConsumer;
 import org.apache.spark.sql.SparkSession;
 
@@ -51,8 +54,12 @@ final class StepScheduler {
     ExecutorCompletionService<String> done = new ExecutorCompletionService<>(pool);
     Set<String> waiting = new LinkedHashSet<>(toRun);
     Set<String> running = new LinkedHashSet<>();
+    AtomicReference<LeaseLostException> lost = new AtomicReference<>();
     try {
       while (!waiting.isEmpty() || !running.isEmpty()) {
+        if (lost.get() != null) {
+          waiting.clear(); // another process holds the run: start nothing more
+        }
         RunLedger ledger = store.read(runId).orElseThrow();
         boolean changed = true;
         while (changed) { // a skip can make a downstream step skippable in the same pass
@@ -67,14 +74,24 @@ final class StepScheduler {
               waiting.remove(id);
               String reason = "upstream step '" + failedUp.get() + "' "
                   + l.step(failedUp.get()).status().name().toLowerCase(Locale.ROOT);
-              ledger = store.update(runId, x -> x.withStep(id, r -> r.skipped(reason), RunLedger.now()));
+              try {
+                ledger = store.update(runId, x -> x.withStep(id, r -> r.skipped(reason), RunLedger.now()));
+              } catch (LeaseLostException e) {
+                lost.compareAndSet(null, e);
+                waiting.clear();
+                break;
+              }
               listener.stepFinished(id, ledger.step(id));
               changed = true;
             } else if (ups.stream().allMatch(u -> l.step(u).status() == StepStatus.SUCCEEDED)) {
               waiting.remove(id);
               running.add(id);
               done.submit(() -> {
-                attempt.accept(call, spec.step(id));
+                try {
+                  attempt.accept(call, spec.step(id));
+                } catch (LeaseLostException e) {
+                  lost.compareAndSet(null, e);
+                }
                 return id;
               });
             }
@@ -88,8 +105,14 @@ final class StepScheduler {
           }
           break;
         }
-        Future<String> f = done.take();
+        Future<String> f;
+        while ((f = done.poll(1, TimeUnit.SECONDS)) == null) {
+          stopIfLost(call, running, lost);
+        }
         running.remove(f.get());
+      }
+      if (lost.get() != null) {
+        throw lost.get();
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -101,5 +124,23 @@ final class StepScheduler {
       pool.shutdownNow();
     }
     return store.update(runId, l -> l.withStatus(l.statusFromSteps(), RunLedger.now()));
+  }
+
+  /**
+   * Once this process's lease is lost, cancels the Spark jobs of the steps it runs: they fail without committing
+   * (their ledger update is refused) instead of computing for a run another process holds now.
+   */
+  private void stopIfLost(RunContext call, Set<String> running, AtomicReference<LeaseLostException> lost) {
+    if (lost.get() != null) {
+      return;
+    }
+    try {
+      call.store().fence().checkHeld();
+    } catch (LeaseLostException e) {
+      lost.set(e);
+      for (String id : running) {
+        spark.sparkContext().cancelJobGroup(Attempts.jobGroup(call.runId(), id));
+      }
+    }
   }
 }

@@ -1,5 +1,6 @@
 package dev.stagecraft.jobs.ledger;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import java.time.Instant;
 import java.util.Collections;
@@ -8,9 +9,10 @@ import java.util.Map;
 import java.util.function.UnaryOperator;
 
 /**
- * The durable state of one run: {@code runs/RUN-ID/ledger.json} in the workspace.
+ * The durable state of one run: the newest generation of {@code runs/RUN-ID/ledger/} (see {@link LedgerStore}).
  *
  * @param steps step id → record, in workflow order
+ * @param fences lease name → the newest lease epoch that wrote this ledger ({@link Fence})
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public record RunLedger(
@@ -23,7 +25,8 @@ public record RunLedger(
     String created,
     String updated,
     Map<String, String> params,
-    Map<String, StepRecord> steps) {
+    Map<String, StepRecord> steps,
+    Map<String, Long> fences) {
 
   public static final int CURRENT_VERSION = 1;
 
@@ -32,9 +35,17 @@ public record RunLedger(
     return Instant.now().toString();
   }
 
+  @JsonCreator
   public RunLedger {
     params = params == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(params));
     steps = steps == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(steps));
+    fences = fences == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(fences));
+  }
+
+  /** A ledger no lease has written yet. */
+  public RunLedger(int version, String runId, String workflow, String workflowFile, String workspace,
+      RunStatus status, String created, String updated, Map<String, String> params, Map<String, StepRecord> steps) {
+    this(version, runId, workflow, workflowFile, workspace, status, created, updated, params, steps, Map.of());
   }
 
   public StepRecord step(String id) {
@@ -48,19 +59,24 @@ public record RunLedger(
   public RunLedger withStep(String id, UnaryOperator<StepRecord> change, String now) {
     Map<String, StepRecord> copy = new LinkedHashMap<>(steps);
     copy.put(id, change.apply(step(id)));
-    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, params, copy);
+    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, params, copy, fences);
   }
 
   public RunLedger withSteps(Map<String, StepRecord> newSteps, String now) {
-    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, params, newSteps);
+    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, params, newSteps, fences);
   }
 
   public RunLedger withStatus(RunStatus newStatus, String now) {
-    return new RunLedger(version, runId, workflow, workflowFile, workspace, newStatus, created, now, params, steps);
+    return new RunLedger(version, runId, workflow, workflowFile, workspace, newStatus, created, now, params, steps, fences);
   }
 
   public RunLedger withParams(Map<String, String> newParams, String now) {
-    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, newParams, steps);
+    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, now, newParams, steps, fences);
+  }
+
+  public RunLedger withFences(Map<String, Long> newFences) {
+    return new RunLedger(version, runId, workflow, workflowFile, workspace, status, created, updated, params, steps,
+        newFences);
   }
 
   /** The run's status as its steps say: running if any runs, failed if any failed, succeeded if all did. */

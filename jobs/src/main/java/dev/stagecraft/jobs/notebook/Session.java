@@ -241,7 +241,7 @@ public final class Session implements AutoCloseable {
   public Run open(String runId) {
     Workspace.checkRunId(runId);
     RunLedger ledger = new LedgerStore(workspace).read(runId).orElseThrow(() -> StagecraftException.user(
-        "Cannot open run '%s': no ledger at %s", runId, workspace.ledger(runId)));
+        "Cannot open run '%s': no ledger at %s", runId, workspace.ledgerDir(runId)));
     return new Run(ledger, workspace, spark);
   }
 

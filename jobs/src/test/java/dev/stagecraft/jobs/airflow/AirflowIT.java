@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.stagecraft.jobs.airflow.AirflowException.Reason;
 import dev.stagecraft.jobs.testing.AirflowServer;
+import dev.stagecraft.jobs.testing.Ledgers;
 import dev.stagecraft.jobs.testing.Proc;
 import dev.stagecraft.jobs.testing.PythonEnvs;
 import java.io.File;
@@ -229,7 +230,7 @@ class AirflowIT {
           .hasMessageStartingWith("Cannot trigger DAG 'stagecraft_a9a' as run 'e2e-ok': conflict (HTTP 409");
 
       // One Stagecraft run under Airflow's run id: every step succeeded and its outputs exist.
-      JsonNode ledger = JSON.readTree(workspace.resolve("runs/e2e-ok/ledger.json").toFile());
+      JsonNode ledger = Ledgers.newest(workspace, "e2e-ok");
       assertThat(ledger.path("run_id").asText()).isEqualTo("e2e-ok");
       for (String step : EXAMPLE_STEPS) {
         JsonNode s = ledger.path("steps").path(step);
@@ -263,7 +264,7 @@ class AirflowIT {
           + "(see the task logs in Airflow)");
       assertThat(airflow.taskLog(BAD_DAG, "e2e-bad", "bad"))
           .contains("stagecraft: step 'bad' failed: ").contains("no_such_column");
-      JsonNode badLedger = JSON.readTree(workspace.resolve("runs/e2e-bad/ledger.json").toFile());
+      JsonNode badLedger = Ledgers.newest(workspace, "e2e-bad");
       assertThat(badLedger.path("steps").path("bad").path("status").asText()).isEqualTo("FAILED");
     } finally {
       if (failing.isAlive()) {

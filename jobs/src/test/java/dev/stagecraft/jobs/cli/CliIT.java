@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.jobs.testing.Ledgers;
 import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,9 +34,15 @@ class CliIT {
   record Started(Process process, Path out, Path err) {}
 
   static Started start(boolean withSpark, Path cwd, String... args) throws Exception {
+    return start(withSpark, cwd, List.of(), args);
+  }
+
+  /** @param settings more JVM flags (system properties such as {@code -Dspark.…=…} for SparkConf) */
+  static Started start(boolean withSpark, Path cwd, List<String> settings, String... args) throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     String cp = JAR;
+    cmd.addAll(settings);
     if (withSpark) {
       cmd.addAll(Arrays.asList(System.getProperty("stagecraft.jvm.flags").trim().split("\\s+")));
       cmd.add("-Xmx2g");
@@ -171,8 +178,8 @@ class CliIT {
     assertThat(resumed.err().lines().filter(l -> l.startsWith("[W") || l.contains("Warning:")).toList())
         .as("no native-library warnings (libtorch's are '[W… Warning: …' lines) in a run that trained")
         .isEmpty();
-    com.fasterxml.jackson.databind.JsonNode fit = new com.fasterxml.jackson.databind.ObjectMapper()
-        .readTree(dir.resolve("ws/runs/k1/ledger.json").toFile()).path("steps").path("fit");
+    com.fasterxml.jackson.databind.JsonNode fit = Ledgers.newest(dir.resolve("ws"), "k1").path("steps")
+        .path("fit");
     assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
     assertThat(fit.path("attempts").asInt()).isEqualTo(2);
     long resumedFrom = fit.path("details").path("training_attempts").path(0).path("resumed_from_step").asLong();

@@ -121,7 +121,8 @@ abstract class EngineScenarios {
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
     RunLedger stored = new LedgerStore(ws).read("r1").orElseThrow();
     assertThat(stored).isEqualTo(ledger);
-    assertThat(ws.fs().exists(ws.runLease("r1"))).as("lease released").isFalse();
+    assertThat(Lease.liveHolder(ws.ledgerFs(), ws.runLease("r1"), Duration.ofHours(1))).as("lease released").isEmpty();
+    assertThat(stored.fences()).as("written under the run lease's first epoch").containsEntry("run", 1L);
   }
 
   @Test
@@ -245,12 +246,13 @@ abstract class EngineScenarios {
     WorkflowSpec spec = workflow(THREE_STEPS);
     Workspace ws = new Workspace(workspace, spark.sparkContext().hadoopConfiguration());
     Duration stale = Duration.ofMillis(1500);
-    Lease dead = Lease.acquire(ws.fs(), ws.runLease("r5"), "run 'r5'", "killed", stale, Duration.ofHours(1));
+    Lease dead = Lease.acquire(ws.ledgerFs(), ws.runLease("r5"), "run", "run 'r5'", "killed", stale,
+        Duration.ofHours(1));
     // The holder "dies": no heartbeat comes, and after `stale` the lease is free.
     assertThatThrownBy(() -> engine().run(spec, options("r5").withLease(stale, Duration.ofMillis(200))))
         .hasMessageStartingWith("Cannot start run 'r5': it is live in another process");
     org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
-        .until(() -> Lease.liveHolder(ws.fs(), ws.runLease("r5"), stale).isEmpty());
+        .until(() -> Lease.liveHolder(ws.ledgerFs(), ws.runLease("r5"), stale).isEmpty());
     RunLedger ledger = engine().run(spec, options("r5").withLease(stale, Duration.ofMillis(200)));
     assertThat(ledger.status()).isEqualTo(RunStatus.SUCCEEDED);
     assertThat(dead.lost()).isFalse(); // it never beat again, so it never noticed

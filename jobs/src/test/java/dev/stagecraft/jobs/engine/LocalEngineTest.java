@@ -66,7 +66,7 @@ class LocalEngineTest extends EngineScenarios {
       }
       progress.accept("half way");
       RunLedger l = engine().run(spec, options(request.runId()).withOnlyStep(id)
-          .withLaunchedBy(new Engine.LaunchedBy(request.leaseToken(), request.usageFile().toString(),
+          .withLaunchedBy(new Engine.LaunchedBy(request.parentLease(), request.usageFile().toString(),
               request.preparedFile().toString())));
       return new Launched(l.step(id).status() == StepStatus.SUCCEEDED ? 0 : 1, "in-jvm", "the-log", 0.1);
     }

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.within;
 
 import dev.stagecraft.jobs.ledger.RunStatus;
 import dev.stagecraft.jobs.ledger.StepStatus;
+import dev.stagecraft.jobs.testing.Ledgers;
 import dev.stagecraft.policies.cost.CostReport;
 import dev.stagecraft.spi.StagecraftException;
 import dev.stagecraft.testing.LocalSpark;
@@ -199,14 +200,14 @@ class SessionTest {
     Path folder = Path.of(java.net.URI.create(temporary.workspace()));
     assertThat(folder.toString()).contains("stagecraft-notebook-");
     temporary.run(people(temporary), "w1").requireSucceeded();
-    assertThat(folder.resolve("runs/w1/ledger.json")).exists();
+    assertThat(Ledgers.newestFile(folder, "w1")).exists();
     temporary.close();
     assertThat(folder).doesNotExist();
     assertThat(LocalSpark.get().sparkContext().isStopped()).as("an adopted session keeps running").isFalse();
 
     session.run(people(), "w2");
     session.close();
-    assertThat(dir.resolve("ws/runs/w2/ledger.json")).as("a given workspace is kept").exists();
+    assertThat(Ledgers.newestFile(dir.resolve("ws"), "w2")).as("a given workspace is kept").exists();
   }
 
   static long distinctColours(BufferedImage img) {

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.within;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.stagecraft.inference.bundle.ModelBundle;
+import dev.stagecraft.jobs.testing.Ledgers;
 import dev.stagecraft.jobs.testing.Proc;
 import dev.stagecraft.jobs.testing.PythonEnvs;
 import dev.stagecraft.testing.StandaloneCluster;
@@ -100,7 +101,7 @@ class MixedPlacementIT {
     assertThat(r.code()).as(r.out() + r.err()).isZero();
     assertThat(r.out()).contains("▶ fit (train) started").contains("✔ fit succeeded").contains("Run mix1 SUCCEEDED");
 
-    JsonNode ledger = JSON.readTree(ws.resolve("runs/mix1/ledger.json").toFile());
+    JsonNode ledger = Ledgers.newest(ws, "mix1");
     JsonNode fit = ledger.path("steps").path("fit");
     assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
     assertThat(fit.path("attempts").asInt()).isEqualTo(1);

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.stagecraft.jobs.bench.DistributionCluster;
+import dev.stagecraft.jobs.testing.Ledgers;
 import dev.stagecraft.jobs.testing.Proc;
 import dev.stagecraft.jobs.testing.PythonEnvs;
 import java.io.IOException;
@@ -62,7 +63,7 @@ class SparkSubmitIT {
   }
 
   static JsonNode ledger(Path workspace, String runId) throws IOException {
-    return JSON.readTree(workspace.resolve("runs").resolve(runId).resolve("ledger.json").toFile());
+    return Ledgers.newest(workspace, runId);
   }
 
   @Test
