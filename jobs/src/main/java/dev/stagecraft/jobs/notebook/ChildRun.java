@@ -66,8 +66,6 @@ public final class ChildRun {
       cmd.add("-D" + Settings.UI_ENABLED_CONF + "=false");
       cmd.add("-D" + Settings.DRIVER_HOST_CONF + "=127.0.0.1");
       cmd.add("-D" + Settings.DRIVER_BIND_ADDRESS_CONF + "=127.0.0.1");
-      cmd.add("-cp");
-      cmd.add(classpath());
       cmd.add(Settings.MAIN_CLASS);
       cmd.addAll(List.of("run", file.toString(), "--run-id", runId, "--workspace", workspace.uri()));
       for (Map.Entry<String, String> e : workflow.overrides().entrySet()) {
@@ -77,6 +75,9 @@ public final class ChildRun {
       Path log = Files.createTempFile("stagecraft-child-" + runId + "-", ".log");
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
       pb.environment().put(Settings.PROGRESS_ENV, Settings.PROGRESS_PLAIN);
+      // Not on the command line: ONNX Runtime's Java binding crashes the JVM as it loads when the command line is
+      // longer than about 4 KiB (see bin/stagecraft).
+      pb.environment().put("CLASSPATH", classpath());
       return new ChildRun(pb.start(), runId, workspace, log, temp);
     } catch (IOException e) {
       throw StagecraftException.external(e, "Cannot start a child JVM for run '%s': %s", runId, e.getMessage());

@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.stagecraft.jobs.infer.TinyOnnx;
 import dev.stagecraft.jobs.testing.Ledgers;
 import java.io.File;
 import java.nio.file.Files;
@@ -51,8 +52,6 @@ class CliIT {
       cp = JAR + File.pathSeparator
           + Files.readString(Path.of(System.getProperty("stagecraft.spark.classpath"))).trim();
     }
-    cmd.add("-cp");
-    cmd.add(cp);
     cmd.add("dev.stagecraft.jobs.Main");
     cmd.addAll(List.of(args));
     Path out = Files.createTempFile(cwd, "out", ".txt");
@@ -60,7 +59,30 @@ class CliIT {
     ProcessBuilder pb = new ProcessBuilder(cmd).directory(cwd.toFile())
         .redirectOutput(out.toFile()).redirectError(err.toFile());
     pb.environment().put("STAGECRAFT_PROGRESS", "plain");
+    pb.environment().put("CLASSPATH", cp); // as bin/stagecraft passes it: not on the command line
     return new Started(pb.start(), out, err);
+  }
+
+  /**
+   * ONNX Runtime 1.29's Java binding crashes the JVM (SIGSEGV, no hs_err file) while it loads when the process's
+   * command line is longer than about 4 KiB, as a {@code -cp} with Spark's jars makes it; bin/stagecraft therefore
+   * passes the classpath in {@code CLASSPATH}, and so does {@link #start}.
+   */
+  @Test
+  void anOnnxModelScoresThroughTheCli() throws Exception {
+    Files.write(dir.resolve("tiny.onnx"), TinyOnnx.logistic(new float[] {0.5f, -1.25f}, 0.1f));
+    Files.writeString(dir.resolve("rows.csv"), "id,x0,x1\n1,0.5,1.0\n2,-1.0,2.0\n3,0.0,0.0\n");
+    Files.writeString(dir.resolve("wf.yaml"), """
+        name: onnx
+        steps:
+          - { id: rows, kind: load, path: rows.csv, options: { header: true, inferSchema: true } }
+          - { id: score, kind: infer, model: tiny.onnx, input: rows, features: [x0, x1], id_columns: [id] }
+        """);
+    Result r = java(true, dir, "run", "wf.yaml", "--run-id", "o1", "--workspace", dir.resolve("ws").toString());
+    assertThat(r.code()).as(r.err()).isZero();
+    assertThat(r.out()).contains("Run o1 SUCCEEDED");
+    assertThat(Ledgers.newest(dir.resolve("ws"), "o1").path("steps").path("score").path("outputs").path("output")
+        .path("rows").asLong()).isEqualTo(3);
   }
 
   @Test

@@ -10,10 +10,10 @@ import java.nio.charset.StandardCharsets;
  * {@code logit = X·W + b}, {@code probability = sigmoid(logit)}, with input {@code X: float[N, k]} (N dynamic) and
  * outputs {@code logit} and {@code probability}, both {@code float[N, 1]}. Opset 13, IR version 7.
  */
-final class TinyOnnx {
+public final class TinyOnnx {
   private TinyOnnx() {}
 
-  static byte[] logistic(float[] w, float b) {
+  public static byte[] logistic(float[] w, float b) {
     int k = w.length;
     Proto graph = new Proto()
         .message(1, node(new String[] {"X", "W"}, "xw", "MatMul"))
