@@ -31,13 +31,15 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
-        + "cost, schedule.")
+        + "inference-peers, train-peers, cost, schedule.")
 public final class Bench implements Callable<Integer> {
   static final List<String> NAMES =
-      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "cost", "schedule");
+      List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "inference-peers",
+          "train-peers", "cost", "schedule");
 
   @Parameters(index = "0", paramLabel = "NAME",
-      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | cost | schedule")
+      description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | inference-peers | "
+          + "train-peers | cost | schedule")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -103,6 +105,8 @@ public final class Bench implements Callable<Integer> {
         case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
         case "checkpoint" -> CheckpointBench.run(spark, workers, size, reps, Results::emit);
         case "inference" -> InferenceBench.run(spark, size, Results::emit);
+        case "inference-peers" -> InferencePeersBench.run(spark, size, Results::emit);
+        case "train-peers" -> TrainPeersBench.run(spark, workers, size, Results::emit);
         default -> TrainBench.versusMllib(spark, workers, size, Results::emit);
       }
       return 0;
