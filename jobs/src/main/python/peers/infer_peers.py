@@ -91,9 +91,10 @@ import shutil
 import signal
 import statistics
 import sys
-import threading
 import time
 from importlib import metadata
+
+from process_tree import ProcessTreeMeter
 
 PREDICT_BATCH_UDF_DOC = ("https://spark.apache.org/docs/3.5.5/api/python/reference/api/"
                          "pyspark.ml.functions.predict_batch_udf.html")
@@ -131,80 +132,6 @@ def model_signature(path):
 
 
 # --- measuring the process tree ---------------------------------------------------------------------------------
-
-
-class ProcessTreeMeter:
-    """CPU seconds and peak memory of this process and all its descendants over a window (module doc: Timing)."""
-
-    def __init__(self, interval=0.2, pss_every=10):
-        import psutil
-
-        self.psutil = psutil
-        self.root = psutil.Process()
-        self.interval = interval
-        self.pss_every = pss_every
-
-    def _tree(self):
-        procs = [self.root]
-        try:
-            procs += self.root.children(recursive=True)
-        except self.psutil.Error:
-            pass
-        return procs
-
-    def _sample(self, with_pss=True):
-        """Reads every process of the tree: updates the last seen CPU and the peaks, returns the rusage total."""
-        rusage = rss = pss = 0.0
-        for p in self._tree():
-            try:
-                with p.oneshot():  # one read of /proc/PID/stat for all of these
-                    key = (p.pid, p.create_time())
-                    t = p.cpu_times()
-                    zombie = p.status() == self.psutil.STATUS_ZOMBIE
-                    if not zombie:
-                        rss += p.memory_info().rss
-            except self.psutil.Error:
-                continue  # gone between listing and reading: its last sample, or its parent's rusage, holds it
-            self.seen[key] = t.user + t.system
-            rusage += t.user + t.system + t.children_user + t.children_system
-            if with_pss and not zombie:
-                try:
-                    pss += getattr(p.memory_full_info(), "pss", 0)  # /proc/PID/smaps_rollup: costlier
-                except self.psutil.Error:
-                    pass
-        self.peak_rss = max(self.peak_rss, rss)
-        if with_pss:
-            self.peak_pss = max(self.peak_pss, pss)
-        return rusage
-
-    def _loop(self):
-        start = time.thread_time()
-        n = 0
-        while not self._stop.wait(self.interval):
-            n += 1
-            # PSS every 2 s: smaps_rollup of a process mapping Ray's object store takes ~3 ms to read, /proc/PID/stat
-            # and statm ~0.2 ms.
-            self._sample(with_pss=n % self.pss_every == 0)
-            self.sampler_cpu = time.thread_time() - start
-
-    def start(self):
-        self.seen = {}
-        self.peak_rss = self.peak_pss = 0.0
-        self.sampler_cpu = 0.0
-        self.rusage_start = self._sample()
-        self.seen_at_start = dict(self.seen)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="process-tree-meter", daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        rusage = self._sample() - self.rusage_start - self.sampler_cpu
-        sampled = sum(v - self.seen_at_start.get(k, 0.0) for k, v in self.seen.items()) - self.sampler_cpu
-        return {"cpu_seconds": max(rusage, sampled), "cpu_seconds_rusage": rusage, "cpu_seconds_sampled": sampled,
-                "sampler_cpu_seconds": self.sampler_cpu, "peak_rss_mb": self.peak_rss / 2 ** 20,
-                "peak_pss_mb": self.peak_pss / 2 ** 20, "processes_seen": len(self.seen)}
 
 
 # --- the sides --------------------------------------------------------------------------------------------------
@@ -430,7 +357,7 @@ def main(argv=None):
             finally:
                 seconds = time.perf_counter() - t0
                 m = meter.stop()
-            runs.append({"seconds": seconds, **m})
+            runs.append({"seconds": seconds, **{k: v for k, v in m.items() if k != "peak_rss_by_process"}})
             log(f"{args.side}: run {i + 1}: {seconds:.2f} s, {rows / seconds:,.0f} rows/s, CPU {m['cpu_seconds']:.1f} "
                 f"s (rusage {m['cpu_seconds_rusage']:.1f}, sampled {m['cpu_seconds_sampled']:.1f}, sampler "
                 f"{m['sampler_cpu_seconds']:.2f}), peak RSS {m['peak_rss_mb']:.0f} MB (PSS {m['peak_pss_mb']:.0f} "

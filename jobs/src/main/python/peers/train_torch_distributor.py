@@ -94,9 +94,10 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import time
 from importlib import metadata
+
+from process_tree import ProcessTreeMeter
 
 DOC_URL = ("https://spark.apache.org/docs/3.5.5/api/python/reference/api/"
            "pyspark.ml.torch.distributor.TorchDistributor.html")
@@ -273,94 +274,6 @@ def train_fn(cfg):
     dist.destroy_process_group()
     say(f"process group destroyed at {time.time() - t0:.2f}s")
     return box[0]
-
-
-class ProcessTreeMeter:
-    """CPU seconds and summed RSS of this process and all its descendants.
-
-    CPU: a process's CPU time is lost to a sampler once it exits, and a sampler only sees it up to its last sample.
-    But Linux adds the final CPU time of every child a process has waited for to that process's "children" times
-    (getrusage RUSAGE_CHILDREN; psutil's cpu_times().children_user/children_system), recursively when each parent waits
-    for its own children, as pyspark's wrapper, torchrun and the JVM launcher script do. So the tree's total at any
-    moment is, over this process and every descendant still alive (zombies included), the sum of its own user+system
-    time and its reaped children's: every process that ever ran in the tree is counted once, the exited ones with
-    their final times. The window's CPU is that total at the end minus the same at the start (the JVM's start-up is
-    before the window). A sampler thread walks the tree every `interval` seconds to take the RSS sum and to keep,
-    as a cross-check, the last seen CPU time of every process seen: that sum misses at most one interval of each
-    exited process's CPU, and processes reparented away from the tree, which the rusage sum would miss.
-    """
-
-    def __init__(self, interval=0.1):
-        import psutil
-        self.psutil = psutil
-        self.root = psutil.Process()
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_pss = 0
-        self.peak_by_process = {}  # (pid, create_time) -> (peak rss, name)
-        self.seen = {}  # (pid, create_time) -> last seen user+system
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _tree(self):
-        procs = [self.root]
-        try:
-            procs += self.root.children(recursive=True)
-        except self.psutil.Error:
-            pass
-        return procs
-
-    def total_cpu(self):
-        total = 0.0
-        for p in self._tree():
-            try:
-                t = p.cpu_times()
-            except self.psutil.Error:
-                continue  # exited between listing and reading: its parent's children times will hold it
-            total += t.user + t.system + t.children_user + t.children_system
-        return total
-
-    def _sample(self):
-        rss = pss = 0
-        for p in self._tree():
-            try:
-                with p.oneshot():
-                    t = p.cpu_times()
-                    key = (p.pid, p.create_time())
-                    if p.status() != self.psutil.STATUS_ZOMBIE:
-                        m = p.memory_full_info()  # pss too (smaps_rollup): shared library pages counted once
-                        rss += m.rss
-                        pss += m.pss
-                        if m.rss > self.peak_by_process.get(key, (0, ""))[0]:
-                            self.peak_by_process[key] = (m.rss, " ".join(p.cmdline()[:4])[:100])
-            except self.psutil.Error:
-                continue
-            self.seen[key] = t.user + t.system
-        self.peak_rss = max(self.peak_rss, rss)
-        self.peak_pss = max(self.peak_pss, pss)
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def start(self):
-        self._sample()
-        self.seen_at_start = dict(self.seen)
-        self.cpu_at_start = self.total_cpu()
-        self._thread = threading.Thread(target=self._loop, name="process-tree-meter", daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        cpu_end = self.total_cpu()
-        sampled = sum(v - self.seen_at_start.get(k, 0.0) for k, v in self.seen.items())
-        return {"cpu_seconds": cpu_end - self.cpu_at_start, "cpu_seconds_total": cpu_end,
-                "cpu_seconds_sampled": sampled, "peak_rss_mb": self.peak_rss / 2 ** 20,
-                "peak_pss_mb": self.peak_pss / 2 ** 20, "processes_seen": len(self.seen),
-                "peak_rss_by_process": sorted(((v[0] / 2 ** 20, v[1]) for v in self.peak_by_process.values()),
-                                              reverse=True)}
 
 
 def versions():
