@@ -154,14 +154,22 @@ final class InferenceBench {
 
   /** Runs one infer step through the engine and returns its ledger record. */
   static StepRecord infer(SparkSession spark, Path dir, String bundle, String input) throws Exception {
+    return infer(spark, dir, bundle, input, "");
+  }
+
+  /**
+   * As {@link #infer(SparkSession, Path, String, String)}, with more step fields ({@code "features: [features]\n"}
+   * for an ONNX model).
+   */
+  static StepRecord infer(SparkSession spark, Path dir, String model, String input, String extra) throws Exception {
     return TrainBench.runStep(spark, dir, """
         id: score
         kind: infer
         model: "%s"
         input: "%s"
-        id_columns: [row_id, label]
+        %sid_columns: [row_id, label]
         batch_size: %d
-        """.formatted(bundle, input, BATCH));
+        """.formatted(model, input, extra, BATCH));
   }
 
   record Loaded(BundleNetwork network, double[] mean, double[] std) {}

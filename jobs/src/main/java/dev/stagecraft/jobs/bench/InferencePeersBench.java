@@ -88,7 +88,6 @@ final class InferencePeersBench {
         Agreement a = agreement(spark, oursOnnx.output(), output.toUri().toString());
         p.put("max_abs_diff", a.maxAbsDiff()).put("rows_compared", a.rows()).put("same_answer", a.same(rows));
         peerLines.set(side, p);
-        params.set("versions_" + side, r.path("versions"));
         same &= a.same(rows);
         double rate = r.path("rows_per_second").asDouble();
         Bench.log("inference-peers: {} {} {} rows/s, max |Δp| {}", m[0], side, Math.round(rate), a.maxAbsDiff());
@@ -139,7 +138,7 @@ final class InferencePeersBench {
   static Side ours(SparkSession spark, Path dir, String model, String small, String big, boolean onnx)
       throws Exception {
     String features = onnx ? "features: [features]\n" : "";
-    step(spark, dir, model, small, features);
+    InferenceBench.infer(spark, dir, model, small, features);
     List<Double> seconds = new ArrayList<>();
     double cpu = 0;
     double rss = 0;
@@ -148,7 +147,7 @@ final class InferencePeersBench {
       resetPeakRss();
       Duration cpu0 = cpuTime();
       long t0 = System.nanoTime();
-      StepRecord r = step(spark, dir, model, big, features);
+      StepRecord r = InferenceBench.infer(spark, dir, model, big, features);
       double s = (System.nanoTime() - t0) / 1e9;
       if (seconds.isEmpty() || s < Collections.min(seconds)) {
         cpu = cpuTime().minus(cpu0).toNanos() / 1e9;
@@ -158,18 +157,6 @@ final class InferencePeersBench {
       seconds.add(s);
     }
     return new Side(seconds, cpu, rss, output);
-  }
-
-  private static StepRecord step(SparkSession spark, Path dir, String model, String input, String features)
-      throws Exception {
-    return TrainBench.runStep(spark, dir, """
-        id: score
-        kind: infer
-        model: "%s"
-        input: "%s"
-        %sid_columns: [row_id, label]
-        batch_size: %d
-        """.formatted(model, input, features, InferenceBench.BATCH));
   }
 
   record Agreement(long rows, double maxAbsDiff, long oursRows, long theirRows) {

@@ -30,8 +30,16 @@ final class TrainBench {
 
   /** a9a (32,560 rows) replicated {@code times} times, written once as Parquet; returns its path. */
   static String a9a(SparkSession spark, Path dir, int times) {
+    return a9a(spark, dir, "a9a.libsvm", times);
+  }
+
+  /**
+   * A libsvm file of the a9a example ({@code a9a.libsvm}, or the test split {@code a9a.t.libsvm}) replicated
+   * {@code times} times as Parquet ({@code label}, {@code features} vector); returns its path.
+   */
+  static String a9a(SparkSession spark, Path dir, String file, int times) {
     Path data = Path.of(System.getProperty(Settings.HOME_PROPERTY, Settings.HOME_DEFAULT),
-        "jobs/examples/a9a/data/a9a.libsvm");
+        "jobs/examples/a9a/data", file);
     if (!Files.isRegularFile(data)) {
       throw StagecraftException.user("Cannot find %s (run from the Stagecraft repository, or set %s)",
           data.toAbsolutePath(), Settings.HOME_ENV);
@@ -41,7 +49,7 @@ final class TrainBench {
     for (int i = 1; i < times; i++) {
       all = all.union(one);
     }
-    String out = dir.resolve("a9a-x" + times + ".parquet").toUri().toString();
+    String out = dir.resolve(file.replace(".libsvm", "") + "-x" + times + ".parquet").toUri().toString();
     all.write().mode("overwrite").parquet(out);
     return out;
   }

@@ -5,7 +5,6 @@ import static org.apache.spark.sql.functions.col;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.ledger.StepRecord;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -41,7 +40,7 @@ final class TrainPeersBench {
     Path dir = Bench.scratch("stagecraft-train-peers");
     int times = (int) Math.max(1, Math.round(10 * scale));
     String train = TrainBench.a9a(spark, dir, times);
-    String validation = libsvm(spark, dir, "a9a.t.libsvm");
+    String validation = TrainBench.a9a(spark, dir, "a9a.t.libsvm", 1);
     String trainArrays = arrays(spark, dir, train, "train");
     String validationArrays = arrays(spark, dir, validation, "validation");
     long rows = spark.read().parquet(train).count();
@@ -120,15 +119,6 @@ final class TrainPeersBench {
     String hidden = type.equals("mlp") ? " hidden: [64]," : "";
     return "{ type: " + type + "," + hidden + " epochs: " + epochs + ", batch_size: " + GLOBAL_BATCH
         + ", optimizer: adam, lr: " + lr + ", seed: " + SEED + " }";
-  }
-
-  /** A libsvm file of the a9a example as Parquet ({@code label}, {@code features} vector), as the train step reads. */
-  static String libsvm(SparkSession spark, Path dir, String file) {
-    Path data = Path.of(Settings.home(), "jobs/examples/a9a/data", file);
-    String out = dir.resolve(file + ".parquet").toUri().toString();
-    spark.read().format("libsvm").option("numFeatures", "123").load(data.toString()).write().mode("overwrite")
-        .parquet(out);
-    return out;
   }
 
   /** The same rows with {@code label} INT and {@code features} ARRAY<DOUBLE>, as the peer reads them. */
