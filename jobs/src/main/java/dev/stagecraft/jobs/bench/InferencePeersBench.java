@@ -10,7 +10,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.ledger.StepRecord;
 import dev.stagecraft.spi.ErrorCategory;
 import dev.stagecraft.spi.StagecraftException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -144,14 +143,14 @@ final class InferencePeersBench {
     double rss = 0;
     String output = null;
     for (int i = 0; i < RUNS; i++) {
-      resetPeakRss();
-      Duration cpu0 = cpuTime();
+      Procs.resetPeakRss();
+      Duration cpu0 = Procs.cpuTime();
       long t0 = System.nanoTime();
       StepRecord r = InferenceBench.infer(spark, dir, model, big, features);
       double s = (System.nanoTime() - t0) / 1e9;
       if (seconds.isEmpty() || s < Collections.min(seconds)) {
-        cpu = cpuTime().minus(cpu0).toNanos() / 1e9;
-        rss = peakRssMb();
+        cpu = Procs.cpuTime().minus(cpu0).toNanos() / 1e9;
+        rss = Procs.peakRssMb();
         output = r.outputs().get("output").uri();
       }
       seconds.add(s);
@@ -172,33 +171,5 @@ final class InferencePeersBench {
     Row r = a.join(b, "row_id").agg(count("*"), max(abs(col("p").minus(col("q"))))).first();
     double diff = r.isNullAt(1) ? Double.NaN : ((Number) r.get(1)).doubleValue();
     return new Agreement(r.getLong(0), diff, a.count(), b.count());
-  }
-
-  /** This JVM's CPU time so far (every thread, Spark's included). */
-  private static Duration cpuTime() {
-    return ProcessHandle.current().info().totalCpuDuration().orElse(Duration.ZERO);
-  }
-
-  /** Resets the kernel's peak-RSS mark of this process (Linux: "5" to /proc/self/clear_refs). */
-  private static void resetPeakRss() {
-    try {
-      Files.writeString(Path.of("/proc/self/clear_refs"), "5");
-    } catch (Exception e) {
-      // Not Linux: the peak is then the process's lifetime peak.
-    }
-  }
-
-  /** This process's peak RSS (VmHWM) in MiB, 0 where unknown. */
-  private static double peakRssMb() {
-    try {
-      for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
-        if (l.startsWith("VmHWM:")) {
-          return Long.parseLong(l.replaceAll("\\D", "")) / 1024.0;
-        }
-      }
-    } catch (Exception e) {
-      // unknown
-    }
-    return 0;
   }
 }

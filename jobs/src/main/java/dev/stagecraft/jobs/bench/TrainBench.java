@@ -62,14 +62,24 @@ final class TrainBench {
   /** As {@link #train(SparkSession, Path, String, int, String)}, with more step fields ({@code "checkpoint: …"}). */
   static StepRecord train(SparkSession spark, Path dir, String input, int workers, String model, String extra)
       throws Exception {
-    return runStep(spark, dir, """
+    return runStep(spark, dir, trainStep(input, workers, model, extra));
+  }
+
+  /** The YAML fields of a train step {@code fit} (unindented), as {@link #train} runs it. */
+  static String trainStep(String input, int workers, String model, String extra) {
+    return """
         id: fit
         kind: train
         input: "%s"
         label: label
         workers: %d
         model: %s
-        """.formatted(input, workers, model) + (extra.isEmpty() ? "" : extra + "\n"));
+        """.formatted(input, workers, model) + (extra.isEmpty() ? "" : extra + "\n");
+  }
+
+  /** A workflow of the one step {@code step} (its YAML fields, unindented). */
+  static String workflow(String step) {
+    return "name: bench\nsteps:\n  - " + step.strip().indent(4).substring(4);
   }
 
   /**
@@ -78,7 +88,7 @@ final class TrainBench {
    */
   static StepRecord runStep(SparkSession spark, Path dir, String step) throws Exception {
     Path f = dir.resolve("bench-" + System.nanoTime() + ".yaml");
-    Files.writeString(f, "name: bench\nsteps:\n  - " + step.strip().indent(4).substring(4));
+    Files.writeString(f, workflow(step));
     StepKinds kinds = StepKinds.discover();
     WorkflowSpec spec = new WorkflowLoader(kinds).load(f);
     String id = spec.order().get(0);
