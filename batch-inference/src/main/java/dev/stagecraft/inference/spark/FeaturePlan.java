@@ -34,7 +34,9 @@ import org.apache.spark.sql.types.StructType;
  * step and evaluating it cost several times the Parquet read.
  *
  * <p>Output columns: {@code [id columns…, _stagecraft_reason, _stagecraft_features]}, the last an ARRAY&lt;FLOAT&gt; of
- * the standardised features in model order: the layout {@link ScoringTask} reads. One array column, not a column per
+ * the standardised features in model order (ARRAY&lt;DOUBLE&gt; or ARRAY&lt;FLOAT&gt; as read, when the features are one
+ * array or vector column with nothing to standardise: {@link Source#wholeArray}): the layout {@link ScoringTask}
+ * reads. One array column, not a column per
  * feature: a projection with more than {@code spark.sql.codegen.maxFields} (100) output columns falls out of
  * whole-stage code generation, and writing 123 fields of a row one by one cost more than the Parquet scan (profiled);
  * the array's floats lie contiguous in the row, so the scoring task copies them into its Arrow batch in one go.
@@ -62,6 +64,14 @@ final class FeaturePlan {
     /** Every column the features are read from. */
     List<String> inputColumns() {
       return vector != null ? List.of(vector) : columns;
+    }
+
+    /**
+     * Whether the features reach the scoring task as the input's own array (ARRAY&lt;FLOAT&gt; or ARRAY&lt;DOUBLE&gt;):
+     * one array or vector column and nothing to standardise.
+     */
+    boolean wholeArray() {
+      return vector != null && mean == null;
     }
 
     String featureName(int j) {
@@ -120,6 +130,20 @@ final class FeaturePlan {
       reasons.add(when(array.isNull(), lit("column '" + v + "' is null")));
       reasons.add(when(size(array).notEqual(lit(source.numFeatures())), concat(lit("column '" + v + "' has "),
           size(array).cast("string"), lit(" values (expected " + source.numFeatures() + ")"))));
+    }
+    if (source.wholeArray()) {
+      // Nothing to standardise (an ONNX graph does its own): the array goes to the scoring task as it is, which
+      // narrows doubles to floats as it copies them into the batch. Per element (getItem, cast, array(...) of them
+      // all) the projection re-read the row's array and tested its null bit once per feature, and a SQL cast of the
+      // whole array boxes every element: each profiled at about 30 % of an MLP's scoring task on a9a, more than the
+      // model itself.
+      DataType t = field(input.schema(), source.vector()).dataType();
+      DataType element = t instanceof ArrayType a ? a.elementType() : DataTypes.DoubleType; // vector_to_array: doubles
+      Column values = element == DataTypes.FloatType || element == DataTypes.DoubleType ? array
+          : array.cast(DataTypes.createArrayType(DataTypes.DoubleType));
+      out.add((reasons.size() == 1 ? reasons.get(0) : coalesce(reasons.toArray(new Column[0]))).as(REASON));
+      out.add(values.as(FEATURES));
+      return input.select(out.toArray(new Column[0]));
     }
     for (int j = 0; j < source.numFeatures(); j++) {
       String name = source.featureName(j);

@@ -34,6 +34,7 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.NumericType;
@@ -253,8 +254,10 @@ public final class InferStep implements StepKind {
     for (int j = 0; j < names.length; j++) {
       names[j] = plan.source().featureName(j);
     }
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, batchSize, plan.head(), labelIndex, quarantine,
-        metrics);
+    boolean doubles = ((ArrayType) prepared.schema().apply(FeaturePlan.FEATURES).dataType()).elementType()
+        == DataTypes.DoubleType;
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, doubles, batchSize, plan.head(), labelIndex,
+        quarantine, metrics);
     // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
     JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
@@ -267,7 +270,7 @@ public final class InferStep implements StepKind {
    * times slower than the Parquet scan (profiled). Without it, Spark splits the projection into small methods.
    */
   private static void configure(SparkSession session, FeaturePlan.Source source) {
-    if (source.numFeatures() > FeaturePlan.MAX_FUSED_FEATURES) {
+    if (source.numFeatures() > FeaturePlan.MAX_FUSED_FEATURES && !source.wholeArray()) {
       session.conf().set("spark.sql.codegen.wholeStage", "false");
     }
   }

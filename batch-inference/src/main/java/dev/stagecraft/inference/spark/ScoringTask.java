@@ -67,6 +67,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   private final DataType[] idTypes;
   private final int numFeatures;
   private final String[] featureNames;
+  private final boolean doubleFeatures;
   private final int batchSize;
   private final OutputHead head;
   private final int labelIndex;
@@ -85,14 +86,17 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
 
   /**
    * @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]})
+   * @param doubleFeatures whether the features array holds doubles (narrowed to floats as they are copied), not
+   *     floats
    * @param labelIndex the id column holding the label, to count correct predictions, or -1
    */
-  ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, int batchSize, OutputHead head,
-      int labelIndex, QuarantineFiles quarantine, Metrics metrics) {
+  ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, boolean doubleFeatures, int batchSize,
+      OutputHead head, int labelIndex, QuarantineFiles quarantine, Metrics metrics) {
     this.model = requireNonNull(model, "model is null");
     this.idTypes = idTypes.clone();
     this.numFeatures = featureNames.length;
     this.featureNames = featureNames.clone();
+    this.doubleFeatures = doubleFeatures;
     this.batchSize = batchSize;
     this.head = requireNonNull(head, "head is null");
     this.labelIndex = labelIndex;
@@ -252,8 +256,8 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
     }
 
     /**
-     * Copies a row's standardised features into the batch at {@code dest}; returns why the row cannot be scored (a
-     * null or NaN/infinite feature) or null. An {@link UnsafeArrayData} (what Spark's projection produces) is checked
+     * Copies a row's features into the batch at {@code dest} as floats; returns why the row cannot be scored (a
+     * null or NaN/infinite feature, or a double beyond a float's range) or null. An {@link UnsafeArrayData} (what Spark's projection produces) is checked
      * for nulls a 64-bit word at a time and copied in one block; anything else one value at a time.
      */
     private String copyFeatures(ArrayData features, long dest) {
@@ -269,7 +273,20 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
           nulls |= Platform.getLong(base, offset + 8L * w);
         }
         if (nulls == 0) {
-          Platform.copyMemory(base, offset + 8L * words, null, dest, (long) numFeatures * Float.BYTES);
+          long data = offset + 8L * words;
+          if (doubleFeatures) {
+            boolean finite = true; // tested as the values are narrowed: a second pass only for a bad row
+            for (int j = 0; j < numFeatures; j++) { // a double too large for a float becomes ±∞: reported below
+              float v = (float) Platform.getDouble(base, data + (long) j * Double.BYTES);
+              Platform.putFloat(null, dest + (long) j * Float.BYTES, v);
+              finite &= Float.isFinite(v);
+            }
+            if (finite) {
+              return null;
+            }
+          } else {
+            Platform.copyMemory(base, data, null, dest, (long) numFeatures * Float.BYTES);
+          }
           int bad = firstNonFinite(dest);
           return bad < 0 ? null : "feature '" + featureNames[bad] + "' is NaN or infinite";
         }
@@ -278,7 +295,7 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
         if (features.isNullAt(j)) {
           return "feature '" + featureNames[j] + "' is null";
         }
-        float v = features.getFloat(j);
+        float v = doubleFeatures ? (float) features.getDouble(j) : features.getFloat(j);
         if (!Float.isFinite(v)) {
           return "feature '" + featureNames[j] + "' is NaN or infinite";
         }

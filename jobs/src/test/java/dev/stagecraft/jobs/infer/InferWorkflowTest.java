@@ -348,6 +348,70 @@ class InferWorkflowTest {
   }
 
   @Test
+  void onnxOnOneArrayColumnNarrowsDoublesAsItCopiesAndQuarantinesTheFirstBadElement() throws Exception {
+    // An ONNX graph standardises inside itself: the array reaches the scoring task as read (doubles or floats).
+    float[] w = {0.5f, -1.25f, 2f};
+    Path model = dir.resolve("tiny3.onnx");
+    Files.write(model, TinyOnnx.logistic(w, -0.3f));
+    StructType doubles = new StructType().add("id", DataTypes.LongType)
+        .add("v", DataTypes.createArrayType(DataTypes.DoubleType, true));
+    Path d = dir.resolve("onnx-doubles");
+    spark.createDataFrame(List.of(
+        RowFactory.create(1L, new Double[] {1.0, 2.0, 3.0}),
+        RowFactory.create(2L, new Double[] {1.0, null, 3.0}),
+        RowFactory.create(3L, new Double[] {1.0, 1.0, Double.NaN}),
+        RowFactory.create(4L, new Double[] {1e300, 1.0, 1.0}), // finite, but beyond a float's range
+        RowFactory.create(5L, null),
+        RowFactory.create(6L, new Double[] {1.0, 1.0}),
+        RowFactory.create(7L, new Double[] {-1.0, 0.5, 0.1})), doubles).write().parquet(d.toString());
+    StructType floats = new StructType().add("id", DataTypes.LongType)
+        .add("v", DataTypes.createArrayType(DataTypes.FloatType, true));
+    Path f = dir.resolve("onnx-floats");
+    spark.createDataFrame(List.of(
+        RowFactory.create(1L, new Float[] {1f, 2f, 3f}),
+        RowFactory.create(3L, new Float[] {1f, Float.POSITIVE_INFINITY, 1f}),
+        RowFactory.create(7L, new Float[] {-1f, 0.5f, 0.1f})), floats).write().parquet(f.toString());
+
+    for (Path input : List.of(d, f)) {
+      StepRecord score = run("""
+            - id: score
+              kind: infer
+              model: %s
+              input: %s
+              features: [v]
+              id_columns: [id]
+              max_bad_fraction: 0.9
+          """.formatted(model, input), "r-" + input.getFileName()).step("score");
+      assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
+      Map<Long, String> reasons = new HashMap<>();
+      output(score, "quarantine").forEach((id, r) -> reasons.put(id, r.getString(r.fieldIndex("reason"))));
+      Map<Long, Row> good = output(score, "output");
+      if (input.equals(d)) {
+        assertThat(reasons).containsExactlyInAnyOrderEntriesOf(Map.of(
+            2L, "feature 'v[1]' is null",
+            3L, "feature 'v[2]' is NaN or infinite",
+            4L, "feature 'v[0]' is NaN or infinite",
+            5L, "column 'v' is null",
+            6L, "column 'v' has 2 values (expected 3)"));
+      } else {
+        assertThat(reasons).containsExactlyEntriesOf(Map.of(3L, "feature 'v[1]' is NaN or infinite"));
+      }
+      assertThat(good.keySet()).containsExactlyInAnyOrder(1L, 7L);
+      float[][] x = {{1f, 2f, 3f}, {-1f, 0.5f, 0.1f}};
+      long[] ids = {1L, 7L};
+      for (int i = 0; i < 2; i++) {
+        double z = -0.3;
+        for (int j = 0; j < 3; j++) {
+          z += w[j] * x[i][j];
+        }
+        Row r = good.get(ids[i]);
+        assertThat(r.getDouble(r.fieldIndex("logit"))).as("row %d of %s", ids[i], input.getFileName())
+            .isCloseTo(z, within(1e-5));
+      }
+    }
+  }
+
+  @Test
   void onnxModelWithTheWrongNumberOfFeaturesIsRefusedBeforeScoring() throws Exception {
     Path model = dir.resolve("tiny.onnx");
     Files.write(model, TinyOnnx.logistic(new float[] {1, 2, 3}, 0));
