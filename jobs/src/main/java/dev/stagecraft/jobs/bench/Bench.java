@@ -107,7 +107,7 @@ public final class Bench implements Callable<Integer> {
         case "inference" -> InferenceBench.run(spark, size, Results::emit);
         case "inference-peers" -> InferencePeersBench.run(spark, size, Results::emit);
         case "train-peers" -> TrainPeersBench.run(spark, workers, size, Results::emit);
-        default -> TrainBench.versusMllib(spark, workers, size, Results::emit);
+        default -> MllibBench.run(spark, workers, size, Results::emit);
       }
       return 0;
     } finally {

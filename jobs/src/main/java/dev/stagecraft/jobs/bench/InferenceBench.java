@@ -15,10 +15,13 @@ import dev.stagecraft.inference.runtime.Devices;
 import dev.stagecraft.inference.spark.InferStep;
 import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.ledger.StepRecord;
+import dev.stagecraft.spi.ErrorCategory;
+import dev.stagecraft.spi.StagecraftException;
 import java.io.ByteArrayInputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -39,8 +42,11 @@ import org.apache.spark.sql.types.DataTypes;
  *   <li>the physical limit here: the same {@link BundleNetwork} scoring the same pre-built batches (standardised a9a
  *       rows, same batch size) in a tight loop, one thread per core with one intra-op thread each — as many threads
  *       as Spark runs tasks, no Spark;
- *   <li>the baseline: a row-at-a-time Spark UDF calling the same network (loaded once per JVM) on one row per call,
- *       standardising in Java, on the same input, writing the same prediction columns to Parquet.
+ *   <li>two baselines, the stronger (more rows/s) of them being {@code baseline}: a row-at-a-time Spark UDF calling
+ *       the same network (loaded once per JVM) on one row per call, and {@link MapPartitionsBaseline}, the strongest
+ *       hand-written Spark version, calling it once per batch of {@value #BATCH} rows from {@code mapPartitions};
+ *       both standardise in Java, read the same input and write the same prediction columns to Parquet, and both
+ *       outputs are checked against the step's row by row ({@code same_answer}).
  * </ul>
  * Two models: an MLP with hidden layers [256, 256] (compute-bound) and a logistic model (data-movement-bound), both
  * trained on a9a by a {@code train} step first.
@@ -48,6 +54,10 @@ import org.apache.spark.sql.types.DataTypes;
 final class InferenceBench {
   static final int A9A_ROWS = 32_560;
   static final int BATCH = 4096;
+  static final String ROW_UDF = "row-at-a-time Spark UDF";
+  static final String MAP_PARTITIONS = "mapPartitions, batches of " + BATCH + " through the same network";
+  /** The baselines' networks, one per bundle per JVM. */
+  private static final Map<String, Loaded> MODELS = new ConcurrentHashMap<>();
 
   private InferenceBench() {}
 
@@ -82,10 +92,10 @@ final class InferenceBench {
       double preSeconds = preprocessOnly(spark, bundle, big);
       Bench.log("inference: {} read and preprocessing alone {} s", m[0], preSeconds);
 
-      udf(spark, dir, bundle, small, m[0]); // warm-up
-      double udfSeconds = udf(spark, dir, bundle, big, m[0]);
-      double udfRate = rows / udfSeconds;
-      Bench.log("inference: {} row-at-a-time UDF {} rows/s ({} s)", m[0], Math.round(udfRate), udfSeconds);
+      List<Baseline> baselines = baselines(spark, dir, bundle, small, big, m[0], ours.outputs().get("output").uri());
+      Baseline strongest = baselines.stream().min(Comparator.comparingDouble(Baseline::seconds))
+          .orElseThrow();
+      boolean same = baselines.stream().allMatch(b -> b.agreement().same(rows));
 
       ObjectNode line = Results.line("inference");
       line.putObject("params").put("rows", rows).put("features", 123).put("model", m[0]).put("batch_size", BATCH)
@@ -99,8 +109,9 @@ final class InferenceBench {
           .put("task_runtime_s", Bench.round(timings.getOrDefault("score_seconds", 0.0), 3))
           .put("task_batching_s", Bench.round(timings.getOrDefault("fill_seconds", 0.0), 3))
           .put("batches", timings.getOrDefault("batches", 0.0).longValue());
-      line.putObject("baseline").put("name", "row-at-a-time Spark UDF").put("rows_per_second",
-          Bench.round(udfRate, 1)).put("seconds", Bench.round(udfSeconds, 3));
+      line.set("baseline", strongest.json(rows));
+      ObjectNode all = line.putObject("baselines");
+      baselines.forEach(b -> all.set(b.key(), b.json(rows)));
       line.putObject("limit").put("name", "same network, pre-built batches of " + BATCH + ", " + cores
           + " threads × 1 intra-op thread, no Spark").put("rows_per_second", Bench.round(limitRate, 1));
       // What no scoring pipeline here can beat: its tasks read and preprocess the rows on the same cores the model
@@ -109,11 +120,36 @@ final class InferenceBench {
       line.putObject("floor").put("name", "the same Parquet read and SQL preprocessing through Spark, no model")
           .put("seconds", Bench.round(preSeconds, 3))
           .put("of_limit_ceiling", Bench.round(limitSeconds / (limitSeconds + preSeconds), 3))
-          .put("speedup_ceiling", Bench.round(udfSeconds / (preSeconds + limitSeconds), 3));
-      line.put("speedup", Bench.round(oursRate / udfRate, 3));
+          .put("speedup_ceiling", Bench.round(strongest.seconds() / (preSeconds + limitSeconds), 3));
+      line.put("speedup", Bench.round(strongest.seconds() / oursSeconds, 3));
+      line.put("speedup_row_udf", Bench.round(baselines.get(0).seconds() / oursSeconds, 3));
       line.put("of_limit", Bench.round(oursRate / limitRate, 3));
+      line.put("same_answer", same);
       out.accept(line);
+      if (!same) {
+        throw new StagecraftException(ErrorCategory.INTERNAL, "bench inference: a baseline's probabilities differ "
+            + "from the infer step's by more than " + InferencePeersBench.TOLERANCE + " (see the line above)");
+      }
     }
+  }
+
+  /**
+   * The two baselines on {@code big} (each warmed up on {@code small} first, then timed once), each output compared
+   * with the infer step's ({@code oursOutput}) row by row.
+   */
+  static List<Baseline> baselines(SparkSession spark, Path dir, String bundle, String small, String big, String model,
+      String oursOutput) {
+    udf(spark, dir, bundle, small, model); // warm-up
+    double udfSeconds = udf(spark, dir, bundle, big, model);
+    Bench.log("inference: {} row-at-a-time UDF {} s", model, udfSeconds);
+    MapPartitionsBaseline.seconds(spark, dir, bundle, small, model); // warm-up
+    double batchedSeconds = MapPartitionsBaseline.seconds(spark, dir, bundle, big, model);
+    Bench.log("inference: {} mapPartitions, batches of {}: {} s", model, BATCH, batchedSeconds);
+    return List.of(
+        new Baseline("row_udf", ROW_UDF, udfSeconds,
+            InferencePeersBench.agreement(spark, oursOutput, udfOutput(dir, model))),
+        new Baseline("map_partitions", MAP_PARTITIONS, batchedSeconds,
+            InferencePeersBench.agreement(spark, oursOutput, MapPartitionsBaseline.output(dir, model))));
   }
 
   /** a9a replicated {@code times} times as Parquet: {@code row_id}, {@code label}, {@code features} ARRAY<DOUBLE>. */
@@ -242,20 +278,50 @@ final class InferenceBench {
 
   /** Seconds to score {@code input} with a row-at-a-time UDF and write the same prediction columns to Parquet. */
   static double udf(SparkSession spark, Path dir, String bundle, String input, String name) {
-    String fn = "bench_row_udf_" + name.replaceAll("[^a-z0-9]", "_");
+    String fn = udfName(name);
     spark.udf().register(fn, new RowUdf(bundle), DataTypes.DoubleType);
     Dataset<Row> scored = spark.read().parquet(input).select(col("row_id"), col("label"),
         callUDF(fn, col("features")).as("probability"));
     long t0 = System.nanoTime();
     scored.withColumn("prediction", when(col("probability").geq(lit(0.5)), lit(1.0)).otherwise(lit(0.0)))
-        .write().mode("overwrite").parquet(dir.resolve("udf-" + fn).toUri().toString());
+        .write().mode("overwrite").parquet(udfOutput(dir, name));
     return (System.nanoTime() - t0) / 1e9;
+  }
+
+  private static String udfName(String model) {
+    return "bench_row_udf_" + model.replaceAll("[^a-z0-9]", "_");
+  }
+
+  /** Where {@link #udf} writes for {@code model}: the last run's output (the timed one). */
+  static String udfOutput(Path dir, String model) {
+    return dir.resolve("udf-" + udfName(model)).toUri().toString();
+  }
+
+  /** A baseline's timed run and how its probabilities compare with the infer step's, row by row. */
+  record Baseline(String key, String name, double seconds, InferencePeersBench.Agreement agreement) {
+    ObjectNode json(long rows) {
+      ObjectNode n = Results.JSON.createObjectNode();
+      n.put("name", name).put("rows_per_second", Bench.round(rows / seconds, 1))
+          .put("seconds", Bench.round(seconds, 3)).put("max_abs_diff", agreement.maxAbsDiff())
+          .put("rows_compared", agreement.rows()).put("same_answer", agreement.same(rows));
+      return n;
+    }
+  }
+
+  /** The network at {@code bundle}, loaded once per JVM and shared by the baselines' tasks (as the step's are). */
+  static Loaded cached(String bundle) {
+    return MODELS.computeIfAbsent(bundle, b -> {
+      try {
+        return load(b);
+      } catch (Exception e) {
+        throw new IllegalStateException("Cannot load the model at " + b, e);
+      }
+    });
   }
 
   /** p(class 1) of one row: standardise in Java, one call of the network on a one-row batch. */
   static final class RowUdf implements UDF1<scala.collection.Seq<Object>, Double> {
     private static final long serialVersionUID = 1L;
-    private static final Map<String, Loaded> MODELS = new ConcurrentHashMap<>();
     private static final ThreadLocal<ByteBuffer> ROW = new ThreadLocal<>();
     private final String bundle;
 
@@ -265,13 +331,7 @@ final class InferenceBench {
 
     @Override
     public Double call(scala.collection.Seq<Object> features) {
-      Loaded l = MODELS.computeIfAbsent(bundle, b -> {
-        try {
-          return load(b);
-        } catch (Exception e) {
-          throw new IllegalStateException(e);
-        }
-      });
+      Loaded l = cached(bundle);
       int nf = l.network().numFeatures();
       ByteBuffer row = ROW.get();
       if (row == null || row.capacity() != nf * 4) {

@@ -17,13 +17,14 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
-import org.apache.spark.ml.classification.LogisticRegression;
-import org.apache.spark.ml.classification.LogisticRegressionModel;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 
-/** Training benchmarks: scaling from 1 to N workers, and time-to-loss against Spark MLlib's LogisticRegression. */
+/**
+ * Training benchmarks: scaling from 1 to N workers, and the a9a input and step runner the other training benchmarks
+ * ({@link MllibBench}, {@link TrainPeersBench}) share.
+ */
 final class TrainBench {
 
   private TrainBench() {}
@@ -144,63 +145,5 @@ final class TrainBench {
     n.put("loop_s", Bench.round(loop, 3)).put("compute_s", Bench.round(compute, 3))
         .put("allreduce_s", Bench.round(exchange, 3)).put("other_s", Bench.round(loop - compute - exchange, 3));
     return n;
-  }
-
-  static void versusMllib(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
-    Path dir = Bench.scratch("stagecraft-bench");
-    for (int base : new int[] {1, 10}) {
-      int times = (int) Math.max(1, Math.round(base * scale));
-      String input = a9a(spark, dir, times);
-      Dataset<Row> data = spark.read().parquet(input).repartition(workers).cache();
-      long rows = data.count();
-
-      // MLlib: same objective (logistic loss, no regularisation), timed after one warm-up fit.
-      LogisticRegression lr = new LogisticRegression().setRegParam(0).setMaxIter(100).setTol(1e-6);
-      lr.fit(data);
-      long start = System.nanoTime();
-      LogisticRegressionModel m = lr.fit(data);
-      double mllibSeconds = (System.nanoTime() - start) / 1e9;
-      double[] history = m.summary().objectiveHistory();
-      double target = history[history.length - 1];
-      data.unpersist();
-      Bench.log("train-vs-mllib: a9a×{} ({} rows): MLlib loss {} in {} s ({} iterations)", times, rows, target,
-          mllibSeconds, history.length - 1);
-
-      // Ours: fresh runs with more epochs until the training loss is within 1% of MLlib's; the fit time of that
-      // run (statistics pass + barrier stage). Large batches with a high Adam rate decayed along a cosine reach the
-      // convex optimum's neighbourhood in few steps (chosen by a short sweep on a9a; the same for every size).
-      train(spark, dir, input, workers, "{ type: logistic, epochs: 1, batch_size: 4096 }"); // warm-up
-      StepRecord reached = null;
-      int epochs = 0;
-      for (int e : new int[] {1, 2, 4, 8, 12, 16, 24, 32}) {
-        StepRecord r = train(spark, dir, input, workers,
-            "{ type: logistic, epochs: " + e + ", batch_size: 4096, optimizer: adam, lr: 0.1, lr_schedule: cosine }");
-        Bench.log("train-vs-mllib: {} epoch(s): loss {} in {} s", e, r.metrics().get("train_loss"),
-            r.metrics().get("fit_seconds"));
-        if (r.metrics().get("train_loss") <= target * 1.01) {
-          reached = r;
-          epochs = e;
-          break;
-        }
-      }
-      ObjectNode line = Results.line("train-vs-mllib");
-      line.putObject("params").put("rows", rows).put("workers", workers).put("batch_size", 4096).put("lr", 0.1)
-          .put("lr_schedule", "cosine").put("target_loss", Bench.round(target, 5))
-          .put("tolerance", 0.01);
-      ObjectNode ours = line.putObject("ours");
-      if (reached != null) {
-        ours.put("seconds", Bench.round(reached.metrics().get("fit_seconds"), 3)).put("epochs", epochs)
-            .put("loss", Bench.round(reached.metrics().get("train_loss"), 5));
-      } else {
-        ours.putNull("seconds").put("epochs", "not reached in 32");
-      }
-      line.putObject("baseline").put("name", "MLlib LogisticRegression (L-BFGS)")
-          .put("seconds", Bench.round(mllibSeconds, 3)).put("iterations", history.length - 1)
-          .put("loss", Bench.round(target, 5));
-      if (reached != null) {
-        line.put("speedup", Bench.round(mllibSeconds / reached.metrics().get("fit_seconds"), 3));
-      }
-      out.accept(line);
-    }
   }
 }
