@@ -12,41 +12,63 @@ import org.apache.spark.sql.SparkSession;
 
 /**
  * Our ring all-reduce between the barrier tasks of one stage, against Spark's {@code treeAggregate} summing the same
- * float vectors from the same number of partitions, and against one loopback TCP stream (the limit on one machine).
+ * float vectors from the same number of partitions, and against loopback TCP (the limit on one machine), at 2, 3 and
+ * 4 workers by default.
  */
 final class AllReduceBench {
   static final long[] SIZES = {1L << 20, 1L << 24};
+  /** Ring sizes when {@code --workers} is not given: the ring's traffic per rank, 2(n−1)/n, grows with n. */
+  static final List<Integer> DEFAULT_WORKERS = List.of(2, 3, 4);
 
   private AllReduceBench() {}
 
-  static void run(SparkSession spark, int workers, double scale, int reps, Consumer<ObjectNode> out) throws Exception {
+  static void run(SparkSession spark, List<Integer> ringSizes, double scale, int reps, Consumer<ObjectNode> out)
+      throws Exception {
     JavaSparkContext jsc = new JavaSparkContext(spark.sparkContext());
-    for (long base : SIZES) {
-      int floats = (int) Math.max(1, Math.round(base * scale));
-      // Ours and the limit take milliseconds and vary with where the scheduler puts the threads: many repetitions.
-      int fastReps = Math.max(15, 3 * reps);
-      Bench.log("allreduce: {} floats × {} workers, {} repetitions ({} for treeAggregate)", floats, workers, fastReps,
-          reps);
-      double ours = ours(jsc, workers, floats, fastReps);
-      double baseline = treeAggregate(jsc, workers, floats, reps);
-      double limitGbps = LoopbackLimit.gbps(floats * 4L, fastReps);
-      // Bus bandwidth: what each rank sends and receives in a ring all-reduce, 2(n-1)/n times the array.
-      long perRank = floats * 4L * 2 * (workers - 1) / workers;
-      double busGbps = perRank * 8.0 / ours / 1e9;
-      // The same traffic on n concurrent streams with no arithmetic (context: the floor of a ring on these cores).
-      double ringTrafficGbps = LoopbackLimit.ringTrafficGbps(perRank, fastReps, workers);
-      ObjectNode line = Results.line("allreduce");
-      line.putObject("params").put("floats", floats).put("workers", workers).put("reps", fastReps)
-          .put("baseline_reps", reps);
-      line.putObject("ours").put("seconds", Bench.round(ours, 5)).put("bus_gbps", Bench.round(busGbps, 3));
-      line.putObject("baseline").put("name", "treeAggregate").put("seconds", Bench.round(baseline, 5));
-      line.putObject("limit").put("name", "loopback-tcp").put("gbps", Bench.round(limitGbps, 3))
-          .put("ring_traffic_gbps", Bench.round(ringTrafficGbps, 3))
-          .put("of_ring_traffic", Bench.round(busGbps / ringTrafficGbps, 3));
-      line.put("speedup", Bench.round(baseline / ours, 3));
-      line.put("of_limit", Bench.round(busGbps / limitGbps, 3));
-      out.accept(line);
+    for (int workers : ringSizes) {
+      for (long base : SIZES) {
+        int floats = (int) Math.max(1, Math.round(base * scale));
+        out.accept(point(jsc, workers, floats, reps));
+      }
     }
+  }
+
+  /** One line: {@code floats} summed over {@code workers} ranks by ours, the baseline and the limits. */
+  private static ObjectNode point(JavaSparkContext jsc, int workers, int floats, int reps) throws Exception {
+    // Ours and the limit take milliseconds and vary with where the scheduler puts the threads: many repetitions.
+    int fastReps = Math.max(15, 3 * reps);
+    int cores = Runtime.getRuntime().availableProcessors();
+    Bench.log("allreduce: {} floats × {} workers on {} cores, {} repetitions ({} for treeAggregate)", floats, workers,
+        cores, fastReps, reps);
+    double ours = ours(jsc, workers, floats, fastReps);
+    double baseline = treeAggregate(jsc, workers, floats, reps);
+    long bytes = floats * 4L;
+    double limitGbps = LoopbackLimit.gbps(bytes, fastReps);
+    // The ring's standard bus bandwidth: algorithm bandwidth (array bytes ÷ time) × 2(n−1)/n, what each rank sends
+    // and receives in a ring all-reduce (reduce-scatter, then all-gather), comparable across ring sizes.
+    double busFactor = 2.0 * (workers - 1) / workers;
+    double algGbps = bytes * 8 / ours / 1e9;
+    double busGbps = algGbps * busFactor;
+    // The same traffic on n concurrent streams with no arithmetic (context: the floor of a ring on these cores).
+    double ringTrafficGbps = LoopbackLimit.ringTrafficGbps(Math.round(bytes * busFactor), fastReps, workers);
+    ObjectNode line = Results.line("allreduce");
+    line.putObject("params").put("floats", floats).put("workers", workers).put("cores", cores)
+        .put("master", jsc.master()).put("reps", fastReps).put("baseline_reps", reps);
+    line.putObject("ours").put("seconds", Bench.round(ours, 5)).put("alg_gbps", Bench.round(algGbps, 3))
+        .put("bus_gbps", Bench.round(busGbps, 3))
+        .put("timed", "inside one connected group (rendezvous and connections made once, untimed): rank 0's median "
+            + "all-reduce after a warm-up, each started after a barrier");
+    line.putObject("baseline").put("name", "treeAggregate").put("seconds", Bench.round(baseline, 5))
+        .put("timed", "one Spark job per all-reduce (scheduling included), median after a warm-up");
+    line.putObject("limit").put("name", "loopback-tcp").put("gbps", Bench.round(limitGbps, 3))
+        .put("how", "one stream, blocking channels, direct buffers, the ring's " + LoopbackLimit.CHUNK_BYTES
+            + "-byte chunks and " + LoopbackLimit.SOCKET_BUFFER_BYTES + "-byte socket buffers")
+        .put("ring_traffic_gbps", Bench.round(ringTrafficGbps, 3))
+        .put("ring_traffic", workers + " concurrent streams in a ring, each carrying 2(n−1)/n × the array")
+        .put("of_ring_traffic", Bench.round(busGbps / ringTrafficGbps, 3));
+    line.put("speedup", Bench.round(baseline / ours, 3));
+    line.put("of_limit", Bench.round(busGbps / limitGbps, 3));
+    return line;
   }
 
   /** Median seconds of one all-reduce on rank 0 (after a warm-up), checked for the right sum. */

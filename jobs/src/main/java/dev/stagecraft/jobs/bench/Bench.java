@@ -1,6 +1,7 @@
 package dev.stagecraft.jobs.bench;
 
 import dev.stagecraft.jobs.cli.Verbosity;
+import dev.stagecraft.jobs.config.Settings;
 import dev.stagecraft.jobs.engine.LocalDirs;
 import dev.stagecraft.jobs.spark.SparkSessions;
 import dev.stagecraft.spi.StagecraftException;
@@ -9,11 +10,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.apache.spark.sql.SparkSession;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -46,8 +49,9 @@ public final class Bench implements Callable<Integer> {
       description = "Scale the default sizes by X (default 1: a few minutes on 2 cores).")
   double size;
 
-  @Option(names = "--workers", paramLabel = "N", defaultValue = "2", description = "Workers (barrier tasks).")
-  int workers;
+  @Option(names = "--workers", paramLabel = "N",
+      description = "Workers (barrier tasks; default 2, allreduce: 2, 3 and 4).")
+  Integer workersGiven;
 
   @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
   int reps;
@@ -98,10 +102,19 @@ public final class Bench implements Callable<Integer> {
           Results::emit);
       return 0;
     }
+    if (workersGiven != null && workersGiven < (name.equals("allreduce") ? 2 : 1)) {
+      throw StagecraftException.user("Invalid --workers %d (expected at least %d)", workersGiven,
+          name.equals("allreduce") ? 2 : 1);
+    }
+    List<Integer> rings = workersGiven == null ? AllReduceBench.DEFAULT_WORKERS : List.of(workersGiven);
+    if (name.equals("allreduce")) {
+      localSlotsFor(Collections.max(rings));
+    }
+    int workers = workersGiven == null ? 2 : workersGiven;
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, Verbosity.of(spec));
     try {
       switch (name) {
-        case "allreduce" -> AllReduceBench.run(spark, workers, size, reps, Results::emit);
+        case "allreduce" -> AllReduceBench.run(spark, rings, size, reps, Results::emit);
         case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
         case "checkpoint" -> CheckpointBench.run(spark, workers, size, reps, Results::emit);
         case "inference" -> InferenceBench.run(spark, size, Results::emit);
@@ -112,6 +125,27 @@ public final class Bench implements Callable<Integer> {
       return 0;
     } finally {
       spark.stop();
+    }
+  }
+
+  /**
+   * A barrier stage needs a task slot for each of its tasks at once, and local[*] has one per core: on 2 cores the
+   * allreduce points at 3 and 4 workers could not start. A local master gets at least {@code workers} slots (more
+   * threads than cores: the ranks then share the cores, which the lines report as {@code cores}); a cluster master is
+   * left as it is. Set as the system property that spark-submit and bin/stagecraft set, before the session exists.
+   */
+  private static void localSlotsFor(int workers) {
+    String master = SparkSessions.master();
+    Matcher local = Pattern.compile("local\\[(\\*|\\d+)]").matcher(master);
+    if (!master.equals("local") && !local.matches()) {
+      return;
+    }
+    int cores = Runtime.getRuntime().availableProcessors();
+    int slots = master.equals("local") ? 1 : local.group(1).equals("*") ? cores : Integer.parseInt(local.group(1));
+    if (slots < workers) {
+      log("{} has {} task slot(s); using local[{}] so that {} barrier tasks can run at once on {} cores", master,
+          slots, workers, workers, cores);
+      System.setProperty(Settings.MASTER_CONF, "local[" + workers + "]");
     }
   }
 

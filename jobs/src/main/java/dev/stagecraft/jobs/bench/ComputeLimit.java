@@ -12,25 +12,27 @@ import java.util.Optional;
 import java.util.SplittableRandom;
 
 /**
- * The ceiling of data-parallel scaling on this machine, with no Spark and no communication at all: the same
- * forward/backward steps of the same model, one thread at batch B against N threads at B/N each, at the same time,
- * in one JVM, each thread with one PyTorch intra-op thread as a barrier task with one CPU has. What N workers could
- * reach if the all-reduce were free.
+ * The ceiling of weak data-parallel scaling on this machine, with no Spark and no communication at all: the same
+ * forward/backward steps of the same model, one thread at batch B against N threads each at batch B, at the same
+ * time, in one JVM, each thread with one PyTorch intra-op thread as a training task with one CPU has. What N workers
+ * could reach if the all-reduce were free.
  */
 final class ComputeLimit {
   private ComputeLimit() {}
 
-  /** N-thread samples/s ÷ (N × 1-thread samples/s), medians of {@code reps} timings. */
+  /**
+   * N-thread samples/s ÷ (N × 1-thread samples/s), medians of {@code reps} timings: each thread runs {@code steps}
+   * steps of {@code batch} rows (the per-worker batch), so the ratio is the 1-thread time ÷ the N-thread time.
+   */
   static double efficiency(Map<String, Object> spec, int numFeatures, int batch, int steps, int workers, int reps)
       throws Exception {
     double[] one = new double[reps];
     double[] many = new double[reps];
     for (int r = 0; r < reps; r++) {
       one[r] = time(spec, numFeatures, batch, steps, 1);
-      many[r] = time(spec, numFeatures, (batch + workers - 1) / workers, steps, workers);
+      many[r] = time(spec, numFeatures, batch, steps, workers);
     }
-    // Same steps: 1 thread moves B rows per step, N threads N × B/N; samples/s ratio = t1 / tN, over N.
-    return Bench.median(one) / Bench.median(many) / workers;
+    return Bench.median(one) / Bench.median(many);
   }
 
   /** Seconds for {@code threads} threads to run {@code steps} steps of {@code rows} rows each, all at once. */

@@ -1,34 +1,50 @@
 package dev.stagecraft.jobs.bench;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
+import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 
-/** The physical limit a collective on one machine runs against: one TCP stream over loopback, measured here. */
+/**
+ * The physical limit a collective on one machine runs against: loopback TCP, measured here the best way this JVM can
+ * move bytes — blocking socket channels over direct buffers (no staging copy in the JDK), a sender and a receiver
+ * thread per stream, and the ring's own chunk and socket buffer sizes, so the limit differs from the ring only in
+ * what the ring adds (framing, arithmetic, one thread alternating send and receive).
+ */
 final class LoopbackLimit {
+  /** The ring's chunk payload ({@code Wire.CHUNK_BYTES} in barrier-training, package-private there). */
+  static final int CHUNK_BYTES = 1 << 20;
+  /** The ring's socket send and receive buffers ({@code RingConnector.SOCKET_BUFFER_BYTES}). */
+  static final int SOCKET_BUFFER_BYTES = 4 << 20;
+
   private LoopbackLimit() {}
+
+  /** Median gigabits per second of moving {@code bytes} over one loopback TCP connection, {@code reps} times. */
+  static double gbps(long bytes, int reps) throws Exception {
+    return streamsGbps(bytes, reps, 1);
+  }
 
   /**
    * The ring's traffic with no arithmetic: {@code n} loopback connections in a ring, each carrying {@code bytes} (what
-   * one rank of an all-reduce sends) at the same time, through direct buffers. Returns the bus bandwidth that gives,
-   * in gigabits per second (bytes × 8 ÷ the median time until the last stream is done). On one machine the streams
-   * share the cores that copy their bytes, so this is the floor a ring of {@code n} ranks here cannot beat.
+   * one rank of an all-reduce sends) at the same time. Returns the bus bandwidth that gives, in gigabits per second
+   * (bytes × 8 ÷ the median time until the last stream is done). On one machine the streams share the cores that
+   * copy their bytes, so this is the floor a ring of {@code n} ranks here cannot beat.
    */
   static double ringTrafficGbps(long bytes, int reps, int n) throws Exception {
+    return streamsGbps(bytes, reps, n);
+  }
+
+  /** {@code n} concurrent streams (rank i → rank i + 1 mod n; n = 1: one connection), each moving {@code bytes}. */
+  private static double streamsGbps(long bytes, int reps, int n) throws Exception {
     List<ServerSocketChannel> servers = new ArrayList<>();
     List<SocketChannel> outs = new ArrayList<>();
     List<SocketChannel> ins = new ArrayList<>();
@@ -37,16 +53,15 @@ final class LoopbackLimit {
       for (int i = 0; i < n; i++) {
         ServerSocketChannel server = ServerSocketChannel.open();
         servers.add(server);
-        server.socket().setReceiveBufferSize(4 << 20);
+        // Before bind, as the ring does, so accepted sockets get the window scaling for it.
+        server.setOption(StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER_BYTES);
         server.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
       }
-      for (int i = 0; i < n; i++) { // rank i sends to rank i + 1
+      for (int i = 0; i < n; i++) {
         SocketChannel out = SocketChannel.open();
-        outs.add(out);
-        out.socket().setSendBufferSize(4 << 20);
-        out.socket().setTcpNoDelay(true);
+        outs.add(tune(out));
         out.connect(servers.get((i + 1) % n).getLocalAddress());
-        ins.add(servers.get((i + 1) % n).accept());
+        ins.add(tune(servers.get((i + 1) % n).accept()));
       }
       double[] seconds = new double[reps];
       for (int r = -1; r < reps; r++) { // r = -1: warm-up
@@ -55,7 +70,7 @@ final class LoopbackLimit {
         for (int i = 0; i < n; i++) {
           SocketChannel out = outs.get(i);
           SocketChannel in = ins.get(i);
-          streams.add(pool.submit(() -> move(start, bytes, buffer -> out.write(buffer))));
+          streams.add(pool.submit(() -> move(start, bytes, out::write)));
           streams.add(pool.submit(() -> move(start, bytes, buffer -> {
             int got = in.read(buffer);
             if (got < 0) {
@@ -88,12 +103,21 @@ final class LoopbackLimit {
     }
   }
 
+  /** The ring's socket options (RingConnector): no Nagle delay, 4 MiB buffers each way. */
+  private static SocketChannel tune(SocketChannel channel) throws IOException {
+    channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
+    channel.setOption(StandardSocketOptions.SO_SNDBUF, SOCKET_BUFFER_BYTES);
+    channel.setOption(StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER_BYTES);
+    return channel;
+  }
+
   private interface Transfer {
     int apply(ByteBuffer buffer) throws IOException;
   }
 
+  /** Moves {@code bytes} in chunks of {@link #CHUNK_BYTES} through one direct buffer, once all streams are ready. */
   private static Void move(CyclicBarrier start, long bytes, Transfer transfer) throws Exception {
-    ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    ByteBuffer buffer = ByteBuffer.allocateDirect(CHUNK_BYTES);
     start.await();
     long left = bytes;
     while (left > 0) {
@@ -104,58 +128,4 @@ final class LoopbackLimit {
     }
     return null;
   }
-
-  /** Median gigabits per second of moving {@code bytes} over one loopback TCP connection, {@code reps} times. */
-  static double gbps(long bytes, int reps) throws Exception {
-    try (ServerSocket server = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      server.setReceiveBufferSize(4 << 20);
-      CompletableFuture<Void> sink = CompletableFuture.runAsync(() -> {
-        try (Socket s = server.accept(); InputStream in = s.getInputStream();
-            OutputStream ack = s.getOutputStream()) {
-          byte[] buf = new byte[1 << 20];
-          for (int r = 0; r < reps + 1; r++) {
-            long left = bytes;
-            while (left > 0) {
-              int n = in.read(buf, 0, (int) Math.min(buf.length, left));
-              if (n < 0) {
-                throw new IOException("sender closed early");
-              }
-              left -= n;
-            }
-            ack.write(1);
-            ack.flush();
-          }
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      });
-      double[] seconds = new double[reps];
-      try (Socket s = new Socket(InetAddress.getLoopbackAddress(), server.getLocalPort())) {
-        s.setSendBufferSize(4 << 20);
-        s.setTcpNoDelay(true);
-        OutputStream out = s.getOutputStream();
-        InputStream ack = s.getInputStream();
-        byte[] buf = new byte[1 << 20];
-        for (int r = -1; r < reps; r++) { // r = -1: warm-up
-          long start = System.nanoTime();
-          long left = bytes;
-          while (left > 0) {
-            int n = (int) Math.min(buf.length, left);
-            out.write(buf, 0, n);
-            left -= n;
-          }
-          out.flush();
-          if (ack.read() < 0) {
-            throw new IOException("receiver closed early");
-          }
-          if (r >= 0) {
-            seconds[r] = (System.nanoTime() - start) / 1e9;
-          }
-        }
-      }
-      sink.get();
-      return bytes * 8 / Bench.median(seconds) / 1e9;
-    }
-  }
-
 }

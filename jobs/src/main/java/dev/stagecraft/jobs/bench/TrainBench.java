@@ -102,38 +102,71 @@ final class TrainBench {
     return r;
   }
 
+  /** Rows per worker per step in {@code train-scaling}: 1 worker's global batch, and each of N workers' share. */
+  static final int PER_WORKER_BATCH = 1024;
+
+  /**
+   * Weak scaling: 1 worker at global batch B against N workers at global batch N × B (B rows per worker per step),
+   * each worker with one intra-op thread, on the same rows for the same epochs; samples/s is the measure. (Strong
+   * scaling — the same global batch split N ways — mostly measures how badly a small batch uses a core.)
+   */
   static void scaling(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
+    requireOneIntraOpThread(spark);
     Path dir = Bench.scratch("stagecraft-bench");
     int times = (int) Math.max(1, Math.round(4 * scale));
     String input = a9a(spark, dir, times);
-    train(spark, dir, input, 1, "{ type: logistic, epochs: 1, batch_size: 1024 }"); // warm-up: JIT, DJL engine
+    // Warm-up: JIT, DJL's engine, and the ring's code (the N-worker barrier stage).
+    train(spark, dir, input, 1, "{ type: logistic, epochs: 1, batch_size: " + PER_WORKER_BATCH + " }");
+    train(spark, dir, input, workers, "{ type: logistic, epochs: 1, batch_size: " + workers * PER_WORKER_BATCH + " }");
     // A model whose step is mostly per-call overhead (logistic: 124 parameters) and one with real compute per row.
     for (String[] m : new String[][] {
-        {"logistic", "{ type: logistic, epochs: 3, batch_size: 1024, optimizer: adam, lr: 0.01 }"},
-        {"mlp-256-128",
-            "{ type: mlp, hidden: [256, 128], epochs: 1, batch_size: 1024, optimizer: adam, lr: 0.001 }"}}) {
-      StepRecord one = train(spark, dir, input, 1, m[1]);
-      StepRecord many = train(spark, dir, input, workers, m[1]);
-      double s1 = one.metrics().get("samples_per_second");
-      double sn = many.metrics().get("samples_per_second");
-      ObjectNode line = Results.line("train-scaling");
-      line.putObject("params").put("rows", 32560L * times).put("model", m[0]).put("batch_size", 1024)
-          .put("workers", workers);
-      line.putObject("ours").put("workers", workers).put("samples_per_second", Bench.round(sn, 1))
-          .set("split", split(many));
-      line.putObject("baseline").put("name", "1 worker").put("samples_per_second", Bench.round(s1, 1))
-          .set("split", split(one));
-      line.putObject("limit").put("name", workers + " × 1-worker samples/s").put("samples_per_second",
-          Bench.round(workers * s1, 1));
-      line.put("speedup", Bench.round(sn / s1, 3));
-      line.put("of_limit", Bench.round(sn / (workers * s1), 3));
-      // Context: the same steps with no Spark and no exchange at all, 1 thread vs N at once, on this machine.
-      Map<String, Object> spec = m[0].equals("logistic") ? Map.of("type", "logistic")
-          : Map.of("type", "mlp", "hidden", List.of(256, 128));
-      double ceiling = ComputeLimit.efficiency(spec, 123, 1024, m[0].equals("logistic") ? 400 : 100, workers, 3);
-      ((ObjectNode) line.get("limit")).put("compute_only_efficiency", Bench.round(ceiling, 3));
-      out.accept(line);
+        {"logistic", "{ type: logistic, epochs: 3, batch_size: %d, optimizer: adam, lr: 0.01 }"},
+        {"mlp-256-128", "{ type: mlp, hidden: [256, 128], epochs: 2, batch_size: %d, optimizer: adam, lr: 0.001 }"}}) {
+      StepRecord one = train(spark, dir, input, 1, m[1].formatted(PER_WORKER_BATCH));
+      StepRecord many = train(spark, dir, input, workers, m[1].formatted(workers * PER_WORKER_BATCH));
+      out.accept(scalingLine(m[0], 32560L * times, workers, one, many));
     }
+  }
+
+  /**
+   * The train step gives each task as many PyTorch intra-op threads as it has CPUs ({@code spark.task.cpus}, from a
+   * step's policy); this bench's steps name no policy, so the application's setting decides, and it must be 1.
+   */
+  private static void requireOneIntraOpThread(SparkSession spark) {
+    int cpus = spark.sparkContext().getConf().getInt("spark.task.cpus", 1);
+    if (cpus != 1) {
+      throw StagecraftException.user("bench train-scaling gives each worker 1 intra-op thread, which the train step "
+          + "takes from spark.task.cpus, but spark.task.cpus is %d here (leave it unset)", cpus);
+    }
+  }
+
+  private static ObjectNode scalingLine(String model, long rows, int workers, StepRecord one, StepRecord many)
+      throws Exception {
+    double s1 = one.metrics().get("samples_per_second");
+    double sn = many.metrics().get("samples_per_second");
+    ObjectNode line = Results.line("train-scaling");
+    ObjectNode params = line.putObject("params").put("rows", rows).put("model", model).put("scaling", "weak")
+        .put("workers", workers).put("intra_op_threads", 1).put("per_worker_batch", PER_WORKER_BATCH)
+        .put("cores", Runtime.getRuntime().availableProcessors());
+    params.putObject("global_batch").put("ours", workers * PER_WORKER_BATCH).put("baseline", PER_WORKER_BATCH);
+    line.putObject("ours").put("workers", workers).put("samples_per_second", Bench.round(sn, 1))
+        .set("split", split(many));
+    line.putObject("baseline").put("name", "1 worker").put("samples_per_second", Bench.round(s1, 1))
+        .set("split", split(one));
+    // Context: the same steps with no Spark and no exchange at all, 1 thread at B vs N threads each at B at once.
+    Map<String, Object> spec = model.equals("logistic") ? Map.of("type", "logistic")
+        : Map.of("type", "mlp", "hidden", List.of(256, 128));
+    double ceiling = ComputeLimit.efficiency(spec, 123, PER_WORKER_BATCH, model.equals("logistic") ? 400 : 100,
+        workers, 3);
+    line.putObject("limit").put("name", workers + " × 1-worker samples/s")
+        .put("samples_per_second", Bench.round(workers * s1, 1))
+        .put("compute_only_efficiency", Bench.round(ceiling, 3))
+        .put("compute_only", "the same forward/backward steps, no Spark, no exchange: 1 thread at batch "
+            + PER_WORKER_BATCH + " vs " + workers + " threads each at batch " + PER_WORKER_BATCH
+            + " at once, 1 intra-op thread each");
+    line.put("speedup", Bench.round(sn / s1, 3));
+    line.put("of_limit", Bench.round(sn / (workers * s1), 3));
+    return line;
   }
 
   /** Rank 0's loop time: forward/backward, all-reduce, and the rest (batch bookkeeping, optimizer). */
