@@ -1,6 +1,7 @@
 package dev.stagecraft.policies.cost;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
 import dev.stagecraft.policies.ResourcePolicy.Market;
@@ -21,9 +22,28 @@ class CostReportTest {
   @Test
   void builtInCatalogHasSourcesAndDate() {
     assertThat(prices.asOf()).matches("\\d{4}-\\d{2}-\\d{2}");
-    assertThat(prices.onDemand().source()).startsWith("https://");
-    assertThat(prices.spot().source()).startsWith("https://");
+    for (PriceCatalog.Rates r : List.of(onDemand, spot)) {
+      // Every figure is in a group with its page and copy date, and says whether it was read there (the constructor
+      // refuses a catalog where one does not).
+      assertThat(r.sources()).isNotEmpty().allSatisfy(g -> {
+        assertThat(g.url()).startsWith("https://cloud.google.com/");
+        assertThat(g.copyDate()).isNotBlank();
+      });
+      assertThat(r.status()).containsKeys("cpu_core_hour", "memory_gb_hour", "gpu_hour.t4");
+    }
     assertThat(prices.spot().gpuHour().get("t4")).isLessThan(prices.onDemand().gpuHour().get("t4"));
+  }
+
+  @Test
+  void aCatalogThatLeavesAFigureWithoutStatusIsRefused() throws Exception {
+    String json;
+    try (var in = PriceCatalog.class.getResourceAsStream("prices.json")) {
+      json = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    }
+    String noStatus = json.replaceFirst("\"gpu_hour\\.l4\": \"not re-read: [^\"]*\",\\s*", "");
+    assertThat(noStatus).isNotEqualTo(json);
+    assertThatThrownBy(() -> PriceCatalog.read(new java.io.ByteArrayInputStream(noStatus.getBytes(
+        java.nio.charset.StandardCharsets.UTF_8)), "test")).hasMessageContaining("status must give every figure");
   }
 
   @Test
