@@ -24,7 +24,7 @@ public final class BarChart {
   }
 
   private static final Color[] PALETTE = {new Color(0x1f77b4), new Color(0xaec7e8), new Color(0xd62728),
-      new Color(0xff9896)};
+      new Color(0xff9896), new Color(0x2ca02c), new Color(0x98df8a)};
 
   private final String title;
   private final String yLabel;

@@ -19,17 +19,19 @@ import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 
 /**
- * What the resource policies save: the demo workflow, spark-submitted twice to the same standalone cluster (master and
- * two workers with one fake GPU each, started here from a Spark distribution), (a) as one static application sized for
- * its largest step — two GPU executors for the whole run — and (b) under Stagecraft's policies: CPU steps on
+ * What the resource policies save: the demo workflow, spark-submitted to the same standalone cluster (master and two
+ * workers with one fake GPU each, started here from a Spark distribution), (a) as one static application sized for its
+ * largest step — two GPU executors for the whole run — once on on-demand and once on spot executors (spot is a policy
+ * setting anyone can turn on, so the static application gets it too), and (b) under Stagecraft's policies: CPU steps on
  * dynamically allocated CPU executors, training as its own static application, scoring on dynamically allocated spot
  * GPU executors released when idle. Each run's cost comes from its own cost report (the ledger's executor lifetimes ×
- * the built-in price catalog). The policies keep the demo's shape, scaled to fit this machine: the same executor
- * shapes in both runs, so the ratio compares allocation, not sizes.
+ * the built-in price catalog, plus every application's driver for its life, on demand). The policies keep the demo's
+ * shape, scaled to fit this machine: the same executor shapes in every run, so the ratios compare allocation, not
+ * sizes.
  *
  * <p>Ours run with {@code sizing: auto} and a deadline, in a workspace of their own: the first run has no history and
- * runs the policies as written (line {@code cost}); a second run is right-sized from the first (line
- * {@code cost-sizing}: second ÷ first, with each step's decision).
+ * runs the policies as written (line {@code cost} against (a) on demand, line {@code cost-spot} against (a) on spot); a
+ * second run is right-sized from the first (line {@code cost-sizing}: second ÷ first, with each step's decision).
  */
 final class CostBench {
   static final ObjectMapper JSON = new ObjectMapper();
@@ -58,7 +60,15 @@ final class CostBench {
           executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
           task: { cpus: 1, gpus: 0.5 }
           allocation: { mode: static, executors: 2 }
+        static-peak-spot:
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          task: { cpus: 1, gpus: 0.5 }
+          allocation: { mode: static, executors: 2 }
+          market: spot
       """;
+
+  /** The cluster every run goes to, as the lines describe it. */
+  private static final String CLUSTER = "standalone, 2 workers × (4 cores, 4 GB, 1 fake GPU)";
 
   private CostBench() {}
 
@@ -84,35 +94,30 @@ final class CostBench {
     // first run has none and runs the policies as written, the second is sized from the first.
     String ours = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "deadline: " + DEADLINE
         + "\nsizing: auto\nsteps:");
-    String peak = yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "steps:")
-        .replaceAll("(?m)^(\\s+policy:) \\S+", "$1 static-peak");
     Files.writeString(dir.resolve("ours.yaml"), ours);
-    Files.writeString(dir.resolve("static.yaml"), peak);
+    Files.writeString(dir.resolve("static.yaml"), staticWorkflow(yaml, "static-peak"));
+    Files.writeString(dir.resolve("static-spot.yaml"), staticWorkflow(yaml, "static-peak-spot"));
     Path data = demo.getParent().resolve("data");
 
     Bench.log("cost: starting a standalone cluster (master + 2 workers, 4 cores, 4 GB and 1 fake GPU each) from {}",
         sparkHome);
     try (DistributionCluster cluster = DistributionCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
-      // Separate workspaces: the static run is no history for ours.
+      // Separate workspaces: the static runs are no history for ours.
       Run peakRun = submit(cluster, sparkHome, jar, dir, data, "static.yaml", "static", "ws-static",
-          "one static application sized for its largest step");
+          "one static application sized for its largest step, on demand");
+      Run peakSpot = submit(cluster, sparkHome, jar, dir, data, "static-spot.yaml", "static-spot", "ws-static-spot",
+          "the same static application, its executors on spot");
       Run first = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours", "ws-ours",
           "Stagecraft's policies; no history yet, so as written");
       Run second = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours-sized", "ws-ours",
           "Stagecraft's policies right-sized from the first run");
 
-      ObjectNode line = Results.line("cost");
-      line.putObject("params").put("workflow", "a9a demo (7 steps)").put("cluster", "standalone, 2 workers × "
-          + "(4 cores, 4 GB, 1 fake GPU)").put("prices", peakRun.cost.path("price_catalog").asText());
-      line.set("ours", side("Stagecraft's policies", first));
-      line.set("baseline", side("one static application sized for the largest step", peakRun));
-      line.put("cost_ratio", Bench.round(first.total() / peakRun.total(), 3));
-      line.put("same_outputs", sameOutputs(peakRun.ledger, first.ledger));
-      out.accept(line);
+      out.accept(againstStatic("cost", first, peakRun, "on_demand"));
+      out.accept(againstStatic("cost-spot", first, peakSpot, "spot"));
 
       ObjectNode sized = Results.line("cost-sizing");
       sized.putObject("params").put("workflow", "a9a demo (7 steps), sizing: auto, deadline " + DEADLINE)
-          .put("cluster", "standalone, 2 workers × (4 cores, 4 GB, 1 fake GPU)");
+          .put("cluster", CLUSTER);
       sized.set("ours", side("second run, right-sized from the first", second).set("decisions",
           decisions(second.ledger)));
       sized.set("baseline", side("first run (no history: the policies as written)", first));
@@ -122,6 +127,25 @@ final class CostBench {
           <= Deadline.parse(DEADLINE).orElseThrow().secondsFrom(java.time.Instant.now()));
       out.accept(sized);
     }
+  }
+
+  /** The demo with every step under {@code policy}: one static application sized for its largest step. */
+  private static String staticWorkflow(String yaml, String policy) {
+    return yaml.replaceFirst("(?m)^steps:", POLICIES.replace("$", "\\$") + "steps:")
+        .replaceAll("(?m)^(\\s+policy:) \\S+", "$1 " + policy);
+  }
+
+  /** Ours (the first run) against the static application whose executors are on {@code market}. */
+  private static ObjectNode againstStatic(String bench, Run ours, Run peak, String market) {
+    ObjectNode line = Results.line(bench);
+    line.putObject("params").put("workflow", "a9a demo (7 steps)").put("cluster", CLUSTER)
+        .put("prices", peak.cost.path("price_catalog").asText()).put("baseline_market", market);
+    line.set("ours", side("Stagecraft's policies", ours));
+    line.set("baseline", side("one static application sized for the largest step, executors "
+        + (market.equals("spot") ? "on spot" : "on demand"), peak));
+    line.put("cost_ratio", Bench.round(ours.total() / peak.total(), 3));
+    line.put("same_outputs", sameOutputs(peak.ledger, ours.ledger));
+    return line;
   }
 
   /** One spark-submitted run of the demo: its cost report, ledger and wall time. */
@@ -184,6 +208,8 @@ final class CostBench {
     ObjectNode n = JSON.createObjectNode().put("name", name);
     JsonNode total = cost.path("total");
     n.put("cost", Bench.round(total.path("cost").asDouble(), 6))
+        .put("driver_cost", Bench.round(total.path("driver_cost").asDouble(), 6))
+        .put("drivers", cost.path("drivers").size())
         .put("idle_gpu_cost", Bench.round(total.path("idle_gpu_cost").asDouble(), 6))
         .put("gpu_seconds", Bench.round(total.path("gpu_seconds").asDouble(), 1))
         .put("executors", cost.path("executors").size())

@@ -5,7 +5,10 @@ import java.io.PrintStream;
 import java.util.Locale;
 import java.util.Map;
 
-/** The cost report as a table: per step and for the run, cost (busy + idle), executor time and GPU utilisation. */
+/**
+ * The cost report as a table: per step and for the run, cost (busy + idle), executor time and GPU utilisation; the
+ * drivers' cost on a line of its own, in the total.
+ */
 public final class CostTable {
   private CostTable() {}
 
@@ -18,9 +21,15 @@ public final class CostTable {
     for (Map.Entry<String, CostReport.Line> e : r.steps().entrySet()) {
       row(out, fmt, e.getKey(), e.getValue());
     }
+    if (!r.drivers().isEmpty()) {
+      out.printf(Locale.ROOT, fmt, CostReport.DRIVERS, money(r.total().driverCost()), "-", "-", "-", "-", "-", "-");
+    }
     row(out, fmt, "total", r.total());
-    out.printf(Locale.ROOT, "%d executor(s); idle GPU cost %.6f. Details: %s/cost.json, chart: %s/cost.png%n",
-        r.executors().size(), r.total().idleGpuCost(), location, location);
+    // In local mode the driver is the one executor: no driver line of its own.
+    String drivers = r.drivers().isEmpty() ? "" : String.format(Locale.ROOT, ", %d driver(s) on demand",
+        r.drivers().size());
+    out.printf(Locale.ROOT, "%d executor(s)%s; idle GPU cost %.6f. Details: %s/cost.json, chart: %s/cost.png%n",
+        r.executors().size(), drivers, r.total().idleGpuCost(), location, location);
   }
 
   private static void row(PrintStream out, String fmt, String name, CostReport.Line l) {

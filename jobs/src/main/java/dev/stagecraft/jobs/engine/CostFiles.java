@@ -34,9 +34,12 @@ public final class CostFiles {
 
   static void write(Workspace ws, String runId, CostReport report) {
     BarChart chart = new BarChart("Run " + runId + ": cost per step (" + report.currency() + ")", report.currency(),
-        List.of("busy", "idle"));
+        List.of("busy", "idle", "driver"));
     for (Map.Entry<String, CostReport.Line> e : report.steps().entrySet()) {
-      chart.add(new BarChart.Bar(e.getKey(), new double[] {e.getValue().busyCost(), e.getValue().idleCost()}));
+      chart.add(new BarChart.Bar(e.getKey(), new double[] {e.getValue().busyCost(), e.getValue().idleCost(), 0}));
+    }
+    if (!report.drivers().isEmpty()) {
+      chart.add(new BarChart.Bar(CostReport.DRIVERS, new double[] {0, 0, report.total().driverCost()}));
     }
     try {
       try (OutputStream out = ws.fs().create(json(ws, runId), true)) {
@@ -87,6 +90,11 @@ public final class CostFiles {
     for (Usage.Window w : usage.steps()) {
       ws2.addObject().put("step", w.step()).put("start", w.start()).put("end", w.end());
     }
+    ArrayNode ds = root.putArray("drivers");
+    for (Usage.Driver d : usage.drivers()) {
+      ds.addObject().put("id", d.id()).put("cores", d.cores()).put("memory_mib", d.memoryMib()).put("gpus", d.gpus())
+          .put("gpu_type", d.gpuType().orElse(null)).put("start", d.start()).put("end", d.end());
+    }
     try {
       AtomicFiles.write(ws.fs(), file, Json.MAPPER.writeValueAsBytes(root));
     } catch (IOException e) {
@@ -119,7 +127,13 @@ public final class CostFiles {
       for (JsonNode w : root.path("steps")) {
         windows.add(new Usage.Window(w.path("step").asText(), w.path("start").asLong(), w.path("end").asLong()));
       }
-      return Optional.of(new Usage(root.path("start").asLong(), root.path("end").asLong(), ex, ts, windows));
+      List<Usage.Driver> drivers = new ArrayList<>();
+      for (JsonNode d : root.path("drivers")) {
+        drivers.add(new Usage.Driver(d.path("id").asText(), d.path("cores").asInt(), d.path("memory_mib").asLong(),
+            d.path("gpus").asInt(), d.path("gpu_type").isTextual() ? Optional.of(d.path("gpu_type").asText())
+            : Optional.empty(), d.path("start").asLong(), d.path("end").asLong()));
+      }
+      return Optional.of(new Usage(root.path("start").asLong(), root.path("end").asLong(), ex, ts, windows, drivers));
     } catch (IOException | IllegalArgumentException e) {
       throw StagecraftException.external(e, "Cannot read the usage file %s: %s", file, e.getMessage());
     }

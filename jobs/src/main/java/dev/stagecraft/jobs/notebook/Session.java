@@ -270,7 +270,8 @@ public final class Session implements AutoCloseable {
 
   /**
    * Two runs' cost reports side by side in one chart: for every step (and the total), a bar per run, split into busy
-   * and idle executor time's cost; the colours tell the runs apart.
+   * and idle executor time's cost, and the drivers' cost (its own category, and in the total); the colours tell the
+   * runs apart.
    *
    * @param labelA how run {@code a} is named in the legend (e.g. its policy)
    */
@@ -282,24 +283,40 @@ public final class Session implements AutoCloseable {
           a.id(), ca.currency(), b.id(), cb.currency());
     }
     BarChart chart = new BarChart("Cost per step: " + labelA + " vs " + labelB + " (" + ca.currency() + ")",
-        ca.currency(), List.of(labelA + " busy", labelA + " idle", labelB + " busy", labelB + " idle"));
+        ca.currency(), List.of(labelA + " busy", labelA + " idle", labelB + " busy", labelB + " idle",
+            labelA + " driver", labelB + " driver"));
     LinkedHashSet<String> steps = new LinkedHashSet<>(ca.steps().keySet());
     steps.addAll(cb.steps().keySet());
     List<String> order = new ArrayList<>(steps);
+    if (!ca.drivers().isEmpty() || !cb.drivers().isEmpty()) {
+      order.add(CostReport.DRIVERS);
+    }
     order.add("total");
     for (String step : order) {
-      CostReport.Line la = step.equals("total") ? ca.total() : ca.steps().get(step);
-      CostReport.Line lb = step.equals("total") ? cb.total() : cb.steps().get(step);
+      CostReport.Line la = line(ca, step);
+      CostReport.Line lb = line(cb, step);
       chart.add(new BarChart.Bar(step, new double[] {la == null ? 0 : la.busyCost(), la == null ? 0 : la.idleCost(),
-          0, 0}));
+          0, 0, la == null ? 0 : la.driverCost(), 0}));
       chart.add(new BarChart.Bar("", new double[] {0, 0, lb == null ? 0 : lb.busyCost(),
-          lb == null ? 0 : lb.idleCost()}));
+          lb == null ? 0 : lb.idleCost(), 0, lb == null ? 0 : lb.driverCost()}));
     }
     try {
       return Run.image(chart.png(Math.max(900, 60 * order.size() * 2), 480), "the comparison chart");
     } catch (IOException e) {
       throw new IllegalStateException("Cannot render the cost comparison: " + e.getMessage(), e);
     }
+  }
+
+  /** A step's line of a report, the total, or the drivers' (their cost only). */
+  private static CostReport.Line line(CostReport r, String name) {
+    if (name.equals("total")) {
+      return r.total();
+    }
+    if (name.equals(CostReport.DRIVERS)) {
+      double d = r.total().driverCost();
+      return new CostReport.Line(d, 0, 0, d, 0, 0, 0, 0, 0, 0, null);
+    }
+    return r.steps().get(name);
   }
 
   /** A new run id from the time, as the CLI makes them. */

@@ -56,8 +56,11 @@ class CostLedgerTest {
     CostReport report = CostFiles.read(workspace, "cost-1").orElseThrow();
     assertThat(workspace.fs().getFileStatus(CostFiles.png(workspace, "cost-1")).getLen()).isGreaterThan(1000);
 
-    // One executor in local mode (the driver), priced as the local policy's on-demand shape.
+    // One executor in local mode (the driver), priced as the local policy's on-demand shape; no driver item besides
+    // it, or the driver would be billed twice.
     assertThat(report.executors()).hasSize(1);
+    assertThat(report.drivers()).isEmpty();
+    assertThat(report.total().driverCost()).isZero();
     CostReport.ExecutorCost driver = report.executors().get(0);
     assertThat(driver.id()).isEqualTo("driver");
     assertThat(driver.cores()).isEqualTo(spark.sparkContext().defaultParallelism());

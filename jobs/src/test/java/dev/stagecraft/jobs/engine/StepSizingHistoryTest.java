@@ -46,7 +46,7 @@ class StepSizingHistoryTest {
   void historyIsTheSameWorkflowsRunsEvenBehindManyNewerRunsOfOthers(@TempDir Path dir) throws Exception {
     Workspace ws = new Workspace(dir.toString(), new Configuration());
     LedgerStore store = new LedgerStore(ws);
-    CostReport.Line line = new CostReport.Line(0.01, 0.008, 0.002, 40, 10, 40, 0, 0, 0, null);
+    CostReport.Line line = new CostReport.Line(0.01, 0.008, 0.002, 0, 40, 10, 40, 0, 0, 0, null);
     long time = System.currentTimeMillis() - 3_600_000;
     // One run of 'mine', then more runs of 'other' than the history reads, all newer.
     List<String> runs = new ArrayList<>(List.of("mine-1"));
@@ -60,7 +60,8 @@ class StepSizingHistoryTest {
           Map.of("s", StepRecord.pending("train", List.of()).started("2026-11-28T10:00:00Z").succeeded(
               "2026-11-28T10:01:00Z", 50.0, Map.of(), Map.of("loop_seconds", run.startsWith("mine") ? 100.0 : 7.0),
               "f", Map.of()))));
-      CostFiles.write(ws, run, new CostReport("USD", "test", "2026-11-28", 60, line, Map.of("s", line), List.of()));
+      CostFiles.write(ws, run, new CostReport("USD", "test", "2026-11-28", 60, line, Map.of("s", line), List.of(),
+          List.of()));
       Files.setLastModifiedTime(dir.resolve("runs").resolve(run), FileTime.fromMillis(time += 1000));
     }
 

@@ -172,7 +172,7 @@ class PolicyClusterIT {
     // before the last executor's end: the CPU executors idle through the pause and may go at the same time.)
     long reportEnd = java.time.Instant.parse(ledger.step("report").ended()).toEpochMilli();
     assertThat(gpuExecutors).allMatch(e -> e.end() < reportEnd - 3000);
-    // Totals = recorded lifetimes × catalog prices.
+    // Totals = recorded lifetimes × catalog prices, executors and driver.
     PriceCatalog prices = PriceCatalog.builtIn();
     double expected = 0;
     for (CostReport.ExecutorCost e : report.executors()) {
@@ -181,6 +181,20 @@ class PolicyClusterIT {
       assertThat(e.pricePerHour()).isCloseTo(price, within(1e-12));
       expected += price * (e.end() - e.start()) / 3_600_000.0;
     }
+    // The driver (this JVM, client mode) is billed as its own item: 1 core, 1g + 384m, on demand, from the
+    // application's start (this is its first run) to the run's end (after its last step's).
+    assertThat(report.drivers()).singleElement().satisfies(d -> {
+      assertThat(d.id()).isEqualTo("driver");
+      assertThat(d.cores()).isEqualTo(1);
+      assertThat(d.memoryMib()).isEqualTo(1024 + 384);
+      assertThat(d.market()).isEqualTo("on_demand");
+      assertThat(d.start()).isEqualTo(spark.sparkContext().startTime());
+      assertThat(d.end()).isGreaterThanOrEqualTo(reportEnd);
+      assertThat(d.cost()).isPositive().isCloseTo(prices.hourly(1, 1024 + 384, 0, Optional.empty(),
+          ResourcePolicy.Market.ON_DEMAND) * (d.end() - d.start()) / 3_600_000.0, within(1e-12));
+    });
+    expected += report.drivers().get(0).cost();
+    assertThat(report.total().driverCost()).isCloseTo(report.drivers().get(0).cost(), within(1e-12));
     assertThat(report.total().cost()).isCloseTo(expected, within(1e-12));
     assertThat(report.steps().get("infer").gpuUtilisation()).isNotNull().isPositive();
     assertThat(report.total().idleGpuCost()).isPositive();

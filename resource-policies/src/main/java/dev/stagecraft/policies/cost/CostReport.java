@@ -1,6 +1,7 @@
 package dev.stagecraft.policies.cost;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
+import dev.stagecraft.policies.ResourcePolicy.Market;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -8,12 +9,14 @@ import java.util.Map;
 import java.util.TreeSet;
 
 /**
- * A run's cost: every executor's lifetime × its catalog price, split over the steps.
+ * A run's cost: every executor's lifetime × its catalog price, split over the steps, plus every application's driver
+ * (its life × its on-demand price), which is an item of its own: a driver runs no task, so no step owns it.
  *
  * <p>Attribution, per executor, over each interval between consecutive events (task start/end, step start/end):
  * while tasks run on it the interval is <em>busy</em> and split equally among the running tasks' steps; otherwise it is
  * <em>idle</em> (alive but running no task) and split equally among the steps running at that time, or charged to
- * {@value #BETWEEN} when none is. So the steps' costs add up exactly to the executors' lifetime costs.
+ * {@value #BETWEEN} when none is. So the steps' costs add up exactly to the executors' lifetime costs, and the
+ * total is that plus the drivers' ({@code total.driver_cost}).
  * GPU utilisation = task GPU-seconds (task time × the task's GPU amount) ÷ GPU-seconds of the executors' lifetimes.
  */
 public record CostReport(
@@ -23,15 +26,23 @@ public record CostReport(
     double seconds,
     Line total,
     Map<String, Line> steps,
-    List<ExecutorCost> executors) {
+    List<ExecutorCost> executors,
+    List<DriverCost> drivers) {
 
   public static final String BETWEEN = "(between steps)";
+  /** How the drivers' cost is labelled beside the steps (tables, charts): no step owns it. */
+  public static final String DRIVERS = "(drivers)";
 
-  /** Cost and time of a step or of the whole run. */
+  public CostReport {
+    drivers = drivers == null ? List.of() : List.copyOf(drivers); // reports written before drivers were billed
+  }
+
+  /** Cost and time of a step or of the whole run; only the run's total has a driver cost. */
   public record Line(
       double cost,
       @JsonProperty("busy_cost") double busyCost,
       @JsonProperty("idle_cost") double idleCost,
+      @JsonProperty("driver_cost") double driverCost,
       @JsonProperty("busy_executor_seconds") double busySeconds,
       @JsonProperty("idle_executor_seconds") double idleSeconds,
       @JsonProperty("task_seconds") double taskSeconds,
@@ -57,12 +68,26 @@ public record CostReport(
       @JsonProperty("busy_seconds") double busySeconds,
       @JsonProperty("peak_concurrent_tasks") int peakConcurrentTasks) {}
 
+  /** One application's driver: its life, its resources and its on-demand price. */
+  public record DriverCost(
+      String id,
+      int cores,
+      @JsonProperty("memory_mib") long memoryMib,
+      int gpus,
+      @JsonProperty("gpu_type") String gpuType,
+      String market,
+      long start,
+      long end,
+      double seconds,
+      @JsonProperty("price_per_hour") double pricePerHour,
+      double cost) {}
+
   private static final class Acc {
-    double busyCost, idleCost, busy, idle, tasks, gpuSeconds, idleGpuCost, gpuTaskSeconds;
+    double busyCost, idleCost, driverCost, busy, idle, tasks, gpuSeconds, idleGpuCost, gpuTaskSeconds;
 
     Line line() {
-      return new Line(busyCost + idleCost, busyCost, idleCost, busy, idle, tasks, gpuSeconds, idleGpuCost,
-          gpuTaskSeconds, gpuSeconds > 0 ? Math.min(1.0, gpuTaskSeconds / gpuSeconds) : null);
+      return new Line(busyCost + idleCost + driverCost, busyCost, idleCost, driverCost, busy, idle, tasks, gpuSeconds,
+          idleGpuCost, gpuTaskSeconds, gpuSeconds > 0 ? Math.min(1.0, gpuTaskSeconds / gpuSeconds) : null);
     }
   }
 
@@ -132,10 +157,31 @@ public record CostReport(
           ex.gpuType().orElse(ex.gpus() > 0 ? catalog.defaultGpu() : null), ex.market().key(), from, to,
           (to - from) / 1000.0, price, price * (to - from) / 3_600_000.0, busySeconds, peak));
     }
+    List<DriverCost> drivers = new ArrayList<>();
+    for (Usage.Driver d : usage.drivers()) {
+      DriverCost c = driver(catalog, d);
+      drivers.add(c);
+      total.driverCost += c.cost();
+    }
     Map<String, Line> lines = new LinkedHashMap<>();
     steps.forEach((k, v) -> lines.put(k, v.line()));
     return new CostReport(catalog.currency(), catalog.name(), catalog.asOf(), (usage.end() - usage.start()) / 1000.0,
-        total.line(), lines, executors);
+        total.line(), lines, executors, drivers);
+  }
+
+  /**
+   * A driver's cost over the life its usage records. Always on-demand prices, whatever market the executors are bought
+   * on: losing the driver loses the whole application (every executor, every running step), where losing an executor
+   * loses only its tasks, so clusters that mix in spot machines keep drivers off them (Dataproc schedules application
+   * masters only on its primary, non-preemptible workers; EMR runs them on core nodes, which it advises buying
+   * on-demand).
+   */
+  private static DriverCost driver(PriceCatalog catalog, Usage.Driver d) {
+    double price = catalog.hourly(d.cores(), d.memoryMib(), d.gpus(), d.gpuType(), Market.ON_DEMAND);
+    long life = Math.max(0, d.end() - d.start());
+    return new DriverCost(d.id(), d.cores(), d.memoryMib(), d.gpus(),
+        d.gpuType().orElse(d.gpus() > 0 ? catalog.defaultGpu() : null), Market.ON_DEMAND.key(), d.start(), d.end(),
+        life / 1000.0, price, price * life / 3_600_000.0);
   }
 
   private static void add(Acc acc, boolean busy, double secs, double cost, int gpus, double gpuCost) {

@@ -6,6 +6,8 @@ import dev.stagecraft.policies.cost.Usage;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
@@ -28,6 +30,14 @@ import org.apache.spark.scheduler.TaskInfo;
  *
  * <p>Executors that already exist when the run starts (local mode's driver, a static application's executors) are
  * metered from that moment: their earlier life belongs to no run.
+ *
+ * <p>Outside local mode the driver is billed too, as its own item: its cores ({@code spark.driver.cores}), memory with
+ * overhead ({@code spark.driver.memory} + {@code spark.driver.memoryOverhead}) and GPUs, in client and cluster mode
+ * alike (a client-mode driver needs a machine as much as a cluster-mode one). The first run metered in an application
+ * pays for the driver from the application's start (the SparkContext's, before which there is no application to bill
+ * for), so a spark-submitted run pays for its driver's whole life up to the run's end; a later run in the same
+ * application (a notebook session's next run) from its own start, like the executors. In local mode the driver is the
+ * one executor and billed as such.
  */
 public final class CostListener extends SparkListener {
 
@@ -44,6 +54,11 @@ public final class CostListener extends SparkListener {
   private final Map<String, Long> openWindows = new ConcurrentHashMap<>();
   private final long start;
   private volatile long end = -1;
+  /** Null in local mode, where the driver is the one executor. */
+  private final Usage.Driver driver;
+
+  /** Applications whose first metered run has billed the driver from the application's start. */
+  private static final Set<String> BILLED_FROM_START = ConcurrentHashMap.newKeySet();
 
   private static final class Exec {
     final String id;
@@ -74,7 +89,11 @@ public final class CostListener extends SparkListener {
     if (sc.isLocal()) {
       // Local mode's one executor is the driver; its SparkListenerExecutorAdded was posted at start-up.
       executors.put("driver", new Exec("driver", 0, sc.defaultParallelism(), 0, start));
+      driver = null;
     } else {
+      long from = BILLED_FROM_START.add(sc.applicationId()) ? Math.min(sc.startTime(), start) : start;
+      driver = new Usage.Driver("driver", conf.getInt("spark.driver.cores", 1), driverMemoryMib(conf),
+          conf.getInt("spark.driver.resource.gpu.amount", 0), basePolicy.executor().gpuType(), from, Long.MAX_VALUE);
       scala.collection.Iterator<String> ids = sc.getExecutorIds().iterator();
       while (ids.hasNext()) {
         String id = ids.next();
@@ -167,7 +186,16 @@ public final class CostListener extends SparkListener {
           policy.executor().gpuType(), policy.market(), e.start, Math.min(e.end, until)));
     }
     out.sort(java.util.Comparator.comparingLong(Usage.Executor::start).thenComparing(Usage.Executor::id));
-    return new Usage(start, until, out, List.copyOf(tasks), List.copyOf(windows));
+    List<Usage.Driver> drivers = Optional.ofNullable(driver).map(d -> new Usage.Driver(d.id(), d.cores(),
+        d.memoryMib(), d.gpus(), d.gpuType(), d.start(), until)).stream().toList();
+    return new Usage(start, until, out, List.copyOf(tasks), List.copyOf(windows), drivers);
+  }
+
+  /** The driver's memory and overhead, with Spark's defaults (1g; overhead 10 % of it, at least 384m). */
+  static long driverMemoryMib(SparkConf conf) {
+    long mem = conf.getSizeAsMb("spark.driver.memory", "1g");
+    double factor = conf.getDouble("spark.driver.memoryOverheadFactor", 0.10);
+    return mem + conf.getSizeAsMb("spark.driver.memoryOverhead", Math.max(384, (long) (mem * factor)) + "m");
   }
 
   /** Executor memory + overhead of a profile, from its requests or (default profile) the application's settings. */
