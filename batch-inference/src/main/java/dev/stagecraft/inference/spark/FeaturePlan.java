@@ -67,11 +67,11 @@ final class FeaturePlan {
     }
 
     /**
-     * Whether the features reach the scoring task as the input's own array (ARRAY&lt;FLOAT&gt; or ARRAY&lt;DOUBLE&gt;):
-     * one array or vector column and nothing to standardise.
+     * Whether the features reach the scoring task as the input's own array (ARRAY&lt;FLOAT&gt; or ARRAY&lt;DOUBLE&gt;),
+     * standardised as they are copied into the batch: one array or vector column.
      */
     boolean wholeArray() {
-      return vector != null && mean == null;
+      return vector != null;
     }
 
     String featureName(int j) {
@@ -80,6 +80,31 @@ final class FeaturePlan {
   }
 
   private FeaturePlan() {}
+
+  /**
+   * How the features arrive at the scoring task, in the column {@link #apply} makes.
+   *
+   * @param names per feature, its name in quarantine reasons ({@code age}, {@code features[3]})
+   * @param doubles whether the array holds doubles (narrowed to floats as they are copied), not floats
+   * @param mean per feature, what the scoring task subtracts, or null when SQL standardised them (or none is needed)
+   * @param std per feature, what the scoring task divides by after subtracting the mean, or null
+   */
+  record Layout(String[] names, boolean doubles, double[] mean, double[] std) implements java.io.Serializable {
+    int numFeatures() {
+      return names.length;
+    }
+  }
+
+  /** The layout of the features column of {@code prepared}, which {@link #apply} made from {@code source}. */
+  static Layout layout(Source source, StructType prepared) {
+    String[] names = new String[source.numFeatures()];
+    for (int j = 0; j < names.length; j++) {
+      names[j] = source.featureName(j);
+    }
+    boolean doubles = ((ArrayType) field(prepared, FEATURES).dataType()).elementType() == DataTypes.DoubleType;
+    return source.wholeArray() ? new Layout(names, doubles, source.mean(), source.std())
+        : new Layout(names, doubles, null, null);
+  }
 
   /**
    * Checks the input's schema against the model before anything is scored.
@@ -132,11 +157,11 @@ final class FeaturePlan {
           size(array).cast("string"), lit(" values (expected " + source.numFeatures() + ")"))));
     }
     if (source.wholeArray()) {
-      // Nothing to standardise (an ONNX graph does its own): the array goes to the scoring task as it is, which
-      // narrows doubles to floats as it copies them into the batch. Per element (getItem, cast, array(...) of them
-      // all) the projection re-read the row's array and tested its null bit once per feature, and a SQL cast of the
-      // whole array boxes every element: each profiled at about 30 % of an MLP's scoring task on a9a, more than the
-      // model itself.
+      // The array goes to the scoring task as it is, which standardises each value (in double, as SQL would) and
+      // narrows it to a float as it copies it into the batch: one pass over values it reads anyway. Per element
+      // (getItem, cast, standardise, array(...) of them all) the projection re-read the row's array and tested its
+      // null bit once per feature, and a SQL cast of the whole array boxes every element: each profiled at about
+      // 30 % of an MLP's scoring task on a9a, more than the model itself.
       DataType t = field(input.schema(), source.vector()).dataType();
       DataType element = t instanceof ArrayType a ? a.elementType() : DataTypes.DoubleType; // vector_to_array: doubles
       Column values = element == DataTypes.FloatType || element == DataTypes.DoubleType ? array

@@ -34,7 +34,6 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.InternalRow;
-import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.NumericType;
@@ -250,14 +249,8 @@ public final class InferStep implements StepKind {
     for (int i = 0; i < idTypes.length; i++) {
       idTypes[i] = idSchema.fields()[i].dataType();
     }
-    String[] names = new String[plan.source().numFeatures()];
-    for (int j = 0; j < names.length; j++) {
-      names[j] = plan.source().featureName(j);
-    }
-    boolean doubles = ((ArrayType) prepared.schema().apply(FeaturePlan.FEATURES).dataType()).elementType()
-        == DataTypes.DoubleType;
-    ScoringTask task = new ScoringTask(plan.ref(), idTypes, names, doubles, batchSize, plan.head(), labelIndex,
-        quarantine, metrics);
+    ScoringTask task = new ScoringTask(plan.ref(), idTypes, FeaturePlan.layout(plan.source(), prepared.schema()),
+        batchSize, plan.head(), labelIndex, quarantine, metrics);
     // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
     JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.

@@ -68,6 +68,8 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
   private final int numFeatures;
   private final String[] featureNames;
   private final boolean doubleFeatures;
+  private final double[] mean;
+  private final double[] std;
   private final int batchSize;
   private final OutputHead head;
   private final int labelIndex;
@@ -85,18 +87,18 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
       CollectionAccumulator<String> placements) implements Serializable {}
 
   /**
-   * @param featureNames per feature, its name in quarantine reasons ({@code age}, {@code features[3]})
-   * @param doubleFeatures whether the features array holds doubles (narrowed to floats as they are copied), not
-   *     floats
+   * @param features how the features arrive: their names, doubles or floats, and what standardises them
    * @param labelIndex the id column holding the label, to count correct predictions, or -1
    */
-  ScoringTask(ModelRef model, DataType[] idTypes, String[] featureNames, boolean doubleFeatures, int batchSize,
-      OutputHead head, int labelIndex, QuarantineFiles quarantine, Metrics metrics) {
+  ScoringTask(ModelRef model, DataType[] idTypes, FeaturePlan.Layout features, int batchSize, OutputHead head,
+      int labelIndex, QuarantineFiles quarantine, Metrics metrics) {
     this.model = requireNonNull(model, "model is null");
     this.idTypes = idTypes.clone();
-    this.numFeatures = featureNames.length;
-    this.featureNames = featureNames.clone();
-    this.doubleFeatures = doubleFeatures;
+    this.numFeatures = features.numFeatures();
+    this.featureNames = features.names().clone();
+    this.doubleFeatures = features.doubles();
+    this.mean = features.mean() == null ? null : features.mean().clone();
+    this.std = features.std() == null ? null : features.std().clone();
     this.batchSize = batchSize;
     this.head = requireNonNull(head, "head is null");
     this.labelIndex = labelIndex;
@@ -256,8 +258,9 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
     }
 
     /**
-     * Copies a row's features into the batch at {@code dest} as floats; returns why the row cannot be scored (a
-     * null or NaN/infinite feature, or a double beyond a float's range) or null. An {@link UnsafeArrayData} (what Spark's projection produces) is checked
+     * Copies a row's features into the batch at {@code dest} as floats, standardising them where SQL did not;
+     * returns why the row cannot be scored (a null or NaN/infinite feature, or a value beyond a float's range) or
+     * null. An {@link UnsafeArrayData} (what Spark's projection produces) is checked
      * for nulls a 64-bit word at a time and copied in one block; anything else one value at a time.
      */
     private String copyFeatures(ArrayData features, long dest) {
@@ -274,10 +277,12 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
         }
         if (nulls == 0) {
           long data = offset + 8L * words;
-          if (doubleFeatures) {
+          if (doubleFeatures || mean != null) {
             boolean finite = true; // tested as the values are narrowed: a second pass only for a bad row
             for (int j = 0; j < numFeatures; j++) { // a double too large for a float becomes ±∞: reported below
-              float v = (float) Platform.getDouble(base, data + (long) j * Double.BYTES);
+              double x = doubleFeatures ? Platform.getDouble(base, data + (long) j * Double.BYTES)
+                  : Platform.getFloat(base, data + (long) j * Float.BYTES);
+              float v = (float) (mean == null ? x : (x - mean[j]) / std[j]);
               Platform.putFloat(null, dest + (long) j * Float.BYTES, v);
               finite &= Float.isFinite(v);
             }
@@ -295,7 +300,8 @@ final class ScoringTask implements FlatMapFunction<Iterator<InternalRow>, Intern
         if (features.isNullAt(j)) {
           return "feature '" + featureNames[j] + "' is null";
         }
-        float v = doubleFeatures ? (float) features.getDouble(j) : features.getFloat(j);
+        double x = doubleFeatures ? features.getDouble(j) : features.getFloat(j);
+        float v = (float) (mean == null ? x : (x - mean[j]) / std[j]);
         if (!Float.isFinite(v)) {
           return "feature '" + featureNames[j] + "' is NaN or infinite";
         }
