@@ -4,16 +4,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.stagecraft.jobs.config.Settings;
-import dev.stagecraft.jobs.engine.SparkSubmitLauncher;
 import dev.stagecraft.jobs.ledger.Json;
 import dev.stagecraft.jobs.ledger.LedgerStore;
 import dev.stagecraft.jobs.ledger.RunLedger;
 import dev.stagecraft.jobs.ledger.Workspace;
 import dev.stagecraft.policies.sizing.Deadline;
-import dev.stagecraft.spi.StagecraftException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
@@ -78,16 +75,8 @@ final class CostBench {
   static void run(Consumer<ObjectNode> out) throws Exception {
     Path home = Path.of(System.getProperty(Settings.HOME_PROPERTY, Settings.HOME_DEFAULT));
     Path demo = home.resolve("jobs/examples/a9a/workflow.yaml");
-    String sparkHome = System.getenv(Settings.STAGECRAFT_SPARK_HOME_ENV);
-    if (sparkHome == null || sparkHome.isBlank()) {
-      sparkHome = System.getenv(Settings.SPARK_HOME_ENV);
-    }
-    if (sparkHome == null || sparkHome.isBlank()) {
-      throw StagecraftException.user("bench cost needs a Spark distribution to start a cluster and spark-submit to "
-          + "it: set %s (bin/stagecraft does, with bin/spark-dist)", Settings.STAGECRAFT_SPARK_HOME_ENV);
-    }
-    String jar = SparkSubmitLauncher.ownJar().orElseThrow(() -> StagecraftException.user(
-        "bench cost spark-submits Stagecraft's jar: run it with bin/stagecraft"));
+    Submitted submit = Submitted.find("cost");
+    String sparkHome = submit.sparkHome();
     Path dir = Bench.scratch("stagecraft-bench-cost");
     String yaml = Files.readString(demo);
     // The same steps, data and models; only the policies differ. Ours right-size from history (sizing: auto): the
@@ -103,13 +92,13 @@ final class CostBench {
         sparkHome);
     try (DistributionCluster cluster = DistributionCluster.start(Path.of(sparkHome), dir, 2, 4, "4g", 1)) {
       // Separate workspaces: the static runs are no history for ours.
-      Run peakRun = submit(cluster, sparkHome, jar, dir, data, "static.yaml", "static", "ws-static",
+      Run peakRun = submit(cluster, submit, dir, data, "static.yaml", "static", "ws-static",
           "one static application sized for its largest step, on demand");
-      Run peakSpot = submit(cluster, sparkHome, jar, dir, data, "static-spot.yaml", "static-spot", "ws-static-spot",
+      Run peakSpot = submit(cluster, submit, dir, data, "static-spot.yaml", "static-spot", "ws-static-spot",
           "the same static application, its executors on spot");
-      Run first = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours", "ws-ours",
+      Run first = submit(cluster, submit, dir, data, "ours.yaml", "ours", "ws-ours",
           "Stagecraft's policies; no history yet, so as written");
-      Run second = submit(cluster, sparkHome, jar, dir, data, "ours.yaml", "ours-sized", "ws-ours",
+      Run second = submit(cluster, submit, dir, data, "ours.yaml", "ours-sized", "ws-ours",
           "Stagecraft's policies right-sized from the first run");
 
       out.accept(againstStatic("cost", first, peakRun, "on_demand"));
@@ -155,29 +144,16 @@ final class CostBench {
     }
   }
 
-  private static Run submit(DistributionCluster cluster, String sparkHome, String jar, Path dir, Path data,
-      String workflow, String runId, String workspace, String what) throws Exception {
+  private static Run submit(DistributionCluster cluster, Submitted submit, Path dir, Path data, String workflow,
+      String runId, String workspace, String what) throws Exception {
     Bench.log("cost: spark-submit {} as run {} ({})", workflow, runId, what);
-    List<String> cmd = new ArrayList<>(List.of(Path.of(sparkHome, "bin/spark-submit").toString(),
-        "--master", cluster.masterUrl(), "--conf", Settings.UI_ENABLED_CONF + "=false", "--conf",
-        Settings.DRIVER_HOST_CONF + "=127.0.0.1", "--conf", "spark.sql.shuffle.partitions=4",
+    double seconds = submit.run(cluster.masterUrl(), List.of("--conf", "spark.sql.shuffle.partitions=4",
         "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.interval=1s",
-        "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60",
-        "--class", Settings.MAIN_CLASS, jar, "run", dir.resolve(workflow).toString(), "--run-id", runId,
-        "--workspace", dir.resolve(workspace).toUri().toString(),
-        "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")));
-    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(dir.resolve(runId + ".log").toFile());
-    pb.environment().put(Settings.SPARK_HOME_ENV, sparkHome);
-    pb.environment().put(Settings.SPARK_LOCAL_IP_ENV, "127.0.0.1");
-    pb.environment().put(Settings.PROGRESS_ENV, Settings.PROGRESS_PLAIN);
-    long t = System.nanoTime();
-    int code = pb.start().waitFor();
-    double seconds = (System.nanoTime() - t) / 1e9;
-    if (code != 0) {
-      throw new IllegalStateException("bench cost: run " + runId + " of " + workflow + " failed with exit code "
-          + code + "; its output: " + dir.resolve(runId + ".log"));
-    }
+        "--conf", "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures=60"),
+        List.of("run", dir.resolve(workflow).toString(), "--run-id", runId,
+            "--workspace", dir.resolve(workspace).toUri().toString(),
+            "--set", "train_path=" + data.resolve("a9a.libsvm"), "--set", "test_path=" + data.resolve("a9a.t.libsvm")),
+        dir.resolve(runId + ".log")).seconds();
     Path runDir = dir.resolve(workspace + "/runs/" + runId);
     RunLedger ledger = new LedgerStore(new Workspace(dir.resolve(workspace).toString(), new Configuration()))
         .read(runId).orElseThrow(() -> new IllegalStateException("bench cost: run " + runId + " left no ledger"));
