@@ -26,7 +26,7 @@ class CostReportTest {
       // Every figure is in a group with its page and copy date, and says whether it was read there (the constructor
       // refuses a catalog where one does not).
       assertThat(r.sources()).isNotEmpty().allSatisfy(g -> {
-        assertThat(g.url()).startsWith("https://cloud.google.com/");
+        assertThat(g.url()).startsWith("https://");
         assertThat(g.copyDate()).isNotBlank();
       });
       assertThat(r.status()).containsKeys("cpu_core_hour", "memory_gb_hour", "gpu_hour.t4");
@@ -40,7 +40,7 @@ class CostReportTest {
     try (var in = PriceCatalog.class.getResourceAsStream("prices.json")) {
       json = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
     }
-    String noStatus = json.replaceFirst("\"gpu_hour\\.l4\": \"not re-read: [^\"]*\",\\s*", "");
+    String noStatus = json.replaceFirst("\"gpu_hour\\.l4\": \"[^\"]*\",\\s*", "");
     assertThat(noStatus).isNotEqualTo(json);
     assertThatThrownBy(() -> PriceCatalog.read(new java.io.ByteArrayInputStream(noStatus.getBytes(
         java.nio.charset.StandardCharsets.UTF_8)), "test")).hasMessageContaining("status must give every figure");
