@@ -41,24 +41,24 @@ final class CostBench {
           allocation: { mode: dynamic, min: 0, max: 2, initial: 1, idle_timeout: 15s }
           pool: etl
         gpu-training:
-          executor: { cores: 1, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          executor: { cores: 1, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: l4 }
           task: { cpus: 1, gpus: 1 }
           allocation: { mode: static, executors: 2 }
           pool: training
           priority: 2
         gpu-inference:
-          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: l4 }
           task: { cpus: 1, gpus: 0.5 }
           allocation: { mode: dynamic, min: 0, max: 2, initial: 0, idle_timeout: 15s }
           market: spot
           pool: inference
           priority: 2
         static-peak:
-          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: l4 }
           task: { cpus: 1, gpus: 0.5 }
           allocation: { mode: static, executors: 2 }
         static-peak-spot:
-          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: t4 }
+          executor: { cores: 2, memory: 1g, memory_overhead: 384m, gpus: 1, gpu_type: l4 }
           task: { cpus: 1, gpus: 0.5 }
           allocation: { mode: static, executors: 2 }
           market: spot
