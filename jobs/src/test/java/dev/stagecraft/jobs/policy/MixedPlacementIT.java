@@ -144,6 +144,15 @@ class MixedPlacementIT {
       }
     }
     assertThat(launched).filteredOn(e -> e.path("gpus").asInt() == 1).hasSize(2);
+    // Both applications' drivers are billed, on demand, and counted in the total.
+    List<String> drivers = new ArrayList<>();
+    for (JsonNode d : cost.path("drivers")) {
+      sum += d.path("cost").asDouble();
+      drivers.add(d.path("id").asText());
+      assertThat(d.path("market").asText()).isEqualTo("on_demand");
+      assertThat(d.path("cost").asDouble()).isPositive();
+    }
+    assertThat(drivers).hasSize(2).contains("fit-attempt-1/driver");
     assertThat(cost.path("total").path("cost").asDouble()).isCloseTo(sum, within(1e-9));
     assertThat(cost.path("steps").path("fit").path("gpu_utilisation").asDouble()).isPositive();
   }
