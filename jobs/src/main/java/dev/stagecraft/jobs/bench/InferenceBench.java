@@ -54,6 +54,11 @@ import org.apache.spark.sql.types.DataTypes;
 final class InferenceBench {
   static final int A9A_ROWS = 32_560;
   static final int BATCH = 4096;
+  /**
+   * Timed runs of the step and of the mapPartitions baseline (the best counts: one run on 2 cores swings by 20 %);
+   * the row UDF, 5–15 times slower, runs once.
+   */
+  static final int REPS = 3;
   static final String ROW_UDF = "row-at-a-time Spark UDF";
   static final String MAP_PARTITIONS = "mapPartitions, batches of " + BATCH + " through the same network";
   /** The baselines' networks, one per bundle per JVM. */
@@ -79,8 +84,15 @@ final class InferenceBench {
       Bench.log("inference: {} bundle {}", m[0], bundle);
 
       infer(spark, dir, bundle, small); // warm-up: JIT, DJL engine, model cache
-      StepRecord ours = infer(spark, dir, bundle, big);
-      Map<String, Double> timings = InferStep.lastTimings();
+      StepRecord ours = null;
+      Map<String, Double> timings = null;
+      for (int rep = 0; rep < REPS; rep++) { // the best of REPS, as for the mapPartitions baseline
+        StepRecord r = infer(spark, dir, bundle, big);
+        if (ours == null || r.metrics().get("seconds") < ours.metrics().get("seconds")) {
+          ours = r;
+          timings = InferStep.lastTimings();
+        }
+      }
       double oursSeconds = ours.metrics().get("seconds");
       double oursRate = rows / oursSeconds;
       Bench.log("inference: {} infer step {} rows/s ({} s)", m[0], Math.round(oursRate), oursSeconds);
@@ -143,7 +155,10 @@ final class InferenceBench {
     double udfSeconds = udf(spark, dir, bundle, big, model);
     Bench.log("inference: {} row-at-a-time UDF {} s", model, udfSeconds);
     MapPartitionsBaseline.seconds(spark, dir, bundle, small, model); // warm-up
-    double batchedSeconds = MapPartitionsBaseline.seconds(spark, dir, bundle, big, model);
+    double batchedSeconds = Double.MAX_VALUE;
+    for (int rep = 0; rep < REPS; rep++) { // the best of REPS; each run overwrites the same output
+      batchedSeconds = Math.min(batchedSeconds, MapPartitionsBaseline.seconds(spark, dir, bundle, big, model));
+    }
     Bench.log("inference: {} mapPartitions, batches of {}: {} s", model, BATCH, batchedSeconds);
     return List.of(
         new Baseline("row_udf", ROW_UDF, udfSeconds,
