@@ -84,6 +84,8 @@ final class InferencePeersBench {
             Integer.toString(InferenceBench.BATCH), "--cores", Integer.toString(cores), "--runs",
             Integer.toString(RUNS));
         ObjectNode p = (ObjectNode) r.deepCopy();
+        // The packages the peer's process reports (bin/peer-env pins them), once per line, in params.
+        params.set("versions", p.remove("versions"));
         Agreement a = agreement(spark, oursOnnx.output(), output.toUri().toString());
         p.put("max_abs_diff", a.maxAbsDiff()).put("rows_compared", a.rows()).put("same_answer", a.same(rows));
         peerLines.set(side, p);

@@ -115,6 +115,8 @@ final class TrainPeersBench {
       double peerProcessSeconds = peerSeconds + peer.path("run_called_seconds").asDouble(Double.NaN);
       ObjectNode peers0 = line.putObject("peers");
       ObjectNode p = (ObjectNode) peer.deepCopy();
+      // The packages the peer's process reports (bin/peer-env pins them), in params.
+      ((ObjectNode) line.get("params")).set("versions", p.remove("versions"));
       p.put("epochs_to_target", peerEpochs).put("seconds_to_target", Bench.round(peerSeconds, 3))
           .put("seconds_to_target_from_process_start", Bench.round(peerProcessSeconds, 3));
       peers0.set("torch_distributor", p);
