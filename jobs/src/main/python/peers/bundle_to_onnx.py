@@ -127,12 +127,16 @@ def read_bundle(folder):
         raise BundleError(f"Invalid model bundle {folder}: no weights.bin in its manifest (has: "
                           f"{', '.join(files) or 'nothing'})")
     entry = files["weights.bin"]
-    with open(os.path.join(folder, "weights.bin"), "rb") as f:
-        data = f.read()
-    if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise BundleError(f"Invalid model bundle {folder}: weights.bin has {len(data)} bytes, SHA-256 "
-                          f"{hashlib.sha256(data).hexdigest()} (manifest: {entry.get('bytes')} bytes, "
-                          f"{entry.get('sha256')})")
+    try:
+        with open(os.path.join(folder, "weights.bin"), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise BundleError(f"Invalid model bundle {folder}: no weights.bin (expected next to manifest.json, which "
+                          f"lists it)") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != entry.get("bytes") or digest != entry.get("sha256"):
+        raise BundleError(f"Invalid model bundle {folder}: weights.bin has {len(data)} bytes, SHA-256 {digest} "
+                          f"(manifest: {entry.get('bytes')} bytes, {entry.get('sha256')})")
     params = read_parameters(data, os.path.join(folder, "weights.bin"))
 
     model = manifest.get("model") or {}

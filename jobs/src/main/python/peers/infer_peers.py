@@ -61,24 +61,16 @@ written (the output folder is emptied before each run, outside its timing). best
 the timed runs; rows_per_second = rows / best_seconds. After the runs the output's rows are counted and must equal
 the input's. A run that takes longer than --timeout seconds stops the side (exit code 1), rather than hanging.
 
-CPU seconds: user + system time over the run's window of this process and ALL its descendants — the Spark JVM that
-pyspark launches and its Python workers, or Ray's processes (GCS server, raylet, workers, actors). Two ways, each a
-lower bound of the truth, and the larger is reported:
-* rusage: for every process of the tree alive at a moment (zombies included), its own user+system time plus its
-  reaped children's (cutime/cstime): an exited process is counted in full in its parent once the parent waits for
-  it. The window's CPU is that total at the end minus the same at the start. It misses processes whose parent does
-  not wait for them (SIGCHLD ignored) or that were re-parented out of the tree.
-* sampled: a thread walks the tree every 0.2 s and keeps the last seen user+system time of every process it has
-  seen (keyed by pid and start time), exited ones included; the window's CPU is the sum of each process's last value
-  minus its value at the start (0 for processes started during the window). It misses at most the last 0.2 s of
-  each exited process and processes that lived less than 0.2 s. (Ray Data's actors exit at the end of every run and
-  their CPU never shows in the rusage total: for Ray the sampled figure is the larger by far.)
-The sampler thread's own CPU (measured with thread_time) is subtracted from both, being the measurement's cost, not
-the side's (it is reported as sampler_cpu_seconds).
-Peak RSS: the largest sum, over the samples, of the RSS of every live process of the tree. RSS counts shared pages
-(libraries, Ray's shared-memory object store) once per process that maps them; peak_pss_mb (proportional set size,
-each shared page split among the processes mapping it; sampled every 2 s and at both ends of the window, reading
-smaps costing more) is reported alongside. The sampler costs a few % of one core (sampler_cpu_seconds).
+CPU seconds and peak RSS: of this process and ALL its descendants over the run's window — the Spark JVM that
+pyspark launches and its Python workers, or Ray's processes (GCS server, raylet, workers, actors) — measured by
+ProcessTreeMeter (process_tree.py, which says how): the larger of the rusage and the sampled CPU, less the sampler's
+own. For Ray the sampled figure is the larger by far: Ray Data's actors exit at the end of every run and their CPU
+never shows in the rusage total. peak_pss_mb (proportional set size) is reported beside the peak RSS.
+
+Start-up inside each timed run, as each peer's documentation has it: Ray Data starts a new actor pool for every
+execution of a dataset, so each of Ray's timed runs includes its actors' start and their ONNX Runtime sessions;
+Spark reuses its Python workers, and predict_batch_udf caches the session its make_predict_fn returns, so Spark's
+sessions are made during the warm-up run.
 
 Environment: bin/peer-env's venv (pyspark 3.5.5, onnxruntime, ray[data], psutil); Java 17 for the Spark JVM
 (`java` on PATH or JAVA_HOME).
@@ -129,9 +121,6 @@ def model_signature(path):
             raise SystemExit(f"infer_peers: {path}: expected outputs probability [N] and prediction [N] (has "
                              f"{outputs}); convert a binary bundle with bundle_to_onnx.py")
     return inputs[0].name, inputs[0].shape[1]
-
-
-# --- measuring the process tree ---------------------------------------------------------------------------------
 
 
 # --- the sides --------------------------------------------------------------------------------------------------
@@ -221,7 +210,7 @@ class OnnxBatchScorer:
 class RayDataSide:
     doc = RAY_DATA_DOC
 
-    def __init__(self, args, onnx_path, input_name, num_features):
+    def __init__(self, args, onnx_path, input_name, num_features):  # the sides take the same arguments
         import ray
 
         self.ray = ray

@@ -74,7 +74,7 @@ Timing
   is the workers' and torchrun's exit). The Spark session is started before the clock starts.
 * cpu_seconds: CPU (user + system) over the same window of this process and ALL its descendants: the Spark JVM,
   pyspark's torchrun wrapper, torchrun and its workers. See ProcessTreeMeter for how exited processes are counted.
-* peak_rss_mb: the largest sum of RSS over the live process tree, sampled every 0.1 s during the window. RSS counts
+* peak_rss_mb: the largest sum of RSS over the live process tree, sampled during the window (ProcessTreeMeter). RSS counts
   the shared pages of libraries (torch's are large) once per process; peak_pss_mb sums proportional set sizes
   instead, each shared page split among the processes mapping it. Per-process peaks are logged to stderr.
 * startup: seconds from `run()` to: the training function starting in rank 0 (`function_entered`: pickling, the
@@ -153,18 +153,19 @@ def train_fn(cfg):
 
     def read_share(path):
         """This rank's contiguous share of the rows: (features float64 [n, F], labels float32 [n, 1], total rows)."""
-        groups = []  # (file, row group, rows) in file order
+        groups = []  # (opened file, row group, rows) in file order; each file opened once
         for f in parquet_files(path):
-            meta = pq.ParquetFile(f).metadata
-            groups += [(f, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+            pf = pq.ParquetFile(f)
+            groups += [(pf, g, pf.metadata.row_group(g).num_rows) for g in range(pf.metadata.num_row_groups)]
         total = sum(n for _, _, n in groups)
         lo, hi = rank * total // world, (rank + 1) * total // world
-        tables, start, open_files = [], 0, {}
-        for f, g, n in groups:
+        tables, start = [], 0
+        for pf, g, n in groups:
+            if start >= hi:
+                break
             if max(lo, start) < min(hi, start + n):
                 # Stream the row group in batches, keeping only this rank's rows: a large row group (Spark writes
                 # up to 128 MB compressed each, and a9a's 0/1 features compress ~100x) is never held whole.
-                pf = open_files.setdefault(f, pq.ParquetFile(f))
                 pos = start
                 for batch in pf.iter_batches(batch_size=65536, row_groups=[g], columns=["label", "features"]):
                     a, b = max(lo, pos), min(hi, pos + batch.num_rows)
@@ -186,7 +187,12 @@ def train_fn(cfg):
                 raise ValueError(f"{path}: feature arrays of different lengths ({lmin}..{lmax})")
             width = lmin
             feats.append(col.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, width))
-            labels.append(t.column("label").to_numpy().astype(np.float32))
+            label = t.column("label")
+            lo_label, hi_label = pc.min(label).as_py(), pc.max(label).as_py()
+            if lo_label is None or lo_label < 0 or hi_label > 1:
+                raise ValueError(f"{path}: labels must be 0 or 1 for the binary cross-entropy (got "
+                                 f"{lo_label}..{hi_label}; map -1/+1 labels with label > 0)")
+            labels.append(label.to_numpy().astype(np.float32))
         if not feats:
             raise ValueError(f"{path}: rank {rank} of {world} got no rows ({total} in all)")
         x = np.concatenate(feats)
@@ -322,6 +328,10 @@ def main(argv=None):
            "seed": args.seed, "out": os.path.abspath(args.out)}
     meter = ProcessTreeMeter()
     meter.start()
+    # The outcome is judged by the saved model: one left in --out by an earlier run must not pass for it.
+    for stale in ("model.pt", "standardisation.pt"):
+        if os.path.exists(os.path.join(cfg["out"], stale)):
+            os.remove(os.path.join(cfg["out"], stale))
     t0 = time.time()
     cfg["t0"] = t0
     try:
@@ -333,7 +343,8 @@ def main(argv=None):
         usage = meter.stop()
     if not os.path.exists(os.path.join(cfg["out"], "model.pt")) or "model_path" not in result:
         # pyspark's torchrun wrapper exits 0 whatever torchrun's exit code: check the outcome, not the exit.
-        raise RuntimeError(f"training finished without a saved model in {cfg['out']}")
+        raise RuntimeError(f"training finished without a saved model in {cfg['out']} (expected model.pt and rank 0's "
+                           "result; torchrun's and the workers' output is above, on stderr)")
     log(f"run() returned after {wall:.2f}s; cpu {usage['cpu_seconds']:.2f}s "
         f"(sampled cross-check {usage['cpu_seconds_sampled']:.2f}s over {usage['processes_seen']} processes)")
     for mb, cmd in usage["peak_rss_by_process"]:

@@ -125,8 +125,6 @@ public final class MapPartitionsBaseline {
     }
 
     private void fill() {
-      double[] mean = model.mean();
-      double[] std = model.std();
       int n = 0;
       while (n < InferenceBench.BATCH && rows.hasNext()) {
         In r = rows.next();
@@ -135,7 +133,7 @@ public final class MapPartitionsBaseline {
         double[] x = r.getFeatures();
         int base = n * nf * 4;
         for (int j = 0; j < nf; j++) {
-          buffer.putFloat(base + j * 4, (float) (mean == null ? x[j] : (x[j] - mean[j]) / std[j]));
+          buffer.putFloat(base + j * 4, model.standardised(j, x[j]));
         }
         n++;
       }

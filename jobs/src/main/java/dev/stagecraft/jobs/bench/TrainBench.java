@@ -111,7 +111,7 @@ final class TrainBench {
    * scaling — the same global batch split N ways — mostly measures how badly a small batch uses a core.)
    */
   static void scaling(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
-    requireOneIntraOpThread(spark);
+    requireOneIntraOpThread(spark, "train-scaling");
     Path dir = Bench.scratch("stagecraft-bench");
     int times = (int) Math.max(1, Math.round(4 * scale));
     String input = a9a(spark, dir, times);
@@ -132,11 +132,11 @@ final class TrainBench {
    * The train step gives each task as many PyTorch intra-op threads as it has CPUs ({@code spark.task.cpus}, from a
    * step's policy); this bench's steps name no policy, so the application's setting decides, and it must be 1.
    */
-  private static void requireOneIntraOpThread(SparkSession spark) {
+  static void requireOneIntraOpThread(SparkSession spark, String bench) {
     int cpus = spark.sparkContext().getConf().getInt("spark.task.cpus", 1);
     if (cpus != 1) {
-      throw StagecraftException.user("bench train-scaling gives each worker 1 intra-op thread, which the train step "
-          + "takes from spark.task.cpus, but spark.task.cpus is %d here (leave it unset)", cpus);
+      throw StagecraftException.user("bench %s gives each worker 1 intra-op thread, which the train step takes from "
+          + "spark.task.cpus, but spark.task.cpus is %d here (leave it unset)", bench, cpus);
     }
   }
 

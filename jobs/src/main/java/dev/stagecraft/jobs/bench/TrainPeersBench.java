@@ -44,6 +44,7 @@ final class TrainPeersBench {
   private TrainPeersBench() {}
 
   static void run(SparkSession spark, int workers, double scale, Consumer<ObjectNode> out) throws Exception {
+    TrainBench.requireOneIntraOpThread(spark, "train-peers"); // as params says, and as the peer's workers have
     PeerEnv peers = PeerEnv.get();
     Submitted submit = Submitted.find("train-peers");
     Path dir = Bench.scratch("stagecraft-train-peers");
