@@ -184,9 +184,15 @@ public final class StandaloneCluster implements AutoCloseable {
     cmd.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().put("SPARK_HOME", home.toString());
-    pb.environment().put("SPARK_SCALA_VERSION", "2.12");
+    // "2.12" or "2.13": the Scala this JVM's Spark was built with.
+    pb.environment().put("SPARK_SCALA_VERSION", scalaBinaryVersion());
     pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
     return pb.start();
+  }
+
+  /** "2.12" or "2.13": the Scala that this JVM's Spark was built with. */
+  static String scalaBinaryVersion() {
+    return scala.util.Properties.versionNumberString().replaceAll("^(\\d+\\.\\d+).*", "$1");
   }
 
   /** The test JVM's class path: what the cluster's executors need besides Spark's jars. */

@@ -13,6 +13,7 @@ import dev.stagecraft.inference.bundle.ModelBundle;
 import dev.stagecraft.inference.bundle.NetworkShape;
 import dev.stagecraft.inference.rapids.GpuPlans;
 import dev.stagecraft.inference.score.OnnxScorer;
+import dev.stagecraft.spark.SparkShim;
 import dev.stagecraft.spi.FieldSpec;
 import dev.stagecraft.spi.SizingTraits;
 import dev.stagecraft.spi.StagecraftException;
@@ -254,7 +255,7 @@ public final class InferStep implements StepKind {
     // The step's resource profile (e.g. GPU executors, fractional task GPUs) applies to the scoring stage.
     JavaRDD<InternalRow> rows = ctx.withStepResources(prepared.queryExecution().toRdd().toJavaRDD().mapPartitions(task));
     // Rows stay in Spark's internal form both ways: no conversion to and from external Rows per row.
-    return spark.internalCreateDataFrame(rows.rdd(), plan.head().schema(idSchema), false);
+    return SparkShim.internalCreateDataFrame(spark, rows.rdd(), plan.head().schema(idSchema));
   }
 
   /**

@@ -144,10 +144,10 @@ public final class AirflowCommands implements Runnable {
       } catch (Exception e) {
         // fall through to the checkout's jar
       }
-      String version = Optional.ofNullable(AirflowCommands.class.getPackage().getImplementationVersion())
-          .orElse("0.1.0-SNAPSHOT");
-      return Path.of(Settings.home(), "jobs", "target", "stagecraft-jobs-" + version + "-shaded.jar").toAbsolutePath()
-          .normalize().toString();
+      String version = VersionProvider.build("version");
+      String scala = VersionProvider.build("scala");
+      return Path.of(Settings.home(), "jobs", "target", "scala-" + scala,
+          "stagecraft-jobs_" + scala + "-" + version + "-shaded.jar").toAbsolutePath().normalize().toString();
     }
   }
 

@@ -99,7 +99,9 @@ class CliIT {
     assertThat(runHelp.out()).contains("--run-id=ID").contains("--resume").contains("--set=KEY=VALUE");
     Result version = java(false, dir, "--version");
     assertThat(version.code()).isZero();
-    assertThat(version.out()).startsWith("stagecraft 0.1.0-SNAPSHOT (built for Spark 3.5.5, Scala 2.12)");
+    assertThat(version.out()).startsWith("stagecraft 0.1.0-SNAPSHOT (built for Spark "
+        + System.getProperty("stagecraft.spark.version") + ", Scala " + System.getProperty("stagecraft.scala.binary.version")
+        + ")");
     Result wrong = java(false, dir, "rnu");
     assertThat(wrong.code()).isEqualTo(2);
     assertThat(wrong.err()).contains("Unmatched argument at index 0: 'rnu'");

@@ -10,6 +10,7 @@ import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
+import dev.stagecraft.spark.SparkShim;
 import dev.stagecraft.testing.StandaloneCluster;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,7 +28,6 @@ import org.apache.spark.scheduler.AccumulableInfo;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.scheduler.SparkListenerTaskStart;
-import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -263,15 +263,19 @@ class InferClusterIT {
       @Override
       public scala.runtime.BoxedUnit apply(SparkSessionExtensions extensions) {
         UserDefinedFunction f = functions.udf(new FailFirstAttempt(), DataTypes.LongType);
-        scala.Function1<scala.collection.Seq<Expression>, Expression> builder =
-            new scala.runtime.AbstractFunction1<>() {
-              @Override
-              public Expression apply(scala.collection.Seq<Expression> args) {
-                return f.apply(new Column(args.head())).expr();
-              }
-            };
-        extensions.injectFunction(new scala.Tuple3<>(FunctionIdentifier.apply("fail_first_attempt"),
-            new ExpressionInfo(FailFirstAttempt.class.getName(), "fail_first_attempt"), builder));
+        // The builder takes a Scala Seq: scala.collection.Seq on 2.12, scala.collection.immutable.Seq on 2.13. Typed
+        // by what both share (every immutable.Seq is a collection.Seq), one source compiles on both Spark lines.
+        scala.Function1<Object, Expression> builder = new scala.runtime.AbstractFunction1<>() {
+          @Override
+          public Expression apply(Object args) {
+            Expression arg = (Expression) ((scala.collection.Seq<?>) args).head();
+            return SparkShim.expression(f.apply(SparkShim.column(arg)));
+          }
+        };
+        @SuppressWarnings({"unchecked", "rawtypes"})
+        scala.Tuple3 function = new scala.Tuple3(FunctionIdentifier.apply("fail_first_attempt"),
+            new ExpressionInfo(FailFirstAttempt.class.getName(), "fail_first_attempt"), builder);
+        extensions.injectFunction(function);
         return scala.runtime.BoxedUnit.UNIT;
       }
     }

@@ -25,14 +25,17 @@ public final class PythonEnvs {
     return c != null ? Path.of(c) : Path.of(System.getProperty("user.home"), ".cache", "stagecraft");
   }
 
-  /** The pyspark 3.5.5 distribution's folder (with {@code bin/spark-submit} and {@code jars/}), if installed. */
+  /**
+   * The folder of the Spark distribution bin/spark-dist installs for this build's Spark (pip's pyspark of the same
+   * version; with {@code bin/spark-submit} and {@code jars/}), if installed.
+   */
   public static Optional<Path> sparkHome() {
     String env = System.getenv("STAGECRAFT_SPARK_HOME");
     Optional<Path> home = Optional.empty();
     if (env != null && !env.isBlank()) {
       home = Optional.of(Path.of(env));
     } else {
-      Path marker = cache().resolve("spark-dist-3.5.5");
+      Path marker = cache().resolve("spark-dist-" + System.getProperty("stagecraft.spark.version", "3.5.5"));
       if (Files.exists(marker.resolve(".complete"))) {
         try {
           home = Optional.of(Path.of(Files.readString(marker.resolve("spark-home")).trim()));
