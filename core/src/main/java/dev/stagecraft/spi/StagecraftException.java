@@ -4,6 +4,9 @@ import static java.util.Objects.requireNonNull;
 
 /** An error Stagecraft reports to its user: a one-line message that says what was wrong and what was expected. */
 public class StagecraftException extends RuntimeException {
+  /** Spark 4's SQLSTATE suffix on an error message's first line (see {@link #firstLine}). */
+  private static final java.util.regex.Pattern SQLSTATE = java.util.regex.Pattern.compile("\\s+SQLSTATE: [0-9A-Z]{5}\\.?$");
+
   private static final long serialVersionUID = 1L;
 
   private final ErrorCategory category;
@@ -45,13 +48,18 @@ public class StagecraftException extends RuntimeException {
     return java.util.Optional.empty();
   }
 
-  /** The first non-empty line of a (Spark, parser) message: the rest is usually a plan or a stack. */
+  /**
+   * The first non-empty line of a (Spark, parser) message: the rest is usually a plan or a stack. Spark 4 ends its
+   * error messages with the SQL standard's state code ("… SQLSTATE: 42K03"), meant for JDBC clients; our one-line
+   * errors name the step and field instead, so it is left out, and both Spark lines give the same line.
+   */
   public static String firstLine(String message) {
     if (message == null) {
       return "";
     }
     String t = message.strip();
     int nl = t.indexOf('\n');
-    return nl < 0 ? t : t.substring(0, nl);
+    String line = nl < 0 ? t : t.substring(0, nl);
+    return SQLSTATE.matcher(line).replaceFirst("");
   }
 }

@@ -122,6 +122,22 @@ public final class StandaloneCluster implements AutoCloseable {
     return b;
   }
 
+  /**
+   * Waits until {@code n} executors have registered with the session's driver. A job that starts earlier runs all its
+   * tasks on the executors already there (seen on Spark 4.2, whose executors register later than 3.5's).
+   */
+  public static void awaitExecutors(SparkSession spark, int n, Duration timeout) throws InterruptedException {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    // getExecutorInfos() includes the driver.
+    while (spark.sparkContext().statusTracker().getExecutorInfos().length - 1 < n) {
+      if (System.nanoTime() > deadline) {
+        throw new IllegalStateException(n + " executors did not register within " + timeout + " (registered: "
+            + (spark.sparkContext().statusTracker().getExecutorInfos().length - 1) + ")");
+      }
+      Thread.sleep(100);
+    }
+  }
+
   /** The pids of running executor JVMs (CoarseGrainedExecutorBackend) launched by this cluster's workers. */
   public List<ProcessHandle> executors() {
     List<ProcessHandle> out = new ArrayList<>();

@@ -3,6 +3,7 @@ package dev.stagecraft.testing;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.TreeSet;
 import org.apache.spark.TaskContext;
@@ -21,6 +22,7 @@ class StandaloneClusterIT {
     try (StandaloneCluster cluster = StandaloneCluster.start(dir, 2, 1, 1)) {
       SparkSession spark = cluster.session("fixture-test", 1, true).getOrCreate();
       try {
+        StandaloneCluster.awaitExecutors(spark, 2, Duration.ofSeconds(60));
         JavaRDD<Integer> rdd = new JavaSparkContext(spark.sparkContext()).parallelize(List.of(1, 2), 2);
         List<String> gpus = rdd.map(x -> TaskContext.get().resources().get("gpu").get().addresses()[0]).collect();
         assertThat(new TreeSet<>(gpus)).containsExactly("0", "1");

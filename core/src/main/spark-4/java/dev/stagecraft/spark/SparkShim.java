@@ -7,6 +7,7 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.catalyst.expressions.Expression;
+import org.apache.spark.sql.classic.ColumnConversions$;
 import org.apache.spark.sql.classic.ExpressionUtils;
 import org.apache.spark.sql.types.StructType;
 
@@ -42,8 +43,12 @@ public final class SparkShim {
     return ExpressionUtils.column(expression);
   }
 
-  /** The Catalyst expression behind a {@link Column} of the classic (non-Connect) API. */
+  /**
+   * The Catalyst expression behind a {@link Column} of the classic (non-Connect) API, converted as the classic
+   * Dataset API converts it. ({@link ExpressionUtils#expression} only wraps the column's node in an expression that
+   * Spark cannot evaluate outside the Dataset API: a function built from it fails at code generation.)
+   */
   public static Expression expression(Column column) {
-    return ExpressionUtils.expression(column);
+    return ColumnConversions$.MODULE$.expression(column);
   }
 }

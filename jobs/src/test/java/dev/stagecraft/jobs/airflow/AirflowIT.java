@@ -256,7 +256,7 @@ class AirflowIT {
       // The failing run: the task failed with the step's one-line reason; the CLI exited non-zero.
       assertThat(failing.waitFor(8, TimeUnit.MINUTES)).as("trigger --wait ended").isTrue();
       String out = Files.readString(cliDir.resolve("out.txt"));
-      String err = Files.readString(cliDir.resolve("err.txt"));
+      String err = Proc.withoutJvmNotices(Files.readString(cliDir.resolve("err.txt")));
       assertThat(failing.exitValue()).as(out + err).isEqualTo(1);
       assertThat(out).startsWith("Triggered run e2e-bad of DAG stagecraft_broken")
           .contains("dag stagecraft_broken run e2e-bad: failed");

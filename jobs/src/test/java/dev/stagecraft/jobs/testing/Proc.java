@@ -34,7 +34,15 @@ public final class Proc {
       throw new AssertionError("Timed out after " + timeout + ": " + cmd + "\nstdout:\n" + Files.readString(out)
           + "\nstderr:\n" + Files.readString(err));
     }
-    return new Result(p.exitValue(), Files.readString(out), Files.readString(err));
+    return new Result(p.exitValue(), Files.readString(out), withoutJvmNotices(Files.readString(err)));
+  }
+
+  /**
+   * A process's stderr without the JVM's own start-up notice about the incubator module that Spark 4.2's launcher
+   * adds to every Spark JVM (and Stagecraft's scripts with it, on that line): it is not the program's output.
+   */
+  public static String withoutJvmNotices(String err) {
+    return err.replaceAll("(?m)^WARNING: Using incubator modules: jdk\\.incubator\\.vector\\R", "");
   }
 
   /** Stops a process and every process it started (SIGTERM, then SIGKILL after 10 s). */
