@@ -124,7 +124,7 @@ public final class AtomicFiles {
       } finally {
         deleteQuietly(fs, tmp);
       }
-    } else if (S3ConditionalPut.isS3a(fs)) {
+    } else if (isS3a(fs)) {
       return S3ConditionalPut.create(fs, target, data);
     } else {
       throw new ExclusiveCreateUnsupported(notExclusive(scheme));
@@ -141,7 +141,7 @@ public final class AtomicFiles {
     if (scheme.equals("file") || RENAME_ATOMIC_SCHEMES.contains(scheme)) {
       return Optional.empty();
     }
-    if (!S3ConditionalPut.isS3a(fs)) {
+    if (!isS3a(fs)) {
       return Optional.of(notExclusive(scheme));
     }
     URI key = fs.getUri();
@@ -251,6 +251,15 @@ public final class AtomicFiles {
 
   private static String tempName(String name) {
     return "." + name + "." + UUID.randomUUID() + ".tmp";
+  }
+
+  /**
+   * S3A, by class name: {@link S3ConditionalPut} refers to hadoop-aws and its AWS SDK, which are not on every
+   * classpath, and a class whose code catches an SDK exception cannot even be loaded without the SDK. So it is loaded
+   * only once this says the store is S3A.
+   */
+  static boolean isS3a(FileSystem fs) {
+    return fs.getClass().getName().equals("org.apache.hadoop.fs.s3a.S3AFileSystem");
   }
 
   static String scheme(FileSystem fs) {
