@@ -185,18 +185,19 @@ public final class AtomicFiles {
       } catch (FileNotFoundException | NoSuchFileException e) {
         return Optional.empty();
       } catch (IOException e) {
-        if (!replacedWhileReading(e) || attempt >= CHANGED_READ_ATTEMPTS) {
+        if (!replacedWhileReading(fs, e) || attempt >= CHANGED_READ_ATTEMPTS) {
           throw e;
         }
       }
     }
   }
 
-  /** The store reports that the file changed under an open stream. Both signals were seen in AtomicFilesTest. */
-  private static boolean replacedWhileReading(IOException e) {
+  /** The store reports that the file changed under an open stream. Each signal was seen in AtomicFilesTest. */
+  private static boolean replacedWhileReading(FileSystem fs, IOException e) {
     // S3A opens with a HEAD and reads with a GET that must match the HEAD's ETag. By class name: hadoop-aws is not on
-    // every classpath that loads this class.
-    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+    // every classpath that loads this class. Hadoop 3.5's default S3A stream says it differently (S3ReadRace).
+    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")
+        || isS3a(fs) && S3ReadRace.objectReplaced(e)) {
       return true;
     }
     // HDFS: after a rename over the file its old blocks go; the reader asks the NameNode for the name's blocks again
@@ -254,9 +255,9 @@ public final class AtomicFiles {
   }
 
   /**
-   * S3A, by class name: {@link S3ConditionalPut} refers to hadoop-aws and its AWS SDK, which are not on every
-   * classpath, and a class whose code catches an SDK exception cannot even be loaded without the SDK. So it is loaded
-   * only once this says the store is S3A.
+   * S3A, by class name: {@link S3ConditionalPut} and {@link S3ReadRace} refer to hadoop-aws and its AWS SDK, which are
+   * not on every classpath, and a class whose code catches an SDK exception cannot even be loaded without the SDK. So
+   * they are loaded only once this says the store is S3A.
    */
   static boolean isS3a(FileSystem fs) {
     return fs.getClass().getName().equals("org.apache.hadoop.fs.s3a.S3AFileSystem");
