@@ -4,6 +4,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InterruptedIOException;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -18,6 +19,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
@@ -49,7 +51,9 @@ import org.apache.hadoop.fs.Path;
  */
 public final class AtomicFiles {
   private static final Set<String> RENAME_ATOMIC_SCHEMES = Set.of("hdfs", "viewfs");
-  private static final int CHANGED_READ_ATTEMPTS = 5;
+  private static final int CHANGED_READ_ATTEMPTS = 8;
+  /** The longest pause before reading a replaced file again (see {@link #read}). */
+  private static final long CHANGED_READ_MAX_PAUSE_MS = 320;
   /** Why a store cannot create exclusively (empty: it can), by file system URI; S3 is asked once per bucket. */
   private static final Map<URI, Optional<String>> EXCLUSIVE = new ConcurrentHashMap<>();
 
@@ -174,7 +178,11 @@ public final class AtomicFiles {
    * The whole content of {@code path}, or empty if it does not exist.
    *
    * <p>A file replaced while it is being read makes some stores fail the read rather than mix two versions (see
-   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most).
+   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most), after a
+   * pause that doubles each time (20 ms to {@value #CHANGED_READ_MAX_PAUSE_MS} ms, jittered; about 1.3 s in all at
+   * most): a reader whose open and read are further apart than the writer's replacements would otherwise lose every
+   * attempt to a burst of them. Hadoop 3.5's default S3A stream reads on another thread after its HEAD, and in
+   * AtomicFilesTest lost five attempts in a row within 0.3 s without the pause.
    */
   public static Optional<byte[]> read(FileSystem fs, Path path) throws IOException {
     for (int attempt = 1; ; attempt++) {
@@ -188,7 +196,20 @@ public final class AtomicFiles {
         if (!replacedWhileReading(fs, e) || attempt >= CHANGED_READ_ATTEMPTS) {
           throw e;
         }
+        pauseBeforeRereading(attempt, e);
       }
+    }
+  }
+
+  private static void pauseBeforeRereading(int attempt, IOException cause) throws InterruptedIOException {
+    long pause = Math.min(CHANGED_READ_MAX_PAUSE_MS, 10L << attempt);
+    try {
+      Thread.sleep(ThreadLocalRandom.current().nextLong(pause / 2, pause + 1));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      InterruptedIOException stop = new InterruptedIOException("interrupted while reading a replaced file again");
+      stop.initCause(cause);
+      throw stop;
     }
   }
 
