@@ -23,7 +23,8 @@ import software.amazon.awssdk.services.s3.model.PutObjectRequest;
 /**
  * Exclusive create on S3 for the Spark 4 line (Hadoop 3.5 S3A, AWS SDK v2): one PUT with {@code If-None-Match: *},
  * which the store evaluates atomically (AWS S3 since August 2024; other S3 servers vary, see
- * {@link AtomicFiles#exclusiveCreateUnsupported}). Loaded only for {@code s3a:} file systems: hadoop-aws is optional.
+ * {@link AtomicFiles#exclusiveCreateUnsupported}). Loaded only for {@code s3a:} file systems ({@link AtomicFiles#isS3a}):
+ * hadoop-aws is optional.
  *
  * <p>Why not S3A's own conditional create ({@code createFile(path)} with {@code fs.option.create.conditional.overwrite},
  * which skips the HEAD and LIST probes and sends the same PUT): S3A sends that PUT through its retry loop
