@@ -4,6 +4,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InterruptedIOException;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -18,6 +19,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileContext;
 import org.apache.hadoop.fs.FileSystem;
@@ -49,7 +51,9 @@ import org.apache.hadoop.fs.Path;
  */
 public final class AtomicFiles {
   private static final Set<String> RENAME_ATOMIC_SCHEMES = Set.of("hdfs", "viewfs");
-  private static final int CHANGED_READ_ATTEMPTS = 5;
+  private static final int CHANGED_READ_ATTEMPTS = 8;
+  /** The longest pause before reading a replaced file again (see {@link #read}). */
+  private static final long CHANGED_READ_MAX_PAUSE_MS = 320;
   /** Why a store cannot create exclusively (empty: it can), by file system URI; S3 is asked once per bucket. */
   private static final Map<URI, Optional<String>> EXCLUSIVE = new ConcurrentHashMap<>();
 
@@ -124,7 +128,7 @@ public final class AtomicFiles {
       } finally {
         deleteQuietly(fs, tmp);
       }
-    } else if (S3ConditionalPut.isS3a(fs)) {
+    } else if (isS3a(fs)) {
       return S3ConditionalPut.create(fs, target, data);
     } else {
       throw new ExclusiveCreateUnsupported(notExclusive(scheme));
@@ -141,7 +145,7 @@ public final class AtomicFiles {
     if (scheme.equals("file") || RENAME_ATOMIC_SCHEMES.contains(scheme)) {
       return Optional.empty();
     }
-    if (!S3ConditionalPut.isS3a(fs)) {
+    if (!isS3a(fs)) {
       return Optional.of(notExclusive(scheme));
     }
     URI key = fs.getUri();
@@ -174,7 +178,11 @@ public final class AtomicFiles {
    * The whole content of {@code path}, or empty if it does not exist.
    *
    * <p>A file replaced while it is being read makes some stores fail the read rather than mix two versions (see
-   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most).
+   * {@link #replacedWhileReading}). The new file is whole, so the read starts again (a few times at most), after a
+   * pause that doubles each time (20 ms to {@value #CHANGED_READ_MAX_PAUSE_MS} ms, jittered; about 1.3 s in all at
+   * most): a reader whose open and read are further apart than the writer's replacements would otherwise lose every
+   * attempt to a burst of them. Hadoop 3.5's default S3A stream reads on another thread after its HEAD, and in
+   * AtomicFilesTest lost five attempts in a row within 0.3 s without the pause.
    */
   public static Optional<byte[]> read(FileSystem fs, Path path) throws IOException {
     for (int attempt = 1; ; attempt++) {
@@ -185,18 +193,32 @@ public final class AtomicFiles {
       } catch (FileNotFoundException | NoSuchFileException e) {
         return Optional.empty();
       } catch (IOException e) {
-        if (!replacedWhileReading(e) || attempt >= CHANGED_READ_ATTEMPTS) {
+        if (!replacedWhileReading(fs, e) || attempt >= CHANGED_READ_ATTEMPTS) {
           throw e;
         }
+        pauseBeforeRereading(attempt, e);
       }
     }
   }
 
-  /** The store reports that the file changed under an open stream. Both signals were seen in AtomicFilesTest. */
-  private static boolean replacedWhileReading(IOException e) {
+  private static void pauseBeforeRereading(int attempt, IOException cause) throws InterruptedIOException {
+    long pause = Math.min(CHANGED_READ_MAX_PAUSE_MS, 10L << attempt);
+    try {
+      Thread.sleep(ThreadLocalRandom.current().nextLong(pause / 2, pause + 1));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      InterruptedIOException stop = new InterruptedIOException("interrupted while reading a replaced file again");
+      stop.initCause(cause);
+      throw stop;
+    }
+  }
+
+  /** The store reports that the file changed under an open stream. Each signal was seen in AtomicFilesTest. */
+  private static boolean replacedWhileReading(FileSystem fs, IOException e) {
     // S3A opens with a HEAD and reads with a GET that must match the HEAD's ETag. By class name: hadoop-aws is not on
-    // every classpath that loads this class.
-    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+    // every classpath that loads this class. Hadoop 3.5's default S3A stream says it differently (S3ReadRace).
+    if (e.getClass().getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")
+        || isS3a(fs) && S3ReadRace.objectReplaced(e)) {
       return true;
     }
     // HDFS: after a rename over the file its old blocks go; the reader asks the NameNode for the name's blocks again
@@ -251,6 +273,15 @@ public final class AtomicFiles {
 
   private static String tempName(String name) {
     return "." + name + "." + UUID.randomUUID() + ".tmp";
+  }
+
+  /**
+   * S3A, by class name: {@link S3ConditionalPut} and {@link S3ReadRace} refer to hadoop-aws and its AWS SDK, which are
+   * not on every classpath, and a class whose code catches an SDK exception cannot even be loaded without the SDK. So
+   * they are loaded only once this says the store is S3A.
+   */
+  static boolean isS3a(FileSystem fs) {
+    return fs.getClass().getName().equals("org.apache.hadoop.fs.s3a.S3AFileSystem");
   }
 
   static String scheme(FileSystem fs) {

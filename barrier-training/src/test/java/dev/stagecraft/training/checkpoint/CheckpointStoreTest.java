@@ -114,7 +114,10 @@ class CheckpointStoreTest {
     List<Throwable> failures = new ArrayList<>();
     List<String> lines;
     byte[] manifest;
-    try (LogCapture logs = LogCapture.everything(Level.DEBUG, "dev.stagecraft", "org.apache.hadoop", "com.amazonaws")) {
+    // Both AWS SDKs: v1 (com.amazonaws) under Hadoop 3.3's S3A on the Spark 3.5 line, v2 (software.amazon.awssdk, its
+    // shaded HTTP client's wire log included) under Hadoop 3.5's on the Spark 4 line.
+    try (LogCapture logs = LogCapture.everything(Level.DEBUG, "dev.stagecraft", "org.apache.hadoop", "com.amazonaws",
+        "software.amazon")) {
       // New clients (not the cached ones), so that their initialisation is logged too.
       try (FileSystem fs = FileSystem.newInstance(root.toUri(), s3.configuration())) {
         CheckpointStore checkpoints = new CheckpointStore(fs, root, 2);
@@ -150,7 +153,7 @@ class CheckpointStoreTest {
     // The capture saw the work at DEBUG, Stagecraft's warning and the clients' own logging included.
     assertThat(lines).anyMatch(l -> l.startsWith("WARN dev.stagecraft.") && l.contains("Skipped checkpoint step-2"));
     assertThat(lines).anyMatch(l -> l.startsWith("DEBUG org.apache.hadoop.fs.s3a."));
-    assertThat(lines).anyMatch(l -> l.startsWith("DEBUG com.amazonaws."));
+    assertThat(lines).anyMatch(l -> l.startsWith("DEBUG com.amazonaws.") || l.startsWith("DEBUG software.amazon."));
     assertThat(lines).noneMatch(l -> l.contains(secret) || l.contains(wrongSecret));
     assertThat(new String(manifest, StandardCharsets.UTF_8)).doesNotContain(secret);
   }

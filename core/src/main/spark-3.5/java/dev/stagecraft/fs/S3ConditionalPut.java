@@ -1,14 +1,21 @@
 package dev.stagecraft.fs;
 
+import com.amazonaws.event.DeliveryMode;
+import com.amazonaws.event.ProgressEvent;
+import com.amazonaws.event.ProgressEventType;
+import com.amazonaws.event.ProgressListener;
 import com.amazonaws.services.s3.AmazonS3;
 import com.amazonaws.services.s3.model.AmazonS3Exception;
 import com.amazonaws.services.s3.model.PutObjectRequest;
 import java.io.ByteArrayInputStream;
+import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.lang.reflect.Method;
 import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.s3a.S3AFileSystem;
@@ -21,8 +28,13 @@ import org.apache.hadoop.fs.s3a.WriteOperationHelper;
  * <p>S3A 3.3.4 cannot send it ({@code create(path, false)} is a HEAD, then a PUT: two creators racing within a
  * request's time both win), so the request is built by S3A's own request factory (its encryption, ACL and storage
  * class settings apply) and sent with its client (credentials, endpoint, connection pool), bypassing only S3A's
- * retry, which would turn the 412 into an error. Hadoop 3.4.2 and later create conditionally themselves ({@code fs.s3a.create.conditional.enabled}); a build
- * on that client may use it instead. Loaded only for {@code s3a:} file systems: hadoop-aws is optional.
+ * retry, which would turn the 412 into an error. (Hadoop 3.4.2 and later can send the conditional PUT themselves, but
+ * through that retry loop too; the Spark 4 line's twin of this class says why it does not use it.) Loaded only for
+ * {@code s3a:} file systems ({@link AtomicFiles#isS3a}): hadoop-aws is optional.
+ *
+ * <p>The SDK's own retries remain: a PUT answered with a 500, a throttle or a lost connection is sent again, and if the
+ * first one was stored the second gets 412. So a 412 after a retry is checked against the object's writer token (see
+ * {@link #createdByUs}) instead of being taken as a loss.
  */
 final class S3ConditionalPut {
   static final int PRECONDITION_FAILED = 412;
@@ -30,15 +42,14 @@ final class S3ConditionalPut {
   static final int CONDITIONAL_CONFLICT = 409;
 
   static final int NOT_IMPLEMENTED = 501;
+  /** User metadata ({@code x-amz-meta-stagecraft-writer}): a random token naming the call that wrote the object. */
+  static final String WRITER = "stagecraft-writer";
+
   private static final int CONFLICT_RETRIES = 8;
   /** S3A's package-private client accessor, or null (see {@link #client}). */
   private static final Method CLIENT = clientAccessor();
 
   private S3ConditionalPut() {}
-
-  static boolean isS3a(FileSystem fs) {
-    return fs.getClass().getName().equals("org.apache.hadoop.fs.s3a.S3AFileSystem");
-  }
 
   /**
    * PUTs {@code data} at {@code path} unless an object is there.
@@ -51,16 +62,20 @@ final class S3ConditionalPut {
     String key = s3a.pathToKey(fs.makeQualified(path));
     WriteOperationHelper writes = s3a.getWriteOperationHelper();
     AmazonS3 client = client(s3a);
+    String writer = UUID.randomUUID().toString();
     for (int attempt = 1; ; attempt++) {
-      PutObjectRequest put = writes.createPutObjectRequest(key, new ByteArrayInputStream(data), data.length, Map.of());
+      PutObjectRequest put =
+          writes.createPutObjectRequest(key, new ByteArrayInputStream(data), data.length, Map.of(WRITER, writer));
       put.putCustomRequestHeader("If-None-Match", "*");
+      SdkRetries retries = new SdkRetries();
+      put.setGeneralProgressListener(retries);
       try {
         client.putObject(put);
         return true;
       } catch (AmazonS3Exception e) {
         switch (e.getStatusCode()) {
           case PRECONDITION_FAILED:
-            return false;
+            return retries.count.get() > 0 && createdByUs(s3a, path, writer);
           case NOT_IMPLEMENTED:
             throw new AtomicFiles.ExclusiveCreateUnsupported("the S3 server answered 501 (" + e.getErrorCode() + ") to a PUT with If-None-Match");
           case CONDITIONAL_CONFLICT:
@@ -76,6 +91,38 @@ final class S3ConditionalPut {
       } catch (com.amazonaws.AmazonClientException e) {
         throw new IOException("Cannot create " + path + ": " + e.getMessage(), e);
       }
+    }
+  }
+
+  /**
+   * After a 412 that followed a retried attempt of the same PUT, the object may be this call's own: the earlier attempt
+   * stored it and only its answer was lost. The object's writer token says whose it is (read with S3A's HEAD).
+   */
+  private static boolean createdByUs(S3AFileSystem s3a, Path path, String writer) throws IOException {
+    try {
+      return writer.equals(s3a.getObjectMetadata(path).getUserMetaDataOf(WRITER));
+    } catch (FileNotFoundException e) {
+      return false; // created, by someone, and deleted since: it existed
+    }
+  }
+
+  /**
+   * Counts the SDK's retries of one request. Safe to call on the request's thread, so the SDK tells it before the
+   * request returns or throws (other listeners are told later, from a pool).
+   */
+  private static final class SdkRetries implements ProgressListener, DeliveryMode {
+    final AtomicInteger count = new AtomicInteger();
+
+    @Override
+    public void progressChanged(ProgressEvent event) {
+      if (event.getEventType() == ProgressEventType.CLIENT_REQUEST_RETRY_EVENT) {
+        count.incrementAndGet();
+      }
+    }
+
+    @Override
+    public boolean isSyncCallSafe() {
+      return true;
     }
   }
 
