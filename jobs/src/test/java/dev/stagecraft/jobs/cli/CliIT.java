@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.stagecraft.jobs.infer.TinyOnnx;
 import dev.stagecraft.jobs.testing.Ledgers;
+import dev.stagecraft.jobs.testing.Proc;
 import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,7 +30,8 @@ class CliIT {
     Started s = start(withSpark, cwd, args);
     // The JVM must exit by itself when the command ends (Spark leaves non-daemon threads behind).
     assertThat(s.process().waitFor(180, TimeUnit.SECONDS)).as("the CLI's JVM exited").isTrue();
-    return new Result(s.process().exitValue(), Files.readString(s.out()), Files.readString(s.err()));
+    return new Result(s.process().exitValue(), Files.readString(s.out()),
+        Proc.withoutJvmNotices(Files.readString(s.err())));
   }
 
   record Started(Process process, Path out, Path err) {}
