@@ -50,12 +50,22 @@ public record BundleManifest(
     files = files == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(files));
   }
 
-  /** Per-feature mean and standard deviation; a feature is fed to the model as (x - mean) / std. */
+  /**
+   * Per-feature mean and standard deviation; a feature is fed to the model as (x - mean) / std. Every std must be
+   * positive and finite: a zero std made SQL's division give null on Spark 3.5 and fail the task on Spark 4 (ANSI
+   * mode), so a bundle carrying one is refused when it is read, on both lines alike.
+   */
   public record Standardization(double[] mean, double[] std) {
     public Standardization {
       if (mean.length != std.length) {
         throw new IllegalArgumentException("Invalid standardisation: " + mean.length + " means and " + std.length
             + " standard deviations (expected one of each per feature)");
+      }
+      for (int j = 0; j < std.length; j++) {
+        if (!(std[j] > 0) || !Double.isFinite(std[j]) || !Double.isFinite(mean[j])) {
+          throw new IllegalArgumentException("Invalid standardisation of feature " + j + ": mean " + mean[j]
+              + ", standard deviation " + std[j] + " (expected a finite mean and a positive, finite deviation)");
+        }
       }
       mean = mean.clone();
       std = std.clone();

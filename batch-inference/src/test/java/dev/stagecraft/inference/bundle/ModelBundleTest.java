@@ -50,4 +50,19 @@ class ModelBundleTest {
         .hasMessage("Invalid model bundle " + dir + ": no manifest.json (expected a bundle written by a train step; "
             + "an interrupted write leaves none)");
   }
+
+  @Test
+  void aManifestWithAZeroStandardDeviationIsRefusedNamingTheFeature() throws Exception {
+    FileSystem fs = FileSystem.getLocal(new Configuration()).getRaw();
+    Path dir = new Path(tmp.toUri().toString(), "models/churn/r1-2");
+    ModelBundle.write(fs, dir, manifest(), Map.of("weights.bin", new byte[] {1}));
+    java.nio.file.Path manifest = java.nio.file.Path.of(dir.toUri()).resolve("manifest.json");
+    String json = Files.readString(manifest);
+    assertThat(json).contains("\"std\":[0.5,1.0]");
+    Files.writeString(manifest, json.replace("\"std\":[0.5,1.0]", "\"std\":[0.5,0.0]"));
+    assertThatThrownBy(() -> ModelBundle.open(fs, dir))
+        .hasMessageStartingWith("Invalid model bundle " + dir + ": cannot parse manifest.json: ")
+        .hasMessageContaining("Invalid standardisation of feature 1: mean 2.0, standard deviation 0.0 (expected a "
+            + "finite mean and a positive, finite deviation)");
+  }
 }
