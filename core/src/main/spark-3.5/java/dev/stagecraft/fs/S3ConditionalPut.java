@@ -10,11 +10,9 @@ import com.amazonaws.services.s3.model.PutObjectRequest;
 import java.io.ByteArrayInputStream;
 import java.io.FileNotFoundException;
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.lang.reflect.Method;
 import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -37,15 +35,6 @@ import org.apache.hadoop.fs.s3a.WriteOperationHelper;
  * {@link #createdByUs}) instead of being taken as a loss.
  */
 final class S3ConditionalPut {
-  static final int PRECONDITION_FAILED = 412;
-  /** Two conditional writes of one key overlapped; S3 asks the loser to retry. */
-  static final int CONDITIONAL_CONFLICT = 409;
-
-  static final int NOT_IMPLEMENTED = 501;
-  /** User metadata ({@code x-amz-meta-stagecraft-writer}): a random token naming the call that wrote the object. */
-  static final String WRITER = "stagecraft-writer";
-
-  private static final int CONFLICT_RETRIES = 8;
   /** S3A's package-private client accessor, or null (see {@link #client}). */
   private static final Method CLIENT = clientAccessor();
 
@@ -65,7 +54,7 @@ final class S3ConditionalPut {
     String writer = UUID.randomUUID().toString();
     for (int attempt = 1; ; attempt++) {
       PutObjectRequest put =
-          writes.createPutObjectRequest(key, new ByteArrayInputStream(data), data.length, Map.of(WRITER, writer));
+          writes.createPutObjectRequest(key, new ByteArrayInputStream(data), data.length, Map.of(ConditionalPutAnswer.WRITER, writer));
       put.putCustomRequestHeader("If-None-Match", "*");
       SdkRetries retries = new SdkRetries();
       put.setGeneralProgressListener(retries);
@@ -73,21 +62,10 @@ final class S3ConditionalPut {
         client.putObject(put);
         return true;
       } catch (AmazonS3Exception e) {
-        switch (e.getStatusCode()) {
-          case PRECONDITION_FAILED:
-            return retries.count.get() > 0 && createdByUs(s3a, path, writer);
-          case NOT_IMPLEMENTED:
-            throw new AtomicFiles.ExclusiveCreateUnsupported("the S3 server answered 501 (" + e.getErrorCode() + ") to a PUT with If-None-Match");
-          case CONDITIONAL_CONFLICT:
-            if (attempt < CONFLICT_RETRIES) {
-              pause(attempt);
-              continue;
-            }
-            throw new IOException("Cannot create " + path + ": conditional writes kept conflicting (409) after "
-                + attempt + " attempts", e);
-          default:
-            throw new IOException("Cannot create " + path + ": " + e.getStatusCode() + " " + e.getErrorCode(), e);
+        if (ConditionalPutAnswer.of(path, e.getStatusCode(), e.getErrorCode(), attempt, e) == ConditionalPutAnswer.RETRY) {
+          continue;
         }
+        return retries.count.get() > 0 && createdByUs(s3a, path, writer);
       } catch (com.amazonaws.AmazonClientException e) {
         throw new IOException("Cannot create " + path + ": " + e.getMessage(), e);
       }
@@ -100,7 +78,7 @@ final class S3ConditionalPut {
    */
   private static boolean createdByUs(S3AFileSystem s3a, Path path, String writer) throws IOException {
     try {
-      return writer.equals(s3a.getObjectMetadata(path).getUserMetaDataOf(WRITER));
+      return writer.equals(s3a.getObjectMetadata(path).getUserMetaDataOf(ConditionalPutAnswer.WRITER));
     } catch (FileNotFoundException e) {
       return false; // created, by someone, and deleted since: it existed
     }
@@ -148,15 +126,6 @@ final class S3ConditionalPut {
       return m;
     } catch (ReflectiveOperationException | RuntimeException e) {
       return null;
-    }
-  }
-
-  private static void pause(int attempt) throws InterruptedIOException {
-    try {
-      Thread.sleep(ThreadLocalRandom.current().nextLong(10, 20L << Math.min(attempt, 6)));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new InterruptedIOException("interrupted while retrying a conditional write");
     }
   }
 }

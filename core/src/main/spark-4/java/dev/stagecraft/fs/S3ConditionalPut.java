@@ -2,11 +2,9 @@ package dev.stagecraft.fs;
 
 import java.io.FileNotFoundException;
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.util.EnumSet;
 import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.ThreadLocalRandom;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.fs.s3a.S3AFileSystem;
@@ -50,17 +48,8 @@ import software.amazon.awssdk.services.s3.model.PutObjectRequest;
  * </ul>
  */
 final class S3ConditionalPut {
-  static final int PRECONDITION_FAILED = 412;
-  /** Two conditional writes of one key overlapped; S3 asks the loser to retry. */
-  static final int CONDITIONAL_CONFLICT = 409;
-
-  static final int NOT_IMPLEMENTED = 501;
   /** S3A's switch (Hadoop 3.4.2+, default true) saying the store takes conditional writes; honoured here too. */
   static final String CONDITIONAL_CREATE_ENABLED = "fs.s3a.create.conditional.enabled";
-  /** User metadata ({@code x-amz-meta-stagecraft-writer}): a random token naming the call that wrote the object. */
-  static final String WRITER = "stagecraft-writer";
-
-  private static final int CONFLICT_RETRIES = 8;
 
   private S3ConditionalPut() {}
 
@@ -83,7 +72,7 @@ final class S3ConditionalPut {
     RequestFactory requests = s3a.getRequestFactory();
     S3Client client = s3a.getS3AInternals().getAmazonS3Client("conditional create");
     PutObjectOptions options =
-        new PutObjectOptions(null, Map.of(WRITER, writer), EnumSet.noneOf(WriteObjectFlags.class), null);
+        new PutObjectOptions(null, Map.of(ConditionalPutAnswer.WRITER, writer), EnumSet.noneOf(WriteObjectFlags.class), null);
     // An audit span: without one the request runs in S3A's "unbonded" span, which fs.s3a.audit.reject.out.of.span.
     // operations=true refuses.
     try (AuditSpan span = s3a.createSpan("stagecraft_create_exclusive", key, null)) {
@@ -95,22 +84,10 @@ final class S3ConditionalPut {
           client.putObject(put, RequestBody.fromBytes(data));
           return true;
         } catch (AwsServiceException e) {
-          switch (e.statusCode()) {
-            case PRECONDITION_FAILED:
-              return sdkAttempts(e) > 1 && createdByUs(s3a, path, writer);
-            case NOT_IMPLEMENTED:
-              throw new AtomicFiles.ExclusiveCreateUnsupported(
-                  "the S3 server answered 501 (" + errorCode(e) + ") to a PUT with If-None-Match");
-            case CONDITIONAL_CONFLICT:
-              if (attempt < CONFLICT_RETRIES) {
-                pause(attempt);
-                continue;
-              }
-              throw new IOException("Cannot create " + path + ": conditional writes kept conflicting (409) after "
-                  + attempt + " attempts", e);
-            default:
-              throw new IOException("Cannot create " + path + ": " + e.statusCode() + " " + errorCode(e), e);
+          if (ConditionalPutAnswer.of(path, e.statusCode(), errorCode(e), attempt, e) == ConditionalPutAnswer.RETRY) {
+            continue;
           }
+          return sdkAttempts(e) > 1 && createdByUs(s3a, path, writer);
         } catch (SdkException e) {
           throw new IOException("Cannot create " + path + ": " + e.getMessage(), e);
         }
@@ -125,7 +102,7 @@ final class S3ConditionalPut {
    */
   private static boolean createdByUs(S3AFileSystem s3a, Path path, String writer) throws IOException {
     try {
-      return writer.equals(s3a.getObjectMetadata(path).metadata().get(WRITER));
+      return writer.equals(s3a.getObjectMetadata(path).metadata().get(ConditionalPutAnswer.WRITER));
     } catch (FileNotFoundException e) {
       return false; // created, by someone, and deleted since: it existed
     }
@@ -139,14 +116,5 @@ final class S3ConditionalPut {
 
   private static String errorCode(AwsServiceException e) {
     return e.awsErrorDetails() == null ? "no error code" : e.awsErrorDetails().errorCode();
-  }
-
-  private static void pause(int attempt) throws InterruptedIOException {
-    try {
-      Thread.sleep(ThreadLocalRandom.current().nextLong(10, 20L << Math.min(attempt, 6)));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new InterruptedIOException("interrupted while retrying a conditional write");
-    }
   }
 }
