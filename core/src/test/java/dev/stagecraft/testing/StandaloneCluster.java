@@ -11,7 +11,9 @@ import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -25,19 +27,29 @@ import org.apache.spark.sql.SparkSession;
  * <p>SPARK_HOME is a folder whose {@code jars/} links the jars Maven resolved for Spark (the module's
  * {@code target/spark-classpath.txt}); Workers need it and {@code SPARK_SCALA_VERSION} to build executor commands.
  * Executors get the test JVM's classpath (our classes, test classes, DJL…) through {@code extraClassPath}.
+ *
+ * <p>On loopback ({@link #start(Path, int, int, int)}) every JVM listens on 127.0.0.1. On a {@link HostNetwork}
+ * ({@link #start(Path, HostNetwork, HostNetwork.Host, List, int, int)}) the master and each worker run in a host of
+ * their own, and the driver is a JVM started in yet another host ({@link #driverCommand}), so that a fault on one
+ * host's link cuts exactly what it would cut on a real cluster.
  */
 public final class StandaloneCluster implements AutoCloseable {
-  private final Path home;
-  private final Process master;
-  private final List<Process> workers = new ArrayList<>();
-  private final int masterPort;
-  private final int masterWebPort;
+  private static final String LOOPBACK = "127.0.0.1";
+  private static final String REGISTERED = "Successfully registered with master";
 
-  private StandaloneCluster(Path home, Process master, int masterPort, int masterWebPort) {
+  private final Path home;
+  private final HostNetwork net;
+  private final String masterAddress;
+  private final List<Path> workerLogs = new ArrayList<>();
+  private final List<Process> workers = new ArrayList<>();
+  private Process master;
+  private int masterPort;
+  private int masterWebPort;
+
+  private StandaloneCluster(Path home, HostNetwork net, String masterAddress) {
     this.home = home;
-    this.master = master;
-    this.masterPort = masterPort;
-    this.masterWebPort = masterWebPort;
+    this.net = net;
+    this.masterAddress = masterAddress;
   }
 
   /**
@@ -45,6 +57,54 @@ public final class StandaloneCluster implements AutoCloseable {
    * {@code i*gpus … i*gpus+gpus-1} (so every GPU in the cluster has a distinct address).
    */
   public static StandaloneCluster start(Path dir, int workers, int cores, int gpus) throws Exception {
+    List<HostNetwork.Host> none = new ArrayList<>();
+    for (int i = 0; i < workers; i++) {
+      none.add(null);
+    }
+    return start(dir, null, null, none, cores, gpus);
+  }
+
+  /**
+   * Starts the master in host {@code master} and worker i in {@code workers.get(i)} of {@code net} (GPU addresses as
+   * in {@link #start(Path, int, int, int)}); with a null {@code net}, everything on loopback.
+   */
+  public static StandaloneCluster start(Path dir, HostNetwork net, HostNetwork.Host master,
+      List<HostNetwork.Host> workers, int cores, int gpus) throws Exception {
+    Path home = sparkHome(dir);
+    StandaloneCluster cluster = new StandaloneCluster(home, net, net == null ? LOOPBACK : master.address());
+    // On hosts, the namespace is the master's alone: Spark's usual ports are free there.
+    cluster.masterPort = net == null ? freePort() : 7077;
+    cluster.masterWebPort = net == null ? freePort() : 8080;
+    try {
+      cluster.master = cluster.launch(master, dir.resolve("master.log"), List.of(),
+          "org.apache.spark.deploy.master.Master", "--host", cluster.masterAddress, "--port",
+          String.valueOf(cluster.masterPort), "--webui-port", String.valueOf(cluster.masterWebPort));
+      for (int i = 0; i < workers.size(); i++) {
+        HostNetwork.Host host = workers.get(i);
+        List<String> props = new ArrayList<>();
+        if (gpus > 0) {
+          props.add("-Dspark.worker.resource.gpu.amount=" + gpus);
+          props.add("-Dspark.worker.resource.gpu.discoveryScript=" + gpuScript(dir, i, gpus));
+        }
+        Path workDir = dir.resolve("worker-" + i);
+        Files.createDirectories(workDir);
+        Path log = dir.resolve("worker-" + i + ".log");
+        cluster.workerLogs.add(log);
+        cluster.workers.add(cluster.launch(host, log, props, "org.apache.spark.deploy.worker.Worker", "--host",
+            host == null ? LOOPBACK : host.address(), "--cores", String.valueOf(cores), "--memory", "2g",
+            "--webui-port", String.valueOf(net == null ? freePort() : 8081), "--work-dir", workDir.toString(),
+            cluster.masterUrl()));
+      }
+      cluster.awaitWorkers(workers.size(), Duration.ofSeconds(90));
+      return cluster;
+    } catch (Exception e) {
+      cluster.close();
+      throw e;
+    }
+  }
+
+  /** A SPARK_HOME whose {@code jars/} links the jars Maven resolved for Spark. */
+  private static Path sparkHome(Path dir) throws IOException {
     Path home = dir.resolve("spark-home");
     Path jars = home.resolve("jars");
     Files.createDirectories(jars);
@@ -56,70 +116,85 @@ public final class StandaloneCluster implements AutoCloseable {
         Files.createSymbolicLink(link, src);
       }
     }
-    int port = freePort();
-    int web = freePort();
-    Process master = launch(home, dir.resolve("master.log"), List.of(),
-        "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", String.valueOf(port),
-        "--webui-port", String.valueOf(web));
-    StandaloneCluster cluster = new StandaloneCluster(home, master, port, web);
-    try {
-      for (int i = 0; i < workers; i++) {
-        List<String> props = new ArrayList<>();
-        if (gpus > 0) {
-          List<String> addresses = new ArrayList<>();
-          for (int g = 0; g < gpus; g++) {
-            addresses.add("\"" + (i * gpus + g) + "\"");
-          }
-          Path script = dir.resolve("gpus-" + i + ".sh");
-          Files.writeString(script, "#!/usr/bin/env bash\necho '{\"name\":\"gpu\",\"addresses\":["
-              + String.join(",", addresses) + "]}'\n");
-          Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
-          props.add("-Dspark.worker.resource.gpu.amount=" + gpus);
-          props.add("-Dspark.worker.resource.gpu.discoveryScript=" + script);
-        }
-        Path workDir = dir.resolve("worker-" + i);
-        Files.createDirectories(workDir);
-        cluster.workers.add(launch(home, dir.resolve("worker-" + i + ".log"), props,
-            "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", String.valueOf(cores),
-            "--memory", "2g", "--webui-port", String.valueOf(freePort()), "--work-dir", workDir.toString(),
-            cluster.masterUrl()));
-      }
-      cluster.awaitWorkers(workers, Duration.ofSeconds(90));
-      return cluster;
-    } catch (Exception e) {
-      cluster.close();
-      throw e;
+    return home;
+  }
+
+  /** A discovery script reporting worker {@code i}'s fake GPU addresses {@code i*gpus … i*gpus+gpus-1}. */
+  private static Path gpuScript(Path dir, int i, int gpus) throws IOException {
+    List<String> addresses = new ArrayList<>();
+    for (int g = 0; g < gpus; g++) {
+      addresses.add("\"" + (i * gpus + g) + "\"");
     }
+    Path script = dir.resolve("gpus-" + i + ".sh");
+    Files.writeString(script, "#!/usr/bin/env bash\necho '{\"name\":\"gpu\",\"addresses\":["
+        + String.join(",", addresses) + "]}'\n");
+    Files.setPosixFilePermissions(script, PosixFilePermissions.fromString("rwxr-xr-x"));
+    return script;
   }
 
   public String masterUrl() {
-    return "spark://127.0.0.1:" + masterPort;
+    return "spark://" + masterAddress + ":" + masterPort;
   }
 
   /**
-   * A session builder for this cluster: executors with {@code executorCores} cores and one GPU each (if the workers
-   * have GPUs), the test classpath, Java 17 flags, and quick barrier slot checks.
+   * A session builder for this cluster, whose driver is this JVM (loopback only): executors with
+   * {@code executorCores} cores and one GPU each (if the workers have GPUs), the test classpath, Java 17 flags, and
+   * quick barrier slot checks.
    */
   public SparkSession.Builder session(String app, int executorCores, boolean gpus) {
-    String flags = System.getProperty("stagecraft.jvm.flags", "").trim();
-    SparkSession.Builder b = SparkSession.builder()
-        .master(masterUrl())
-        .appName(app)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.executor.cores", String.valueOf(executorCores))
-        .config("spark.executor.memory", "1g")
-        .config("spark.executor.extraClassPath", testClassPath())
-        .config("spark.executor.extraJavaOptions", flags)
-        .config("spark.sql.shuffle.partitions", "2")
-        // SPARK-24819: a barrier stage waits for free slots; fail fast instead of 40 × 15 s.
-        .config("spark.scheduler.barrier.maxConcurrentTasksCheck.interval", "1s")
-        .config("spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures", "10");
-    if (gpus) {
-      b.config("spark.executor.resource.gpu.amount", "1").config("spark.task.resource.gpu.amount", "1");
+    if (net != null) {
+      throw new IllegalStateException("The driver of a cluster on hosts runs in a host of its own: driverCommand");
     }
+    SparkSession.Builder b = SparkSession.builder().master(masterUrl()).appName(app);
+    driverConf(LOOPBACK, executorCores, gpus).forEach(b::config);
     return b;
+  }
+
+  /** The Spark settings of a driver at {@code address} (see {@link #session}). */
+  public Map<String, String> driverConf(String address, int executorCores, boolean gpus) {
+    Map<String, String> conf = new LinkedHashMap<>();
+    conf.put("spark.master", masterUrl());
+    conf.put("spark.driver.host", address);
+    conf.put("spark.driver.bindAddress", address);
+    conf.put("spark.ui.enabled", "false");
+    conf.put("spark.executor.cores", String.valueOf(executorCores));
+    conf.put("spark.executor.memory", "1g");
+    conf.put("spark.executor.extraClassPath", testClassPath());
+    conf.put("spark.executor.extraJavaOptions", System.getProperty("stagecraft.jvm.flags", "").trim());
+    conf.put("spark.sql.shuffle.partitions", "2");
+    // SPARK-24819: a barrier stage waits for free slots; fail fast instead of 40 × 15 s.
+    conf.put("spark.scheduler.barrier.maxConcurrentTasksCheck.interval", "1s");
+    conf.put("spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures", "10");
+    if (gpus) {
+      conf.put("spark.executor.resource.gpu.amount", "1");
+      conf.put("spark.task.resource.gpu.amount", "1");
+    }
+    return conf;
+  }
+
+  /**
+   * The command of a driver JVM in {@code host} of this cluster's network: {@code mainClass args} with the Spark
+   * jars and the test classpath, {@link #driverConf} plus {@code conf} as system properties (SparkConf reads
+   * {@code spark.*} ones), the Java 17 flags the tests use.
+   */
+  public List<String> driverCommand(HostNetwork.Host host, Map<String, String> conf, String mainClass,
+      List<String> args) {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    cmd.add("-Xmx1g");
+    for (String flag : System.getProperty("stagecraft.jvm.flags", "").trim().split("\\s+")) {
+      if (!flag.isEmpty()) {
+        cmd.add(flag);
+      }
+    }
+    Map<String, String> all = new LinkedHashMap<>(driverConf(host.address(), 1, false));
+    all.putAll(conf);
+    all.forEach((k, v) -> cmd.add("-D" + k + "=" + v));
+    cmd.add("-cp");
+    cmd.add(home.resolve("conf") + ":" + home.resolve("jars") + "/*:" + testClassPath());
+    cmd.add(mainClass);
+    cmd.addAll(args);
+    return net.command(host, cmd);
   }
 
   /**
@@ -156,8 +231,15 @@ public final class StandaloneCluster implements AutoCloseable {
     }
   }
 
-  /** Polls the master's JSON status until {@code n} workers are ALIVE. */
+  /**
+   * Polls the master's JSON status until {@code n} workers are ALIVE; on hosts, whose addresses this JVM cannot reach,
+   * the workers' logs instead.
+   */
   private void awaitWorkers(int n, Duration timeout) throws Exception {
+    if (net != null) {
+      awaitRegisteredInLogs(timeout);
+      return;
+    }
     HttpClient http = HttpClient.newHttpClient();
     long deadline = System.nanoTime() + timeout.toNanos();
     Pattern alive = Pattern.compile("\"state\"\\s*:\\s*\"ALIVE\"");
@@ -186,7 +268,27 @@ public final class StandaloneCluster implements AutoCloseable {
     throw new IllegalStateException("Spark workers did not register within " + timeout + ": " + last);
   }
 
-  private static Process launch(Path home, Path log, List<String> props, String mainClass, String... args)
+  private void awaitRegisteredInLogs(Duration timeout) throws Exception {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (System.nanoTime() < deadline) {
+      if (!master.isAlive()) {
+        throw new IllegalStateException("Spark master exited: see " + home.getParent().resolve("master.log"));
+      }
+      long registered = 0;
+      for (Path log : workerLogs) {
+        if (Files.exists(log) && Files.readString(log).contains(REGISTERED)) {
+          registered++;
+        }
+      }
+      if (registered == workerLogs.size()) {
+        return;
+      }
+      Thread.sleep(250);
+    }
+    throw new IllegalStateException("Spark workers did not register within " + timeout + ": see " + workerLogs);
+  }
+
+  private Process launch(HostNetwork.Host host, Path log, List<String> props, String mainClass, String... args)
       throws IOException {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -198,11 +300,12 @@ public final class StandaloneCluster implements AutoCloseable {
     cmd.add(home.resolve("conf") + ":" + home.resolve("jars") + "/*:" + testClassPath());
     cmd.add(mainClass);
     cmd.addAll(List.of(args));
-    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
+    ProcessBuilder pb = new ProcessBuilder(host == null ? cmd : net.command(host, cmd)).redirectErrorStream(true)
+        .redirectOutput(log.toFile());
     pb.environment().put("SPARK_HOME", home.toString());
     // "2.12" or "2.13": the Scala this JVM's Spark was built with.
     pb.environment().put("SPARK_SCALA_VERSION", scalaBinaryVersion());
-    pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+    pb.environment().put("SPARK_LOCAL_IP", host == null ? LOOPBACK : host.address());
     return pb.start();
   }
 
@@ -222,11 +325,18 @@ public final class StandaloneCluster implements AutoCloseable {
     }
   }
 
+  /** The worker processes, in order (their executors are their descendants). */
+  public List<Process> workers() {
+    return List.copyOf(workers);
+  }
+
   /** Stops workers (and their executors) and the master; waits for them to exit. */
   @Override
   public void close() {
     List<Process> all = new ArrayList<>(workers);
-    all.add(master);
+    if (master != null) {
+      all.add(master);
+    }
     for (Process p : all) {
       p.descendants().forEach(ProcessHandle::destroyForcibly);
       p.destroy();

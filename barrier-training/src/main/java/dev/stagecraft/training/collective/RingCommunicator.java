@@ -109,12 +109,18 @@ final class RingCommunicator implements Communicator {
 
   /** {@code in} and {@code out} are authenticated connections from the previous and to the next rank, or both null
    * for a group of one. */
+  private final String previousName;
+  private final String nextName;
+
   RingCommunicator(GroupSpec spec, Socket in, Socket out) throws IOException {
     this.rank = spec.rank();
     this.worldSize = spec.worldSize();
     this.previous = spec.previous();
     this.next = spec.next();
     this.self = "rank " + rank + " of " + worldSize + " in group '" + spec.groupId() + "'";
+    // With its address: on a cluster, which host went silent is what the operator needs first.
+    this.previousName = "rank " + previous + " (" + spec.peers().get(previous) + ")";
+    this.nextName = "rank " + next + " (" + spec.peers().get(next) + ")";
     this.timeoutText = Durations.format(spec.operationTimeout());
     this.timeoutNanos = spec.operationTimeout().toNanos();
     if (in == null || out == null) {
@@ -367,7 +373,7 @@ final class RingCommunicator implements Communicator {
         f = nextGone;
       }
       throw new FailureSignal(f != null ? f : Failure.error(rank, List.of(next),
-          "cannot send to rank " + next + ": " + RingConnector.describe(e)));
+          "cannot send to " + nextName + ": " + RingConnector.describe(e)));
     } finally {
       if (frame.hasRemaining() && frame.position() > 0) {
         outTorn = true;
@@ -380,7 +386,7 @@ final class RingCommunicator implements Communicator {
     long left = deadline - System.nanoTime();
     if (left <= 0) {
       throw new FailureSignal(Failure.timeout(rank, List.of(next),
-          "rank " + next + " did not take data within " + timeoutText));
+          nextName + " did not take data within " + timeoutText));
     }
     checkStillRunning("sending to rank " + next);
     try {
@@ -562,12 +568,12 @@ final class RingCommunicator implements Communicator {
       throw failed(prefix, e.failure, null);
     } catch (SocketTimeoutException e) {
       throw failed(prefix,
-          Failure.timeout(rank, List.of(previous), "no data from rank " + previous + " within " + timeoutText), e);
+          Failure.timeout(rank, List.of(previous), "no data from " + previousName + " within " + timeoutText), e);
     } catch (EOFException e) {
-      throw failed(prefix, Failure.error(rank, List.of(previous), "rank " + previous + " closed its connection"), e);
+      throw failed(prefix, Failure.error(rank, List.of(previous), previousName + " closed its connection"), e);
     } catch (IOException e) {
       throw failed(prefix, Failure.error(rank, List.of(previous),
-          "connection from rank " + previous + " failed: " + RingConnector.describe(e)), e);
+          "connection from " + previousName + " failed: " + RingConnector.describe(e)), e);
     }
   }
 
@@ -681,9 +687,9 @@ final class RingCommunicator implements Communicator {
     } catch (IOException e) {
       if (failure.get() == null && nextGone == null) {
         nextGone = e instanceof EOFException
-            ? Failure.error(rank, List.of(next), "rank " + next + " closed its connection")
+            ? Failure.error(rank, List.of(next), nextName + " closed its connection")
             : Failure.error(rank, List.of(next),
-                "connection to rank " + next + " failed: " + RingConnector.describe(e));
+                "connection to " + nextName + " failed: " + RingConnector.describe(e));
         LOG.debug("{}: {}", self, nextGone.describeAt(rank));
       }
     }

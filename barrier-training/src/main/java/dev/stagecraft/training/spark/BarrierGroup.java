@@ -47,7 +47,14 @@ public final class BarrierGroup {
         InetAddress.getLocalHost().getHostAddress());
     try (Rendezvous rdv = Rendezvous.start(InetAddress.getByName(driverHost), n, secret, onReport)) {
       String service = new PeerAddress(driverHost, rdv.address().port()).toString();
-      List<Ranked<R>> results = BarrierStage.collect(rdd, new Task<>(groupId, service, secret, timeout, work));
+      List<Ranked<R>> results;
+      try (TaskFailures failures = TaskFailures.watch(rdd.context())) {
+        try {
+          results = BarrierStage.collect(rdd, new Task<>(groupId, service, secret, timeout, work));
+        } catch (Exception e) { // Scala throws SparkException, a checked exception Java cannot name here
+          throw e instanceof org.apache.spark.SparkException ? failures.explain(e) : e;
+        }
+      }
       @SuppressWarnings("unchecked")
       R[] byRank = (R[]) new Object[n];
       results.forEach(r -> byRank[r.rank()] = r.value());

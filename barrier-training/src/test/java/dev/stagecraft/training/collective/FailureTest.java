@@ -64,19 +64,19 @@ class FailureTest {
         return null;
       }));
       assertThat(failure).isInstanceOf(CollectiveTimeoutException.class)
-          .hasMessage("Cannot complete allReduceSum #1: no data from rank 1 within 400ms");
+          .hasMessage("Cannot complete allReduceSum #1: no data from rank 1 (" + group.peers.get(1) + ") within 400ms");
       assertThat(((CollectiveException) failure).ranks()).containsExactly(1);
 
       assertThatThrownBy(group.rank(0)::barrier).isInstanceOf(CollectiveTimeoutException.class)
           .hasMessage("Cannot run barrier: the communicator of rank 0 of 2 in group '" + group.groupId
-              + "' failed earlier: no data from rank 1 within 400ms");
+              + "' failed earlier: no data from rank 1 (" + group.peers.get(1) + ") within 400ms");
       // The silent rank learns why the other one gave up.
       Throwable late = TestGroup.failureOf(group.submit(() -> {
         group.rank(1).barrier();
         return null;
       }));
       assertThat(late).isInstanceOf(CollectiveTimeoutException.class)
-          .hasMessageEndingWith("rank 0 reported: no data from rank 1 within 400ms");
+          .hasMessageEndingWith("rank 0 reported: no data from rank 1 (" + group.peers.get(1) + ") within 400ms");
     }
   }
 
@@ -100,7 +100,7 @@ class FailureTest {
       }
       Throwable next = TestGroup.failureOf(waiting.get(0));
       assertThat(next).isInstanceOf(CollectiveTimeoutException.class)
-          .hasMessage("Cannot complete barrier #1: no data from rank 2 within 1s");
+          .hasMessage("Cannot complete barrier #1: no data from rank 2 (" + group.peers.get(2) + ") within 1s");
       // Rank 1 waits on rank 0, which waits on rank 2: it reports whichever it learns first, but never hangs.
       Throwable further = TestGroup.failureOf(waiting.get(1));
       assertThat(further).isInstanceOf(CollectiveTimeoutException.class).hasMessageStartingWith(

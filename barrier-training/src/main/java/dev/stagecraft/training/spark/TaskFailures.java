@@ -1,0 +1,76 @@
+package dev.stagecraft.training.spark;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import org.apache.spark.ExceptionFailure;
+import org.apache.spark.SparkContext;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerTaskEnd;
+
+/**
+ * What the tasks of a barrier stage threw, as their executors reported it. When a barrier task fails, Spark aborts
+ * the job with "barrier task ResultTask(7, 0) finished unsuccessfully" and nothing of the task's exception; the cause
+ * the operator needs ("no data from rank 1 (198.18.0.12:33931) within 10s") arrives only in the task-end event.
+ */
+final class TaskFailures extends SparkListener implements AutoCloseable {
+  /** How long to wait for the task-end event after the job failed: Spark's listener bus delivers asynchronously. */
+  private static final Duration EVENT_WAIT = Duration.ofSeconds(3);
+
+  private final SparkContext sc;
+  private final List<Throwable> failures = new ArrayList<>();
+
+  private TaskFailures(SparkContext sc) {
+    this.sc = sc;
+  }
+
+  /** Starts collecting the failures of every task that ends from now on, until {@link #close}. */
+  static TaskFailures watch(SparkContext sc) {
+    TaskFailures f = new TaskFailures(sc);
+    sc.addSparkListener(f);
+    return f;
+  }
+
+  @Override
+  public void onTaskEnd(SparkListenerTaskEnd end) {
+    if (end.reason() instanceof ExceptionFailure f && f.exception().isDefined()) {
+      synchronized (failures) {
+        failures.add(f.exception().get());
+        failures.notifyAll();
+      }
+    }
+  }
+
+  /**
+   * The exception of the task that failed first, with the job's failure attached as suppressed; or {@code jobFailure}
+   * itself when no task threw (an executor was lost, a task was killed) or the event did not come in time.
+   */
+  Exception explain(Exception jobFailure) throws InterruptedException {
+    Optional<Throwable> first = first(EVENT_WAIT);
+    if (first.isEmpty() || !(first.get() instanceof Exception cause)) {
+      return jobFailure;
+    }
+    cause.addSuppressed(jobFailure);
+    return cause;
+  }
+
+  private Optional<Throwable> first(Duration wait) throws InterruptedException {
+    long deadline = System.nanoTime() + wait.toNanos();
+    synchronized (failures) {
+      while (failures.isEmpty()) {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) {
+          return Optional.empty();
+        }
+        failures.wait(Math.max(1, left / 1_000_000));
+      }
+      return Optional.of(failures.get(0));
+    }
+  }
+
+  @Override
+  public void close() {
+    sc.removeSparkListener(this);
+  }
+}

@@ -1,0 +1,150 @@
+package dev.stagecraft.jobs.network;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.stagecraft.testing.HostNetwork.Host;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.awaitility.Awaitility;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.CleanupMode;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Training and inference across real hosts (network namespaces, {@link HostBed}) while a host's link fails the way
+ * links fail on a cluster: silently. Each run's driver is a {@code stagecraft run} in its own host.
+ */
+class NetworkFaultsIT {
+  /** A collective wait this long means a silent peer here: a step of this model takes milliseconds. */
+  static final int COLLECTIVE_TIMEOUT_S = 10;
+
+  // Kept when a test fails: the driver, master and worker logs are what explains a network fault.
+  @TempDir(cleanup = CleanupMode.ON_SUCCESS)
+  static Path dir;
+  static HostBed bed;
+  static JsonNode reference;
+
+  @BeforeAll
+  static void start() throws Exception {
+    System.err.println("NetworkFaultsIT: logs in " + dir);
+    bed = HostBed.start(dir);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (bed != null) {
+      bed.close();
+    }
+  }
+
+  /** A workflow training an MLP on a9a's test split, 2 workers, a checkpoint every 100 steps. */
+  static Path trainWorkflow(String name) throws IOException {
+    Path f = dir.resolve(name + ".yaml");
+    Files.writeString(f, """
+        name: %s
+        steps:
+          - { id: raw, kind: load, path: "%s/a9a.t.libsvm", format: libsvm, options: { numFeatures: "123" } }
+          - id: fit
+            kind: train
+            input: raw
+            label: label
+            workers: 2
+            timeout_seconds: %d
+            model: { type: mlp, hidden: [64], epochs: 8, batch_size: 128, optimizer: adam, lr: 0.002, seed: 5 }
+            checkpoint: { every_steps: 100, keep: 2 }
+        """.formatted(name, HostBed.DATA, COLLECTIVE_TIMEOUT_S));
+    return f;
+  }
+
+  /** The same training with nothing failing: what every faulty run must end with. */
+  static synchronized JsonNode reference() throws Exception {
+    if (reference == null) {
+      reference = bed.run(trainWorkflow("reference"), "reference", Map.of()).await(Duration.ofMinutes(5));
+      assertThat(reference.at("/steps/fit/status").asText()).as(reference.toString()).isEqualTo("SUCCEEDED");
+    }
+    return reference;
+  }
+
+  @Test
+  void aWorkerHostCutOffMidEpochCostsAtMostOneCheckpointInterval() throws Exception {
+    JsonNode clean = reference();
+    HostBed.Driver run = bed.run(trainWorkflow("cut"), "cut", Map.of());
+    Awaitility.await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(50))
+        .until(() -> newestCheckpoint("cut") > 0 || !run.process.isAlive());
+    long savedAtCut = newestCheckpoint("cut");
+    assertThat(savedAtCut).as("training was running when the first checkpoint appeared").isPositive();
+    Executor survivor = Executor.of(bed, 0);
+    Executor.Census before = survivor.census(bed.host("w2"));
+    assertThat(before.socketsTo()).as("the ring's connections to w2, at least").isGreaterThanOrEqualTo(2);
+    Host w2 = bed.host("w2");
+    bed.net.partition(w2);
+    try {
+      // The rank on w1 waits for data that never comes, and says which rank and host went silent.
+      Awaitility.await().atMost(Duration.ofSeconds(COLLECTIVE_TIMEOUT_S * 4L)).pollInterval(Duration.ofMillis(200))
+          .until(() -> run.output().contains("Training attempt 1 of "));
+    } finally {
+      bed.net.heal(w2);
+    }
+    String failure = run.output().lines().filter(l -> l.contains("Training attempt 1 of ")).findFirst().orElseThrow();
+    assertThat(failure).contains(w2.address()).contains("within " + COLLECTIVE_TIMEOUT_S + "s");
+
+    // Once training runs again (a newer checkpoint than the resumed one), w1's executor holds what it held before.
+    Awaitility.await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(100))
+        .until(() -> newestCheckpoint("cut") > savedAtCut + 100 || !run.process.isAlive());
+    Executor.Census after = survivor.census(w2);
+    JsonNode ledger = run.await(Duration.ofMinutes(5));
+    JsonNode fit = ledger.at("/steps/fit");
+    assertThat(fit.path("status").asText()).as(run.output()).isEqualTo("SUCCEEDED");
+    assertThat(after.collectiveThreads()).as("collective threads of the failed attempt are gone")
+        .isEqualTo(before.collectiveThreads());
+    assertThat(after.socketsTo()).as("sockets to w2 after the retry vs before the cut")
+        .isLessThanOrEqualTo(before.socketsTo());
+
+    JsonNode attempts = fit.at("/details/training_attempts");
+    assertThat(attempts).hasSize(2);
+    assertThat(attempts.get(0).path("error").asText()).contains(w2.address());
+    long resumedFrom = attempts.get(1).path("resumed_from_step").asLong();
+    System.err.printf("cut: checkpoint %d at the cut, resumed from %d; census before %s, after %s; %s%n", savedAtCut,
+        resumedFrom, before, after, failure);
+    assertThat(resumedFrom).as("at most one checkpoint interval repeated").isGreaterThanOrEqualTo(savedAtCut);
+    assertSameCurve(fit, clean.at("/steps/fit"));
+  }
+
+  /** The losses of every step, and the final parameters, equal those of the run that nothing disturbed. */
+  static void assertSameCurve(JsonNode fit, JsonNode cleanFit) throws IOException {
+    List<double[]> curve = TrainedModel.lossCurve(fit);
+    List<double[]> cleanCurve = TrainedModel.lossCurve(cleanFit);
+    assertThat(curve).hasSameSizeAs(cleanCurve);
+    for (int i = 0; i < curve.size(); i++) {
+      assertThat(curve.get(i)[0]).isEqualTo(cleanCurve.get(i)[0]);
+      assertThat(curve.get(i)[1]).as("loss at step %s", curve.get(i)[0])
+          .isCloseTo(cleanCurve.get(i)[1], org.assertj.core.data.Offset.offset(1e-4));
+    }
+    float[] a = TrainedModel.weights(fit);
+    float[] b = TrainedModel.weights(cleanFit);
+    assertThat(a).hasSameSizeAs(b);
+    for (int i = 0; i < a.length; i++) {
+      assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-4f));
+    }
+  }
+
+  /** The newest step with a complete checkpoint (manifest written) of a run's fit step, or -1. */
+  static long newestCheckpoint(String runId) throws IOException {
+    Path root = bed.workspace().resolve("checkpoints/" + runId + "/fit");
+    if (!Files.isDirectory(root)) {
+      return -1;
+    }
+    try (Stream<Path> dirs = Files.list(root)) {
+      return dirs.filter(d -> Files.exists(d.resolve("manifest.json")))
+          .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring("step-".length()))).max().orElse(-1);
+    }
+  }
+}
