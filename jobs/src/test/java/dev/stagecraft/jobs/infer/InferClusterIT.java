@@ -28,8 +28,6 @@ import org.apache.spark.scheduler.AccumulableInfo;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.scheduler.SparkListenerTaskStart;
-import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.SparkSessionExtensions;
 import org.apache.spark.sql.api.java.UDF1;
@@ -50,7 +48,7 @@ import org.junit.jupiter.api.io.TempDir;
  * =0.25}): up to four tasks of an executor share its GPU address.
  */
 class InferClusterIT {
-  static final int FEATURES = 123;
+  static final int FEATURES = ScoringData.FEATURES;
   @TempDir static Path dir;
   static StandaloneCluster cluster;
   static SparkSession spark;
@@ -74,32 +72,20 @@ class InferClusterIT {
     }
   }
 
-  /** Every {@value}th row (from id 13) is bad: its feature x[3] is NaN. */
-  static final long BAD_EVERY = 997;
+  static final long BAD_EVERY = ScoringData.BAD_EVERY;
 
-  /**
-   * {@code rows} rows in {@code partitions} files: {@code id}, {@code x} (123 doubles in [0, 1), but NaN at x[3] in
-   * the rows {@link #isBad}).
-   */
   static String input(String name, long rows, int partitions) {
     String p = dir.resolve(name).toUri().toString();
-    spark.range(0, rows, 1, partitions)
-        .selectExpr("id", "transform(sequence(0, " + (FEATURES - 1) + "), i -> IF(id % " + BAD_EVERY + " = 13 AND "
-            + "i = 3, CAST('NaN' AS DOUBLE), CAST((id * 31 + i) % 17 AS DOUBLE) / 17)) AS x")
-        .write().parquet(p);
+    ScoringData.input(spark, p, rows, partitions);
     return p;
   }
 
   static long badRows(long rows) {
-    return rows <= 13 ? 0 : (rows - 1 - 13) / BAD_EVERY + 1;
+    return ScoringData.badRows(rows);
   }
 
   static Path mlp(String name, long seed) throws Exception {
-    double[] mean = new double[FEATURES];
-    double[] std = new double[FEATURES];
-    java.util.Arrays.fill(std, 1);
-    return Bundles.write(dir.resolve(name), "mlp", List.of(256, 256), "binary", 2, List.of(), "x", mean, std,
-        Bundles.randomParameters(List.of(FEATURES, 256, 256, 1), seed));
+    return ScoringData.mlp(dir.resolve(name), seed);
   }
 
   static WorkflowSpec workflow(String name, Path bundle, String input) throws Exception {
@@ -139,31 +125,12 @@ class InferClusterIT {
         .run(spec, options.withWorkspace(dir.resolve("ws").toString())).step("score");
   }
 
-  /**
-   * Asserts the committed output and quarantine together hold exactly the input's ids, once each: the good ones in
-   * the output, the bad ones in the quarantine with their reason.
-   */
+  /** Exactly once (see {@link ScoringData#assertExactlyOnce}), and the step's row counts. */
   static void assertExactlyOnce(StepRecord score, long rows) {
     assertThat(score.status()).as(String.valueOf(score.error())).isEqualTo(StepStatus.SUCCEEDED);
-    long bad = badRows(rows);
-    String isBad = "id % " + BAD_EVERY + " = 13";
-    Dataset<Row> out = spark.read().parquet(score.outputs().get("output").uri());
-    Row counts = out.selectExpr("count(*)", "count(DISTINCT id)", "min(id)", "max(id)",
-        "count_if(" + isBad + ")").first();
-    assertThat(counts.getLong(0)).as("output rows").isEqualTo(rows - bad);
-    assertThat(counts.getLong(1)).as("distinct ids").isEqualTo(rows - bad);
-    assertThat(counts.getLong(2)).isZero();
-    assertThat(counts.getLong(3)).isEqualTo(rows - 1);
-    assertThat(counts.getLong(4)).as("bad rows in the output").isZero();
-    Dataset<Row> q = spark.read().parquet(score.outputs().get("quarantine").uri());
-    Row qc = q.selectExpr("count(*)", "count(DISTINCT id)", "count_if(" + isBad + ")", "count(DISTINCT reason)",
-        "first(reason)").first();
-    assertThat(qc.getLong(0)).as("quarantined rows").isEqualTo(bad);
-    assertThat(qc.getLong(1)).as("distinct quarantined ids").isEqualTo(bad);
-    assertThat(qc.getLong(2)).as("quarantined rows that are bad").isEqualTo(bad);
-    assertThat(qc.getLong(3)).isEqualTo(1);
-    assertThat(qc.getString(4)).isEqualTo("feature 'x[3]' is NaN or infinite");
-    assertThat(score.metrics()).containsEntry("rows", (double) rows).containsEntry("bad_rows", (double) bad);
+    ScoringData.assertExactlyOnce(spark, score.outputs().get("output").uri(), score.outputs().get("quarantine").uri(),
+        rows);
+    assertThat(score.metrics()).containsEntry("rows", (double) rows).containsEntry("bad_rows", (double) badRows(rows));
   }
 
   @Test

@@ -3,7 +3,9 @@ package dev.stagecraft.jobs.network;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.stagecraft.jobs.infer.ScoringData;
 import dev.stagecraft.testing.HostNetwork.Host;
+import dev.stagecraft.testing.LocalSpark;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,6 +29,14 @@ class NetworkFaultsIT {
   static final int COLLECTIVE_TIMEOUT_S = 10;
 
   // Kept when a test fails: the driver, master and worker logs are what explains a network fault.
+  /**
+   * How soon the driver gives up on a silent executor: Spark's default is 120 s ({@code spark.network.timeout}), with
+   * a heartbeat every 10 s, checked every 60 s; a test needs no more than a few missed heartbeats. (The check interval
+   * may not exceed the timeout: Spark refuses to start otherwise.)
+   */
+  static final Map<String, String> EXECUTOR_LOSS = Map.of("spark.network.timeout", "20s",
+      "spark.network.timeoutInterval", "5s", "spark.executor.heartbeatInterval", "2s");
+
   @TempDir(cleanup = CleanupMode.ON_SUCCESS)
   static Path dir;
   static HostBed bed;
@@ -116,6 +126,59 @@ class NetworkFaultsIT {
         resumedFrom, before, after, failure);
     assertThat(resumedFrom).as("at most one checkpoint interval repeated").isGreaterThanOrEqualTo(savedAtCut);
     assertSameCurve(fit, clean.at("/steps/fit"));
+  }
+
+  @Test
+  void aWorkerHostCutOffMidInferenceLosesAndDuplicatesNoRow() throws Exception {
+    long rows = 400_000;
+    String input = dir.resolve("scoring-input").toUri().toString();
+    ScoringData.input(LocalSpark.get(), input, rows, 24);
+    Path model = ScoringData.mlp(dir.resolve("scoring-model"), 7);
+    Path f = dir.resolve("inf.yaml");
+    Files.writeString(f, """
+        name: inf
+        steps:
+          - id: score
+            kind: infer
+            model: "%s"
+            input: "%s"
+            id_columns: [id]
+            batch_size: 1024
+        """.formatted(model.toUri(), input));
+    HostBed.Driver run = bed.run(f, "inf", EXECUTOR_LOSS);
+    Host w2 = bed.host("w2");
+    try {
+      // Once a scoring task has committed its files, both executors are busy with the other 23: cut w2 off.
+      Awaitility.await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(20))
+          .until(() -> committedTasks("inf", "score") > 0 || !run.process.isAlive());
+      assertThat(run.process.isAlive()).as(run.output()).isTrue();
+      bed.net.partition(w2);
+      JsonNode ledger = run.await(Duration.ofMinutes(5));
+      JsonNode score = ledger.at("/steps/score");
+      assertThat(score.path("status").asText()).as(run.output()).isEqualTo("SUCCEEDED");
+      ScoringData.assertExactlyOnce(LocalSpark.get(), score.at("/outputs/output/uri").asText(),
+          score.at("/outputs/quarantine/uri").asText(), rows);
+      assertThat(score.at("/metrics/rows").asDouble()).isEqualTo(rows);
+      assertThat(score.at("/metrics/bad_rows").asDouble()).isEqualTo(ScoringData.badRows(rows));
+      assertThat(run.output()).as("the driver lost w2's executor").contains("Lost executor");
+      System.err.printf("inf: step %.1f s; %s%n", score.path("seconds").asDouble(), run.output().lines()
+          .filter(l -> l.contains("Lost executor")).findFirst().orElse(""));
+    } finally {
+      bed.net.heal(w2);
+    }
+  }
+
+  /** Task folders committed so far under a step's attempt (Hadoop's committer moves each there when it is done). */
+  static long committedTasks(String runId, String step) {
+    Path steps = bed.workspace().resolve("runs/" + runId + "/steps/" + step);
+    if (!Files.isDirectory(steps)) {
+      return 0;
+    }
+    try (Stream<Path> all = Files.walk(steps)) {
+      return all.filter(p -> p.getFileName().toString().startsWith("task_")).count();
+    } catch (IOException | java.io.UncheckedIOException e) {
+      return 0; // a folder vanished while walking: ask again
+    }
   }
 
   /** The losses of every step, and the final parameters, equal those of the run that nothing disturbed. */
