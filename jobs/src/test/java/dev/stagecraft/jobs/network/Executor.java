@@ -45,8 +45,23 @@ record Executor(ProcessHandle process) {
     return n;
   }
 
-  /** This process's TCP sockets whose remote end is {@code peer} (any state but LISTEN). */
-  int socketsTo(Host peer) throws IOException {
+  /** The TCP ports this process listens on. */
+  java.util.SortedSet<Integer> listeningPorts() throws IOException {
+    Set<String> inodes = socketInodes();
+    java.util.SortedSet<Integer> ports = new java.util.TreeSet<>();
+    for (String table : new String[] {"tcp", "tcp6"}) {
+      for (String line : Files.readAllLines(Path.of("/proc/" + process.pid() + "/net/" + table))) {
+        String[] f = line.trim().split("\\s+");
+        // Column 4 is the state; 0A is LISTEN.
+        if (f.length > 9 && f[3].equals("0A") && inodes.contains(f[9])) {
+          ports.add(Integer.parseInt(f[1].substring(f[1].indexOf(':') + 1), 16));
+        }
+      }
+    }
+    return ports;
+  }
+
+  private Set<String> socketInodes() throws IOException {
     Set<String> inodes = new HashSet<>();
     try (Stream<Path> fds = Files.list(Path.of("/proc/" + process.pid() + "/fd"))) {
       for (Path fd : (Iterable<Path>) fds::iterator) {
@@ -60,6 +75,12 @@ record Executor(ProcessHandle process) {
         }
       }
     }
+    return inodes;
+  }
+
+  /** This process's TCP sockets whose remote end is {@code peer} (any state but LISTEN). */
+  int socketsTo(Host peer) throws IOException {
+    Set<String> inodes = socketInodes();
     String v4 = littleEndianHex(peer.address()) + ":";
     // Java's sockets are IPv6 sockets by default; an IPv4 peer appears as ::ffff:a.b.c.d in the tcp6 table.
     String v6 = "0000000000000000FFFF0000" + v4;

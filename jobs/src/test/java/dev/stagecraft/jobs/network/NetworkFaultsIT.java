@@ -168,6 +168,45 @@ class NetworkFaultsIT {
     }
   }
 
+  @Test
+  void aStrangerOnTheNetworkIsRefusedLearnsNothingAndChangesNothing() throws Exception {
+    JsonNode clean = reference();
+    HostBed.Driver run = bed.run(trainWorkflow("stranger"), "stranger", Map.of());
+    Awaitility.await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(50))
+        .until(() -> newestCheckpoint("stranger") > 0 || !run.process.isAlive());
+    assertThat(run.process.isAlive()).as("training runs: its rendezvous and ring listen").isTrue();
+    // Every port the driver and the executors listen on: the rendezvous, the rings, and Spark's own.
+    List<String> targets = new java.util.ArrayList<>();
+    new Executor(run.process.toHandle()).listeningPorts()
+        .forEach(p -> targets.add(bed.host("driver").address() + ":" + p));
+    for (int w = 0; w < 2; w++) {
+      String address = bed.host("w" + (w + 1)).address();
+      Executor.of(bed, w).listeningPorts().forEach(p -> targets.add(address + ":" + p));
+    }
+    Host stranger = bed.host("stranger");
+    List<String> cmd = new java.util.ArrayList<>(List.of(
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-cp",
+        dev.stagecraft.testing.StandaloneCluster.testClassPath(), Stranger.class.getName(), stranger.address()));
+    cmd.addAll(targets);
+    Process p = new ProcessBuilder(bed.net.command(stranger, cmd)).redirectErrorStream(true).start();
+    String said = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    assertThat(p.waitFor()).as(said).isZero();
+
+    JsonNode fit = run.await(Duration.ofMinutes(5)).at("/steps/fit");
+    assertThat(fit.path("status").asText()).as(run.output()).isEqualTo("SUCCEEDED");
+    System.err.println("stranger:\n" + said);
+    List<String> lines = said.lines().filter(l -> l.startsWith("target ")).toList();
+    assertThat(lines).hasSameSizeAs(targets);
+    String groupPrefix = "stranger/fit/";
+    assertThat(lines).allSatisfy(l -> assertThat(l).doesNotContain("REGISTERED").doesNotContain(groupPrefix)
+        .doesNotContain("expected"));
+    // Our rendezvous saw it and said so, naming the stranger's address.
+    assertThat(run.output()).contains("Rejected a rendezvous connection from /" + stranger.address());
+    // Nothing it sent reached the training: the same losses and parameters as the undisturbed run.
+    assertThat(fit.at("/details/training_attempts")).hasSize(1);
+    assertSameCurve(fit, clean.at("/steps/fit"));
+  }
+
   /** Task folders committed so far under a step's attempt (Hadoop's committer moves each there when it is done). */
   static long committedTasks(String runId, String step) {
     Path steps = bed.workspace().resolve("runs/" + runId + "/steps/" + step);
