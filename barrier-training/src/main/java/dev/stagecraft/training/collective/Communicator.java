@@ -128,6 +128,11 @@ public interface Communicator extends AutoCloseable {
    */
   List<byte[]> allGather(byte[] data);
 
+  /** Where this rank waited in its collectives so far (the ring measures it; others report none). */
+  default WaitTimes waits() {
+    return WaitTimes.none(rank());
+  }
+
   /**
    * Tells the neighbours this rank is leaving, closes the connections and stops the communicator's threads. Never
    * throws: failures while closing are logged. Idempotent; callable from any thread. An operation blocked in another

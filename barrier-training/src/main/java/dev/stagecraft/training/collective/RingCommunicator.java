@@ -111,6 +111,11 @@ final class RingCommunicator implements Communicator {
    * for a group of one. */
   private final String previousName;
   private final String nextName;
+  // Where the op thread waited (WaitTimes): before a frame from the previous rank began, inside one, or to send.
+  private long waitBeforeFrameNanos;
+  private long waitInFrameNanos;
+  private long waitSendingNanos;
+  private boolean inFrame;
 
   RingCommunicator(GroupSpec spec, Socket in, Socket out) throws IOException {
     this.rank = spec.rank();
@@ -389,10 +394,12 @@ final class RingCommunicator implements Communicator {
           nextName + " did not take data within " + timeoutText));
     }
     checkStillRunning("sending to rank " + next);
+    long t0 = System.nanoTime();
     try {
       outKey.interestOps(SelectionKey.OP_WRITE);
       select(left);
       outKey.interestOps(0);
+      waitSendingNanos += System.nanoTime() - t0;
     } catch (CancelledKeyException e) {
       throw closedByAnotherThread();
     }
@@ -453,7 +460,11 @@ final class RingCommunicator implements Communicator {
 
   /** Reads the next header from the previous rank, checks it is the expected frame and returns its length. */
   private int readHeader(byte op, int s, int count, int aux) throws IOException {
+    // Until the header's first byte is in, waiting means the previous rank has not sent yet; after it, the frame is
+    // on its way and waiting means the link is slow (awaitReadable also looks at the bytes fill() holds).
+    inFrame = false;
     fill(Wire.HEADER_BYTES);
+    inFrame = true;
     inBuffer.order(ByteOrder.BIG_ENDIAN);
     byte gotOp = inBuffer.get();
     int gotSeq = inBuffer.getInt();
@@ -512,7 +523,18 @@ final class RingCommunicator implements Communicator {
       throw new SocketTimeoutException();
     }
     checkStillRunning("receiving from rank " + previous);
+    long t0 = System.nanoTime();
     select(left);
+    if (inFrame || inBuffer.position() > 0) { // fill() has compacted: position = bytes of the frame already in
+      waitInFrameNanos += System.nanoTime() - t0;
+    } else {
+      waitBeforeFrameNanos += System.nanoTime() - t0;
+    }
+  }
+
+  @Override
+  public WaitTimes waits() {
+    return new WaitTimes(previous, next, waitBeforeFrameNanos / 1e9, waitInFrameNanos / 1e9, waitSendingNanos / 1e9);
   }
 
   /** Fails the operation if another thread recorded a failure or the op thread was interrupted. */

@@ -309,6 +309,12 @@ public final class TrainStep implements StepKind {
           o.gpu().orElse("none"), o.rows());
     }
 
+    // Who waited on whom in the all-reduce, and which rank's links held the ring back (three or more ranks).
+    ctx.detail("allreduce_waits", RingWaits.perRank(outcomes));
+    Map<String, Object> slowest = RingWaits.slowest(outcomes);
+    if (!slowest.isEmpty()) {
+      ctx.detail("allreduce_slowest_rank", slowest);
+    }
     ctx.progress("evaluating");
     // The training metrics came back with the workers (each summarised its own rows), and so did the validation
     // metrics when the validation set was staged; otherwise validation takes a job.

@@ -9,6 +9,7 @@ import dev.stagecraft.training.checkpoint.Checkpointer;
 import dev.stagecraft.training.checkpoint.Checkpointing;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
+import dev.stagecraft.training.collective.WaitTimes;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.FlatModel;
 import dev.stagecraft.training.model.ModelSpec;
@@ -54,7 +55,7 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
       List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
       double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints,
-      Evaluator.Summary trainSummary, Evaluator.Summary validationSummary) implements Serializable {
+      Evaluator.Summary trainSummary, Evaluator.Summary validationSummary, WaitTimes waits) implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -147,10 +148,10 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
               new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
               r.exchangeSeconds(), r.resumedFromStep(), r.pauseSeconds(),
-              checkpointer == null ? null : checkpointer.stats(), summary, validation)
+              checkpointer == null ? null : checkpointer.stats(), summary, validation, comm.waits())
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
               r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds(), r.resumedFromStep(),
-              r.pauseSeconds(), null, summary, validation);
+              r.pauseSeconds(), null, summary, validation, comm.waits());
     }
   }
 
