@@ -25,7 +25,8 @@ import javax.crypto.spec.SecretKeySpec;
  * C → S  OK                                         or  REJECTED
  * </pre>
  *
- * The server proves itself only after the client has, so it is never an oracle for a stranger; the role label and
+ * The server proves itself only after the client has, so it is never an oracle for a stranger, and a client that has
+ * not proved itself is refused with one word, whatever it got wrong (the details go to the server's log); the role label and
  * both fresh nonces prevent reflecting or replaying a proof; the ranks inside the MAC stop a peer from claiming a
  * rank it did not prove. Reads are unbuffered so no frame that follows the handshake is swallowed. Messages of
  * {@link Rejected} never contain the secret or MAC values.
@@ -37,6 +38,8 @@ final class Handshake {
   static final int MAC_BYTES = 32;
   static final byte OK = 0;
   static final byte REJECTED = 1;
+  /** All a client that has not proved it knows the secret is told when it is refused. */
+  static final String REFUSAL = "refused";
   private static final byte[] LABEL = "stagecraft-collective-v1".getBytes(StandardCharsets.US_ASCII);
   private static final byte ROLE_CLIENT = 'C';
   private static final byte ROLE_SERVER = 'S';
@@ -71,8 +74,10 @@ final class Handshake {
   }
 
   /**
-   * Server side: returns if the client proved it belongs to the group as {@code expectedRank}; otherwise tells the
-   * client why (when it still can) and throws.
+   * Server side: returns if the client proved it belongs to the group as {@code expectedRank}; otherwise throws, after
+   * telling the client it was refused. A client that has not proved it knows the secret learns nothing but
+   * {@link #REFUSAL}: not this group's id, world size or ranks, nor what it got wrong. Only a client that did prove
+   * it (one of our own ranks, of this run or of another group sharing the secret) is told why.
    */
   void acceptFrom(Socket socket, int expectedRank) throws IOException, Rejected {
     DataInputStream in = new DataInputStream(socket.getInputStream());
@@ -92,11 +97,12 @@ final class Handshake {
     }
     int version = in.readUnsignedByte();
     if (version != VERSION) {
-      throw reject(out, "unsupported protocol version " + version + " (expected " + VERSION + ")");
+      // The client saw this rank's version in the greeting and can tell the mismatch itself.
+      throw refuse(out, "unsupported protocol version " + version + " (expected " + VERSION + ")");
     }
     int groupLength = in.readUnsignedShort();
     if (groupLength > GroupSpec.MAX_GROUP_ID_BYTES) {
-      throw reject(out,
+      throw refuse(out,
           "group id of " + groupLength + " bytes (expected at most " + GroupSpec.MAX_GROUP_ID_BYTES + ")");
     }
     byte[] claimedGroup = new byte[groupLength];
@@ -108,14 +114,18 @@ final class Handshake {
     byte[] proof = new byte[MAC_BYTES];
     in.readFully(proof);
 
+    // The proof covers the group and world size the client claims: a member of another group that shares the
+    // secret proves itself too, and may then be told what differs.
+    boolean proved = MessageDigest.isEqual(proof,
+        mac(ROLE_CLIENT, claimedGroup, claimedWorldSize, claimedRank, localRank, nonceS, nonceC));
+    if (!proved) {
+      throw refuse(out, unproved(claimedGroup, claimedWorldSize, claimedRank));
+    }
     if (!MessageDigest.isEqual(claimedGroup, groupIdBytes)) {
       throw reject(out, "group '" + printable(claimedGroup) + "' (expected '" + groupId + "')");
     }
     if (claimedWorldSize != worldSize) {
       throw reject(out, "world size " + claimedWorldSize + " (expected " + worldSize + ")");
-    }
-    if (!MessageDigest.isEqual(proof, mac(ROLE_CLIENT, claimedRank, localRank, nonceS, nonceC))) {
-      throw reject(out, "authentication failed for claimed rank " + claimedRank + " (wrong secret?)");
     }
     if (claimedRank != expectedRank) {
       throw reject(out, "unexpected rank " + claimedRank + " (rank " + localRank + " accepts only rank " + expectedRank
@@ -150,7 +160,10 @@ final class Handshake {
 
     int status = in.readUnsignedByte();
     if (status == REJECTED) {
-      throw new Rejected("rejected this rank: " + in.readUTF());
+      String reason = in.readUTF();
+      throw new Rejected(REFUSAL.equals(reason)
+          ? "refused this rank (different secret, group or world size? that rank's log says which)"
+          : "rejected this rank: " + reason);
     }
     if (status != OK) {
       throw new Rejected("sent an unexpected handshake answer");
@@ -187,14 +200,18 @@ final class Handshake {
   }
 
   private byte[] mac(byte role, int clientRank, int serverRank, byte[] nonceS, byte[] nonceC) {
+    return mac(role, groupIdBytes, worldSize, clientRank, serverRank, nonceS, nonceC);
+  }
+
+  private byte[] mac(byte role, byte[] group, int n, int clientRank, int serverRank, byte[] nonceS, byte[] nonceC) {
     try {
       Mac mac = Mac.getInstance("HmacSHA256"); // one per call: the acceptor and connector threads run concurrently
       mac.init(key);
       mac.update(LABEL);
       mac.update(role);
       mac.update(ByteBuffer.allocate(4 * Integer.BYTES)
-          .putInt(groupIdBytes.length).putInt(worldSize).putInt(clientRank).putInt(serverRank).array());
-      mac.update(groupIdBytes);
+          .putInt(group.length).putInt(n).putInt(clientRank).putInt(serverRank).array());
+      mac.update(group);
       mac.update(nonceS);
       mac.update(nonceC);
       return mac.doFinal();
@@ -209,7 +226,34 @@ final class Handshake {
     return nonce;
   }
 
+  /** What an unauthenticated client got wrong, as far as this rank can tell, for its own log. */
+  private String unproved(byte[] claimedGroup, int claimedWorldSize, int claimedRank) {
+    String claims = "";
+    if (!MessageDigest.isEqual(claimedGroup, groupIdBytes)) {
+      claims += " of group '" + printable(claimedGroup) + "' (expected '" + groupId + "')";
+    }
+    if (claimedWorldSize != worldSize) {
+      claims += " with world size " + claimedWorldSize + " (expected " + worldSize + ")";
+    }
+    return "authentication failed for claimed rank " + claimedRank + claims + " (wrong secret?)";
+  }
+
+  /**
+   * Refuses a client that has not proved it knows the secret: it is sent {@link #REFUSAL} only, while
+   * {@code reason} goes into the exception (for this rank's log).
+   */
+  private static Rejected refuse(OutputStream out, String reason) {
+    send(out, REFUSAL);
+    return new Rejected(reason + " (the client was told only: " + REFUSAL + ")");
+  }
+
+  /** Refuses an authenticated client, telling it {@code reason}. */
   private static Rejected reject(OutputStream out, String reason) {
+    send(out, reason);
+    return new Rejected(reason);
+  }
+
+  private static void send(OutputStream out, String reason) {
     try {
       ByteArrayOutputStream bytes = new ByteArrayOutputStream();
       DataOutputStream d = new DataOutputStream(bytes);
@@ -220,7 +264,6 @@ final class Handshake {
     } catch (IOException e) {
       // the peer may be gone already; the rejection is logged by the caller either way
     }
-    return new Rejected(reason);
   }
 
   /** Untrusted bytes for a log line: printable ASCII only, at most 64 characters. */
