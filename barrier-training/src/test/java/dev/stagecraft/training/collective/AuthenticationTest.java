@@ -177,7 +177,7 @@ class AuthenticationTest {
             out.writeByte(Handshake.VERSION);
             out.write(Handshake.nonce());
             DataInputStream in = new DataInputStream(s.getInputStream());
-            in.readNBytes(4 + 1 + 2 + group.groupId.length() + 4 + 4 + Handshake.NONCE_BYTES + Handshake.MAC_BYTES);
+            in.readNBytes(4 + 1 + 2 + group.groupId.length() + 4 + 4 + 1 + Handshake.NONCE_BYTES + Handshake.MAC_BYTES);
             out.writeByte(Handshake.OK);
             out.write(Handshake.nonce()); // 32 bytes that are not the HMAC
             if (in.readByte() == Handshake.REJECTED) {

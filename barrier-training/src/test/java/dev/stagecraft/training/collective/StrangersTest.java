@@ -92,7 +92,7 @@ class StrangersTest {
 
   /** A real rank 0's hello to a real rank 1 of the group, recorded by a relay on the way. */
   private static byte[] captureRealHello(TestGroup group) throws Exception {
-    int helloBytes = 4 + 1 + 2 + group.groupId.length() + 4 + 4 + Handshake.NONCE_BYTES + Handshake.MAC_BYTES;
+    int helloBytes = 4 + 1 + 2 + group.groupId.length() + 4 + 4 + 1 + Handshake.NONCE_BYTES + Handshake.MAC_BYTES;
     try (ServerSocket elsewhere = new ServerSocket(0, 1, TestGroup.LOOPBACK);
         Relay relay = new Relay(new PeerAddress("127.0.0.1", elsewhere.getLocalPort()), -1, 0, helloBytes)) {
       Future<Object> server = group.submit(() -> {
