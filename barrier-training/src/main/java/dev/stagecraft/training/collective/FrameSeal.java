@@ -48,6 +48,17 @@ abstract class FrameSeal {
     };
   }
 
+  /**
+   * The frame sealed last was not sent at all (not one byte of it reached the socket): its sequence number is free
+   * for the next frame, so that an abort notice sent instead still opens. Reusing an AES-GCM nonce is safe here: no
+   * ciphertext under it left this process.
+   */
+  void withdraw() {
+    if (sequence > 0) {
+      sequence--;
+    }
+  }
+
   /** Bytes a sealed frame is longer than the frame. */
   abstract int tagBytes();
 
@@ -135,18 +146,29 @@ abstract class FrameSeal {
   /** AES-256-GCM: the header authenticated, the payload encrypted, a 16-byte tag; the nonce is the sequence number. */
   private static final class Gcm extends FrameSeal {
     private static final int TAG = 16;
-    private final Cipher cipher;
+    private Cipher cipher;
     private final SecretKeySpec key;
     private final byte[] nonce = new byte[12];
     private final byte[] header = new byte[Wire.HEADER_BYTES];
 
     Gcm(byte[] key) {
+      this.cipher = newCipher();
+      this.key = new SecretKeySpec(key, "AES");
+    }
+
+    private static Cipher newCipher() {
       try {
-        this.cipher = Cipher.getInstance("AES/GCM/NoPadding");
+        return Cipher.getInstance("AES/GCM/NoPadding");
       } catch (GeneralSecurityException e) {
         throw new IllegalStateException("Cannot set up AES-GCM for frames: " + e.getMessage(), e);
       }
-      this.key = new SecretKeySpec(key, "AES");
+    }
+
+    /** A cipher refuses to encrypt twice under one nonce; a new one takes the withdrawn frame's (see above). */
+    @Override
+    void withdraw() {
+      super.withdraw();
+      cipher = newCipher();
     }
 
     @Override

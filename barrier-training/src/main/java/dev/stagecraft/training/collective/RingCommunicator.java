@@ -403,6 +403,8 @@ final class RingCommunicator implements Communicator {
     } finally {
       if (frame.hasRemaining() && frame.position() > 0) {
         outTorn = true;
+      } else if (frame.hasRemaining()) {
+        outSeal.withdraw(); // nothing of it went out: an abort notice takes its sequence number
       }
       outLock.unlock();
     }

@@ -56,6 +56,16 @@ class FrameSealTest {
         .as("the other direction's key").isFalse();
   }
 
+  @ParameterizedTest
+  @EnumSource(value = FrameIntegrity.class, names = {"MAC", "ENCRYPT"})
+  void aFrameWithdrawnBeforeAnyOfItWasSentGivesItsSequenceNumberToTheNext(FrameIntegrity mode) {
+    FrameSeal sender = FrameSeal.of(mode, KEY);
+    seal(sender, frame(1, 40)); // never sent
+    sender.withdraw();
+    ByteBuffer notice = seal(sender, frame(2, 10));
+    assertThat(FrameSeal.of(mode, KEY).open(notice, 0, Wire.HEADER_BYTES + 10)).isTrue();
+  }
+
   private static ByteBuffer seal(FrameSeal seal, byte[] frame) {
     ByteBuffer b = ByteBuffer.allocateDirect(frame.length + seal.tagBytes());
     b.put(frame).flip();
