@@ -35,6 +35,15 @@ public interface StepContext {
     return rdd;
   }
 
+  /**
+   * How the step's collectives (the {@code train} step's ring all-reduce) protect their frames, as the step's
+   * resource policy says ({@code collectives: { integrity: mac | encrypt | none }}); empty when the policy does not
+   * say, or the step names none: the kind's default then applies.
+   */
+  default java.util.Optional<String> collectiveIntegrity() {
+    return java.util.Optional.empty();
+  }
+
   /** The Hadoop configuration for workspace and data access. */
   Configuration hadoopConf();
 

@@ -1,6 +1,7 @@
 package dev.stagecraft.policies;
 
 import dev.stagecraft.policies.ResourcePolicy.Allocation;
+import dev.stagecraft.policies.ResourcePolicy.Collectives;
 import dev.stagecraft.policies.ResourcePolicy.Executor;
 import dev.stagecraft.policies.ResourcePolicy.Market;
 import dev.stagecraft.policies.ResourcePolicy.Rapids;
@@ -30,20 +31,22 @@ import java.util.regex.Pattern;
  *   pool: inference                    # FAIR scheduler pool (default: the policy's name)
  *   priority: 2                        # the pool's weight
  *   rapids: { enabled: true, concurrent_gpu_tasks: 2 }
+ *   collectives: { integrity: mac }    # or encrypt (default), none: the train step's ring traffic
  * </pre>
  * Workflow policies are added to the built-ins and replace a built-in of the same name.
  */
 public final class Policies {
   static final String DEFAULTS_DOC = "executor {cores 1, memory 1g, memory_overhead max(384m, 10% of memory), gpus 0}, "
       + "task {cpus 1, gpus 0}, allocation {mode static, executors 1}, market on_demand, pool = name, priority 1, "
-      + "rapids off";
+      + "rapids off, collectives {integrity: the train step's default, encrypt}";
 
   public static final List<String> POLICY_FIELDS =
-      List.of("executor", "task", "allocation", "market", "pool", "priority", "rapids");
+      List.of("executor", "task", "allocation", "market", "pool", "priority", "rapids", "collectives");
   static final List<String> EXECUTOR_FIELDS = List.of("cores", "memory", "memory_overhead", "gpus", "gpu_type");
   static final List<String> TASK_FIELDS = List.of("cpus", "gpus");
   static final List<String> ALLOCATION_FIELDS = List.of("mode", "executors", "min", "max", "initial", "idle_timeout");
   static final List<String> RAPIDS_FIELDS = List.of("enabled", "concurrent_gpu_tasks");
+  static final List<String> COLLECTIVES_FIELDS = List.of("integrity");
   private static final Pattern NAME = Pattern.compile("[A-Za-z][A-Za-z0-9_-]*");
 
   /** The built-in policies: {@code local}, {@code cpu-etl}, {@code gpu-training}, {@code gpu-inference}. */
@@ -126,6 +129,7 @@ public final class Policies {
       Object rapidsNode = m.get("rapids");
       Map<String, Object> ra = rapidsNode instanceof Boolean ? Map.of("enabled", rapidsNode)
           : map(rapidsNode, "rapids", RAPIDS_FIELDS);
+      Map<String, Object> co = map(m.get("collectives"), "collectives", COLLECTIVES_FIELDS);
 
       int cores = integer(ex, "executor", "cores", 1, 1);
       long memory = memory(ex, "executor", "memory", 1024);
@@ -166,11 +170,27 @@ public final class Policies {
       if (rapidsOn && gpus == 0) {
         problem("rapids.enabled", "true needs GPUs but executor.gpus is 0 (expected executor.gpus >= 1)");
       }
+      Collectives collectives = collectives(co);
       if (problems.size() > before) {
         return null;
       }
       return new ResourcePolicy(name, new Executor(cores, memory, overhead, gpus, gpuType),
-          new Task(taskCpus, taskGpus), allocation, market, pool, priority, new Rapids(rapidsOn, concurrent));
+          new Task(taskCpus, taskGpus), allocation, market, pool, priority, new Rapids(rapidsOn, concurrent),
+          collectives);
+    }
+
+    private Collectives collectives(Map<String, Object> co) {
+      Object v = co.get("integrity");
+      if (v == null) {
+        return Collectives.DEFAULT;
+      }
+      String mode = String.valueOf(v).trim().toLowerCase(Locale.ROOT);
+      if (!Collectives.INTEGRITY_MODES.contains(mode)) {
+        problem("collectives.integrity", "unknown mode '" + v + "' (expected one of: "
+            + String.join(", ", Collectives.INTEGRITY_MODES) + ")");
+        return Collectives.DEFAULT;
+      }
+      return new Collectives(Optional.of(mode));
     }
 
     private Allocation allocation(Map<String, Object> al) {
@@ -342,19 +362,20 @@ public final class Policies {
     Rapids off = new Rapids(false, 1);
     // Everything in one JVM; what local mode cannot honour is logged when a run starts.
     m.put("local", new ResourcePolicy("local", new Executor(1, 1024, 384, 0, Optional.empty()), new Task(1, 0),
-        new Allocation(Allocation.Mode.STATIC, 1, 1, 1, 1, Duration.ZERO), Market.ON_DEMAND, "local", 1, off));
+        new Allocation(Allocation.Mode.STATIC, 1, 1, 1, 1, Duration.ZERO), Market.ON_DEMAND, "local", 1, off,
+        Collectives.DEFAULT));
     // CPU work scales with data: grow and shrink, give executors back a minute after their last task.
     m.put("cpu-etl", new ResourcePolicy("cpu-etl", new Executor(4, 8192, 1024, 0, Optional.empty()), new Task(1, 0),
         new Allocation(Allocation.Mode.DYNAMIC, 0, 0, 4, 1, Duration.ofSeconds(60)), Market.ON_DEMAND, "etl", 1,
-        off));
+        off, Collectives.DEFAULT));
     // Barrier training needs all its executors at once and refuses dynamic allocation (SPARK-24942): static.
     m.put("gpu-training", new ResourcePolicy("gpu-training", new Executor(4, 16384, 2048, 1, Optional.of("t4")),
         new Task(1, 1), new Allocation(Allocation.Mode.STATIC, 2, 2, 2, 2, Duration.ZERO), Market.ON_DEMAND,
-        "training", 2, off));
+        "training", 2, off, Collectives.DEFAULT));
     // Scoring is retryable task by task: spot GPUs, four tasks per GPU, released 30 s after the last task.
     m.put("gpu-inference", new ResourcePolicy("gpu-inference", new Executor(4, 16384, 2048, 1, Optional.of("t4")),
         new Task(1, 0.25), new Allocation(Allocation.Mode.DYNAMIC, 0, 0, 4, 0, Duration.ofSeconds(30)), Market.SPOT,
-        "inference", 2, new Rapids(true, 2)));
+        "inference", 2, new Rapids(true, 2), Collectives.DEFAULT));
     return Collections.unmodifiableMap(m);
   }
 

@@ -3,6 +3,7 @@ package dev.stagecraft.policies;
 import static java.util.Objects.requireNonNull;
 
 import java.time.Duration;
+import java.util.List;
 import java.util.Optional;
 
 /**
@@ -11,6 +12,8 @@ import java.util.Optional;
  * Spark settings and {@code ResourceProfile}s.
  *
  * @param priority the FAIR pool's weight (1 = Spark's default)
+ * @param collectives how the collectives of the steps under it (the {@code train} step's ring all-reduce) protect
+ *     their traffic
  */
 public record ResourcePolicy(
     String name,
@@ -20,7 +23,8 @@ public record ResourcePolicy(
     Market market,
     String pool,
     int priority,
-    Rapids rapids) {
+    Rapids rapids,
+    Collectives collectives) {
 
   public ResourcePolicy {
     requireNonNull(name, "name is null");
@@ -30,6 +34,7 @@ public record ResourcePolicy(
     requireNonNull(market, "market is null");
     requireNonNull(pool, "pool is null");
     requireNonNull(rapids, "rapids is null");
+    requireNonNull(collectives, "collectives is null");
   }
 
   /** Executor resources. Memory in MiB; {@code gpuType} names a GPU in the price catalog (e.g. {@code t4}). */
@@ -70,6 +75,26 @@ public record ResourcePolicy(
 
   /** The RAPIDS Accelerator for the step's SQL: on or off, and how many tasks may use one GPU at once. */
   public record Rapids(boolean enabled, int concurrentGpuTasks) {}
+
+  /**
+   * The collectives' settings. {@code integrity}: how the ring's frames are protected after the handshake, one of
+   * {@link #INTEGRITY_MODES}; empty: the train step's default ({@code encrypt}).
+   */
+  public record Collectives(Optional<String> integrity) {
+    public static final List<String> INTEGRITY_MODES = List.of("mac", "encrypt", "none");
+    /** Nothing set: every collective's default. */
+    public static final Collectives DEFAULT = new Collectives(Optional.empty());
+
+    public Collectives {
+      requireNonNull(integrity, "integrity is null");
+      integrity.ifPresent(mode -> {
+        if (!INTEGRITY_MODES.contains(mode)) {
+          throw new IllegalArgumentException(
+              "Invalid integrity '" + mode + "' (expected one of: " + String.join(", ", INTEGRITY_MODES) + ")");
+        }
+      });
+    }
+  }
 
   /** True if the policy's executors carry GPUs. */
   public boolean usesGpus() {

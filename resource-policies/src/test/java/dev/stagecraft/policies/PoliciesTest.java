@@ -76,7 +76,7 @@ class PoliciesTest {
             "wf.yaml: policy 'p' field 'executor.gpu': unknown field (expected one of: cores, memory, "
                 + "memory_overhead, gpus, gpu_type)",
             "wf.yaml: policy 'p' field 'colour': unknown field (expected one of: executor, task, allocation, "
-                + "market, pool, priority, rapids)");
+                + "market, pool, priority, rapids, collectives)");
   }
 
   @Test
@@ -91,6 +91,23 @@ class PoliciesTest {
             + "for mode dynamic)",
         "wf.yaml: policy 'p' field 'allocation.min': 3 is more than allocation.max 2 (expected min <= max)",
         "wf.yaml: policy 'p' field 'market': unknown market 'cheap' (expected on_demand or spot)");
+  }
+
+  @Test
+  void collectivesIntegrity() {
+    assertThat(parse("p", Map.of()).policies().get("p").collectives().integrity()).isEmpty();
+    for (String mode : List.of("mac", "encrypt", "none", "MAC")) {
+      Policies.Parsed p = parse("p", Map.of("collectives", Map.of("integrity", mode)));
+      assertThat(p.problems()).isEmpty();
+      assertThat(p.policies().get("p").collectives().integrity()).contains(mode.toLowerCase(java.util.Locale.ROOT));
+    }
+    assertThat(parse("p", Map.of("collectives", Map.of("integrity", "sign"))).problems()).containsExactly(
+        "wf.yaml: policy 'p' field 'collectives.integrity': unknown mode 'sign' (expected one of: mac, encrypt, "
+            + "none)");
+    assertThat(parse("p", Map.of("collectives", Map.of("integirty", "mac"))).problems()).containsExactly(
+        "wf.yaml: policy 'p' field 'collectives.integirty': unknown field (expected one of: integrity)");
+    assertThat(parse("p", Map.of("collectives", "mac")).problems()).containsExactly(
+        "wf.yaml: policy 'p' field 'collectives': is a value 'mac' (expected a map with some of: integrity)");
   }
 
   @Test

@@ -50,7 +50,8 @@ public interface Communicator extends AutoCloseable {
   /**
    * Connects this rank to its ring neighbours and authenticates them, blocking until both connections are
    * established or {@link GroupSpec#connectTimeout()} expires. Every connection is authenticated in both directions
-   * with an HMAC-SHA256 challenge–response over {@code secret}, the group id, the world size and both ranks; a
+   * with an HMAC-SHA256 challenge–response over {@code secret}, the group id, the world size, both ranks and the
+   * frame integrity mode ({@link FrameIntegrity#DEFAULT} here); a
    * connection that fails (stranger, wrong secret, wrong group, unexpected rank) is closed and logged at WARN, and
    * this rank keeps waiting for the legitimate peer.
    *
@@ -64,7 +65,18 @@ public interface Communicator extends AutoCloseable {
    * @throws CollectiveException if the connection setup fails otherwise
    */
   static Communicator connect(ServerSocket server, GroupSpec spec, byte[] secret) {
-    return RingConnector.connect(server, spec, secret);
+    return connect(server, spec, secret, FrameIntegrity.DEFAULT);
+  }
+
+  /**
+   * As {@link #connect(ServerSocket, GroupSpec, byte[])}, with the frames after the handshake protected as
+   * {@code integrity} says (every rank of the group must pass the same; a neighbour with another is refused). Under
+   * {@link FrameIntegrity#MAC} and {@link FrameIntegrity#ENCRYPT} a frame altered, injected, replayed or reordered on
+   * the way fails the operation with a {@link CollectiveException} naming the rank it claims to come from, and its
+   * data is not used.
+   */
+  static Communicator connect(ServerSocket server, GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
+    return RingConnector.connect(server, spec, secret, integrity);
   }
 
   /** This rank, {@code 0 <= rank() < worldSize()}. */

@@ -36,6 +36,11 @@ import org.slf4j.LoggerFactory;
  * the kernel filled straight into the caller's array. (Socket streams over heap arrays cost two more copies per
  * side: the JDK stages every heap array through a temporary direct buffer.) One thread per rank does both: on two
  * cores a separate sender thread per rank cost a quarter more time than the hand-offs saved.
+ *
+ * <p>Frames are sealed per direction ({@link FrameSeal}, as the group's {@link FrameIntegrity} says): a sealed frame
+ * is read whole and opened before anything in it is looked at, so a frame altered or forged on the way fails the
+ * operation, naming the rank it claims to come from, and its data is never used. Encrypted frames are sealed in the
+ * outgoing buffer and opened in the receive buffer, in place; the caller's arrays never hold ciphertext.
  */
 final class RingCommunicator implements Communicator {
   private static final Logger LOG = LoggerFactory.getLogger(RingCommunicator.class);
@@ -96,6 +101,14 @@ final class RingCommunicator implements Communicator {
   private final Selector watched;
   private final float[] scratch;
   private final Thread watcher;
+  /** Seal of the frames to the next rank (under {@link #outLock}), of those from the previous rank (op thread), of
+   * abort notices to the previous rank (under {@link #backLock}) and of those from the next rank (watcher). */
+  private final FrameSeal outSeal;
+  private final FrameSeal inSeal;
+  private final FrameSeal backSeal;
+  private final FrameSeal watchSeal;
+  private final String previousAddress;
+  private final String nextAddress;
 
   private final AtomicReference<Failure> failure = new AtomicReference<>();
   /**
@@ -107,8 +120,6 @@ final class RingCommunicator implements Communicator {
   /** Sequence number of the current or last operation; written by the op thread only. */
   private volatile int seq;
 
-  /** {@code in} and {@code out} are authenticated connections from the previous and to the next rank, or both null
-   * for a group of one. */
   private final String previousName;
   private final String nextName;
   // Where the op thread waited (WaitTimes): before a frame from the previous rank began, inside one, or to send.
@@ -117,7 +128,12 @@ final class RingCommunicator implements Communicator {
   private long waitSendingNanos;
   private boolean inFrame;
 
-  RingCommunicator(GroupSpec spec, Socket in, Socket out) throws IOException {
+  /**
+   * {@code in} and {@code out} are authenticated connections from the previous and to the next rank, with the keys
+   * their handshakes agreed, or all null for a group of one.
+   */
+  RingCommunicator(GroupSpec spec, Socket in, Handshake.Session fromPrevious, Socket out, Handshake.Session toNext)
+      throws IOException {
     this.rank = spec.rank();
     this.worldSize = spec.worldSize();
     this.previous = spec.previous();
@@ -128,6 +144,8 @@ final class RingCommunicator implements Communicator {
     this.nextName = "rank " + next + " (" + spec.peers().get(next) + ")";
     this.timeoutText = Durations.format(spec.operationTimeout());
     this.timeoutNanos = spec.operationTimeout().toNanos();
+    this.previousAddress = spec.peers().get(previous).toString();
+    this.nextAddress = spec.peers().get(next).toString();
     if (in == null || out == null) {
       if (worldSize != 1) {
         throw new IllegalArgumentException("Cannot create " + self + " without connections");
@@ -141,8 +159,14 @@ final class RingCommunicator implements Communicator {
       this.watched = null;
       this.scratch = null;
       this.watcher = null;
+      this.outSeal = this.inSeal = this.backSeal = this.watchSeal = FrameSeal.NONE;
       return;
     }
+    // This rank is the client of the connection to the next rank and the server of the one from the previous rank.
+    this.outSeal = FrameSeal.of(toNext.integrity(), toNext.clientToServer());
+    this.watchSeal = FrameSeal.of(toNext.integrity(), toNext.serverToClient());
+    this.inSeal = FrameSeal.of(fromPrevious.integrity(), fromPrevious.clientToServer());
+    this.backSeal = FrameSeal.of(fromPrevious.integrity(), fromPrevious.serverToClient());
     if (in.getChannel() == null || out.getChannel() == null) {
       throw new IllegalArgumentException("Cannot create " + self
           + " on sockets without channels (expected connections made by Communicator.connect)");
@@ -156,8 +180,11 @@ final class RingCommunicator implements Communicator {
     this.outKey = this.out.register(ready, 0);
     this.watched = Selector.open();
     this.out.register(watched, SelectionKey.OP_READ);
-    this.inBuffer = ByteBuffer.allocateDirect(RECEIVE_BUFFER_BYTES).order(Wire.FLOAT_ORDER).limit(0);
-    this.outBuffer = ByteBuffer.allocateDirect(Wire.HEADER_BYTES + Wire.CHUNK_BYTES);
+    // A sealed frame is read whole before it is opened: the receive buffer holds the largest.
+    int sealedFrame = Wire.HEADER_BYTES + Wire.MAX_PAYLOAD_BYTES + inSeal.tagBytes();
+    this.inBuffer = ByteBuffer.allocateDirect(Math.max(RECEIVE_BUFFER_BYTES, inSeal.tagBytes() > 0 ? sealedFrame : 0))
+        .order(Wire.FLOAT_ORDER).limit(0);
+    this.outBuffer = ByteBuffer.allocateDirect(Wire.HEADER_BYTES + Wire.MAX_PAYLOAD_BYTES + outSeal.tagBytes());
     this.scratch = new float[Wire.CHUNK_FLOATS];
     this.watcher = new Thread(this::watchLoop, "stagecraft-collective-" + spec.groupId() + "-r" + rank + "-watch");
     watcher.setDaemon(true);
@@ -167,7 +194,7 @@ final class RingCommunicator implements Communicator {
   /** A group of one: every operation is a no-op (after the usual argument and state checks). */
   static RingCommunicator alone(GroupSpec spec) {
     try {
-      return new RingCommunicator(spec, null, null);
+      return new RingCommunicator(spec, null, null, null, null);
     } catch (IOException e) {
       throw new IllegalStateException("Cannot happen without sockets", e);
     }
@@ -356,16 +383,21 @@ final class RingCommunicator implements Communicator {
 
   private void sendFrame(byte op, int s, int count, int aux, byte[] payload) {
     checkCanSend();
-    byte[] frame = new byte[Wire.HEADER_BYTES + payload.length];
+    ByteBuffer frame = outBuffer;
+    frame.clear();
     Wire.putHeader(frame, op, s, count, aux, payload.length);
-    System.arraycopy(payload, 0, frame, Wire.HEADER_BYTES, payload.length);
-    write(ByteBuffer.wrap(frame));
+    frame.put(payload).flip();
+    write(frame);
   }
 
-  /** Writes a whole frame to the next rank, waiting at most the operation timeout for it to take the data. */
+  /**
+   * Seals a whole frame (position to limit; the buffer has room for the tag) and writes it to the next rank, waiting
+   * at most the operation timeout for it to take the data.
+   */
   private void write(ByteBuffer frame) {
     outLock.lock();
     try {
+      outSeal.seal(frame);
       long deadline = System.nanoTime() + timeoutNanos;
       while (frame.hasRemaining()) {
         if (out.write(frame) == 0) {
@@ -382,6 +414,8 @@ final class RingCommunicator implements Communicator {
     } finally {
       if (frame.hasRemaining() && frame.position() > 0) {
         outTorn = true;
+      } else if (frame.hasRemaining()) {
+        outSeal.withdraw(); // nothing of it went out: an abort notice takes its sequence number
       }
       outLock.unlock();
     }
@@ -437,6 +471,7 @@ final class RingCommunicator implements Communicator {
       inBuffer.position(inBuffer.position() + k * Float.BYTES);
       done += k;
     }
+    endFrame();
   }
 
   private byte[] receiveBytes(byte op, int s, int count, int aux, int maxLength) throws IOException {
@@ -455,7 +490,39 @@ final class RingCommunicator implements Communicator {
       inBuffer.get(payload, done, k);
       done += k;
     }
+    endFrame();
     return payload;
+  }
+
+  /** Steps over the tag of the frame whose payload was just consumed (it was checked when the frame was opened). */
+  private void endFrame() {
+    inBuffer.position(inBuffer.position() + inSeal.tagBytes());
+  }
+
+  /**
+   * Under a seal: reads the whole frame that starts here into {@link #inBuffer} and opens it, or fails naming the
+   * previous rank. Only the length is read before, and only to know how much to read.
+   */
+  private void openFrame() throws IOException {
+    fill(Wire.HEADER_BYTES);
+    int start = inBuffer.position();
+    int length = Integer.reverseBytes(inBuffer.getInt(start + Wire.HEADER_BYTES - Integer.BYTES)); // big-endian
+    if (length < 0 || length > Wire.MAX_PAYLOAD_BYTES) {
+      throw integrityFailure(previous, previousAddress, "a frame length of " + length + " bytes");
+    }
+    fill(Wire.HEADER_BYTES + length + inSeal.tagBytes());
+    if (!inSeal.open(inBuffer, inBuffer.position(), Wire.HEADER_BYTES + length)) {
+      throw integrityFailure(previous, previousAddress, null);
+    }
+  }
+
+  private FailureSignal integrityFailure(int from, String address, String what) {
+    return new FailureSignal(integrityError(from, address, what));
+  }
+
+  private Failure integrityError(int from, String address, String what) {
+    return Failure.error(rank, List.of(from), "frame from rank " + from + " (" + address + ") failed its integrity "
+        + "check" + (what == null ? "" : " (" + what + ")") + ": altered or forged on the way, its data not used");
   }
 
   /** Reads the next header from the previous rank, checks it is the expected frame and returns its length. */
@@ -463,6 +530,9 @@ final class RingCommunicator implements Communicator {
     // Until the header's first byte is in, waiting means the previous rank has not sent yet; after it, the frame is
     // on its way and waiting means the link is slow (awaitReadable also looks at the bytes fill() holds).
     inFrame = false;
+    if (inSeal.tagBytes() > 0) {
+      openFrame();
+    }
     fill(Wire.HEADER_BYTES);
     inFrame = true;
     inBuffer.order(ByteOrder.BIG_ENDIAN);
@@ -618,7 +688,7 @@ final class RingCommunicator implements Communicator {
     } else {
       LOG.warn("Collective failure on {}: {}", self, f.describeAt(rank));
     }
-    // Forward once the frame being written, if any, is out; backward at once.
+    // Forward once the frame being written, if any, is out; backward at once. Each is sealed as it is sent.
     byte[] notice = Wire.abortFrame(f, seq);
     sendForward(notice, ABORT_GRACE_MILLIS);
     sendBackward(notice);
@@ -646,7 +716,7 @@ final class RingCommunicator implements Communicator {
         LOG.debug("Cannot tell rank {} that {} stopped: the last frame to it was cut off", next, self);
         return;
       }
-      writeBriefly(out, notice, deadline, next);
+      writeBriefly(out, sealed(outSeal, notice), deadline, next);
     } finally {
       outLock.unlock();
     }
@@ -675,7 +745,8 @@ final class RingCommunicator implements Communicator {
   /** Best effort, and brief: the reverse direction carries nothing else, so the notice normally fits at once. */
   private void sendBackward(byte[] notice) {
     synchronized (backLock) {
-      writeBriefly(in, notice, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS), previous);
+      writeBriefly(in, sealed(backSeal, notice), System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS),
+          previous);
     }
   }
 
@@ -690,6 +761,21 @@ final class RingCommunicator implements Communicator {
       header.getInt(); // count
       header.getInt(); // aux
       int length = header.getInt();
+      byte[] opened = null; // under a seal: the whole frame, read and opened before anything in it is believed
+      if (watchSeal.tagBytes() > 0) {
+        if (length < 0 || length > Wire.MAX_ABORT_BYTES) {
+          recordFailure(integrityError(next, nextAddress, "a frame length of " + length + " bytes"));
+          return;
+        }
+        ByteBuffer frame = ByteBuffer.allocate(Wire.HEADER_BYTES + length + watchSeal.tagBytes());
+        frame.put(header.array());
+        watchRead(frame);
+        if (!watchSeal.open(frame, 0, Wire.HEADER_BYTES + length)) {
+          recordFailure(integrityError(next, nextAddress, null));
+          return;
+        }
+        opened = frame.array();
+      }
       if (op != Wire.ABORT) {
         recordFailure(Failure.error(rank, List.of(next),
             "out of sync with rank " + next + ": received " + Wire.opName(op) + " on the reverse connection"));
@@ -697,7 +783,11 @@ final class RingCommunicator implements Communicator {
       }
       Wire.checkAbortLength(length);
       ByteBuffer payload = ByteBuffer.allocate(length);
-      watchRead(payload);
+      if (opened != null) {
+        payload.put(0, opened, Wire.HEADER_BYTES, length);
+      } else {
+        watchRead(payload);
+      }
       Failure f = Wire.parseAbort(payload.array());
       if (f.kind() == Failure.Kind.CLOSED) {
         nextGone = f;
@@ -773,6 +863,17 @@ final class RingCommunicator implements Communicator {
     }
     ready.wakeup(); // an op thread waiting sees the failure now
     watched.wakeup();
+  }
+
+  /** {@code frame} sealed under {@code seal}: a copy with room for the tag (abort notices only, rarely sent). */
+  private static byte[] sealed(FrameSeal seal, byte[] frame) {
+    if (seal.tagBytes() == 0) {
+      return frame;
+    }
+    ByteBuffer b = ByteBuffer.allocate(frame.length + seal.tagBytes());
+    b.put(frame).flip();
+    seal.seal(b);
+    return b.array();
   }
 
   private static void join(Thread thread, long millis) {

@@ -45,9 +45,9 @@ final class RingConnector {
   private final String self;
   private final long handshakeMillis;
 
-  private RingConnector(GroupSpec spec, byte[] secret) {
+  private RingConnector(GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
     this.spec = spec;
-    this.handshake = new Handshake(spec, secret);
+    this.handshake = new Handshake(spec, secret, integrity);
     this.deadline = System.nanoTime() + spec.connectTimeout().toNanos();
     this.self = "rank " + spec.rank() + " of " + spec.worldSize() + " in group '" + spec.groupId() + "'";
     this.handshakeMillis =
@@ -68,11 +68,12 @@ final class RingConnector {
     }
   }
 
-  static Communicator connect(ServerSocket server, GroupSpec spec, byte[] secret) {
+  static Communicator connect(ServerSocket server, GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
     try {
       requireNonNull(server, "server is null");
       requireNonNull(spec, "spec is null");
       requireNonNull(secret, "secret is null");
+      requireNonNull(integrity, "integrity is null");
       if (secret.length < Communicator.MIN_SECRET_BYTES) {
         throw new IllegalArgumentException("Invalid secret for group '" + spec.groupId() + "': " + secret.length
             + " bytes (expected at least " + Communicator.MIN_SECRET_BYTES + ")");
@@ -95,7 +96,7 @@ final class RingConnector {
       if (spec.worldSize() == 1) {
         return RingCommunicator.alone(spec);
       }
-      return new RingConnector(spec, secret).connectRing(server);
+      return new RingConnector(spec, secret, integrity).connectRing(server);
     } finally {
       if (server != null) {
         closeQuietly(server, "listening socket");
@@ -105,6 +106,7 @@ final class RingConnector {
 
   private Communicator connectRing(ServerSocket server) {
     long started = System.nanoTime();
+    Handshake.Session[] incoming = new Handshake.Session[1];
     Outgoing outgoing = new Outgoing();
     Thread connector = new Thread(outgoing,
         "stagecraft-collective-" + spec.groupId() + "-r" + spec.rank() + "-connect");
@@ -113,7 +115,7 @@ final class RingConnector {
     Socket in = null;
     CollectiveException acceptFailure = null;
     try {
-      in = acceptFromPrevious(server);
+      in = acceptFromPrevious(server, incoming);
     } catch (CollectiveTimeoutException e) {
       acceptFailure = e; // at the deadline: the connector ends now too, and may have its own rank to name
     } catch (CollectiveException e) {
@@ -132,7 +134,7 @@ final class RingConnector {
         in.getRemoteSocketAddress(), spec.next(), spec.peers().get(spec.next()),
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started));
     try {
-      return new RingCommunicator(spec, in, out);
+      return new RingCommunicator(spec, in, incoming[0], out, outgoing.session);
     } catch (IOException | RuntimeException e) {
       closeQuietly(in, "connection from rank " + spec.previous());
       closeQuietly(out, "connection to rank " + spec.next());
@@ -141,7 +143,7 @@ final class RingConnector {
   }
 
   /** Accepts until the previous rank has authenticated; strangers and wrong ranks are dropped and logged. */
-  private Socket acceptFromPrevious(ServerSocket server) {
+  private Socket acceptFromPrevious(ServerSocket server, Handshake.Session[] session) {
     int previous = spec.previous();
     int rejected = 0;
     while (true) {
@@ -164,7 +166,7 @@ final class RingConnector {
       try {
         configure(socket);
         socket.setSoTimeout((int) Math.max(1, Math.min(remainingMillis(), handshakeMillis)));
-        handshake.acceptFrom(socket, previous);
+        session[0] = handshake.acceptFrom(socket, previous);
         return socket;
       } catch (Handshake.Rejected e) {
         rejected++;
@@ -184,6 +186,7 @@ final class RingConnector {
     private volatile boolean cancelled;
     private volatile Socket attempt;
     volatile Socket socket;
+    volatile Handshake.Session session;
     volatile CollectiveException failure;
 
     @Override
@@ -214,11 +217,12 @@ final class RingConnector {
             // Not capped like the acceptor's: the peer may start accepting late, and giving up early would leave
             // a stale connection in its backlog that it would then report as a dropped stranger.
             s.setSoTimeout((int) Math.max(1, remainingMillis()));
-            handshake.connectTo(s, next);
+            Handshake.Session agreed = handshake.connectTo(s, next);
             if (cancelled) {
               closeQuietly(s, "connection to rank " + next);
               break;
             }
+            session = agreed;
             socket = s;
             return;
           } catch (Handshake.Rejected e) {

@@ -15,7 +15,8 @@ import java.util.List;
  * The frame format after the handshake. Header (17 bytes, big-endian): op code (1), sequence number of the
  * collective call (4), the sender's count argument (4: array length), the sender's aux argument (4: broadcast
  * root), payload length (4). Float payloads are little-endian, the native order of x86 and ARM, so encoding is a
- * bulk copy through {@link ByteBuffer#asFloatBuffer()}.
+ * bulk copy through {@link ByteBuffer#asFloatBuffer()}. Under {@link FrameIntegrity#MAC} or {@link
+ * FrameIntegrity#ENCRYPT} a 16-byte tag follows every frame's payload ({@link FrameSeal}).
  */
 final class Wire {
   static final int HEADER_BYTES = 17;
@@ -26,6 +27,8 @@ final class Wire {
   static final int CHUNK_BYTES = 1024 * 1024;
   static final int CHUNK_FLOATS = CHUNK_BYTES / Float.BYTES;
   static final int MAX_ABORT_BYTES = 8 * 1024;
+  /** The longest payload of any frame: a chunk of floats or an allGather item. */
+  static final int MAX_PAYLOAD_BYTES = Math.max(CHUNK_BYTES, Communicator.MAX_ALL_GATHER_BYTES);
   static final ByteOrder FLOAT_ORDER = ByteOrder.LITTLE_ENDIAN;
 
   static final byte ALL_REDUCE_SUM = 1;

@@ -16,8 +16,14 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
@@ -37,7 +43,13 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Authentication: the service sends a fresh nonce; a client answers HMAC-SHA256(secret, nonce, its message); the
  * service answers with HMAC(secret, the client's nonce, its reply), so neither side accepts data from anyone without
- * the secret. A connection that fails is closed and logged (never with the secret or MACs).
+ * the secret. A connection that fails is closed and logged (never with the secret or MACs); a client that has not
+ * authenticated is told nothing (the connection just closes), not even which rank or check it failed.
+ *
+ * <p>Bounded: at most {@link #maxConnections(int)} connections are served at once, each on a pooled thread, and a
+ * connection must authenticate within {@link #HELLO_TIMEOUT} or it is dropped; connections beyond the cap are
+ * closed at once and logged. A rank whose connection is refused retries until its timeout, so strangers that connect
+ * and stay silent delay the real ranks by at most the hello timeout but cannot keep them out.
  */
 public final class Rendezvous implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Rendezvous.class);
@@ -45,6 +57,13 @@ public final class Rendezvous implements AutoCloseable {
   private static final byte REGISTER = 1;
   private static final byte REPORT = 2;
   private static final SecureRandom RANDOM = new SecureRandom();
+  /** How long a connection may take to authenticate: a real rank answers the greeting at once. */
+  static final Duration HELLO_TIMEOUT = Duration.ofSeconds(5);
+  /** Shortest interval between two log lines about refused connections (a flood logs a count, not a line each). */
+  private static final long REFUSAL_LOG_NANOS = TimeUnit.SECONDS.toNanos(1);
+  static final String CONNECTION_THREAD = "stagecraft-rendezvous-conn";
+  private static final long FIRST_RETRY_MILLIS = 50;
+  private static final long MAX_RETRY_MILLIS = 1_000;
 
   private final ServerSocket server;
   private final int worldSize;
@@ -53,14 +72,30 @@ public final class Rendezvous implements AutoCloseable {
   private final PeerAddress[] peers;
   private final CompletableFuture<List<PeerAddress>> complete = new CompletableFuture<>();
   private final Thread acceptor;
+  private final int maxConnections;
+  private final Semaphore slots;
+  private final ExecutorService connections;
+  private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+  private final int helloMillis;
+  private int refusedSinceLog;
+  private long lastRefusalLog;
   private volatile boolean closed;
 
-  private Rendezvous(ServerSocket server, int worldSize, byte[] secret, Consumer<String> onReport) {
+  private Rendezvous(ServerSocket server, int worldSize, byte[] secret, Consumer<String> onReport,
+      Duration helloTimeout) {
     this.server = server;
     this.worldSize = worldSize;
     this.secret = secret.clone();
     this.onReport = onReport;
     this.peers = new PeerAddress[worldSize];
+    this.helloMillis = (int) Math.min(Integer.MAX_VALUE, helloTimeout.toMillis());
+    this.maxConnections = maxConnections(worldSize);
+    this.slots = new Semaphore(maxConnections);
+    this.connections = Executors.newFixedThreadPool(maxConnections, r -> {
+      Thread t = new Thread(r, CONNECTION_THREAD);
+      t.setDaemon(true);
+      return t;
+    });
     this.acceptor = new Thread(this::acceptLoop, "stagecraft-rendezvous");
     acceptor.setDaemon(true);
     acceptor.start();
@@ -69,12 +104,28 @@ public final class Rendezvous implements AutoCloseable {
   /** Starts the service on {@code bind} (an ephemeral port) for {@code worldSize} ranks. */
   public static Rendezvous start(InetAddress bind, int worldSize, byte[] secret, Consumer<String> onReport)
       throws IOException {
+    return start(bind, worldSize, secret, onReport, HELLO_TIMEOUT);
+  }
+
+  /** As {@link #start(InetAddress, int, byte[], Consumer)}, with another hello timeout (tests). */
+  static Rendezvous start(InetAddress bind, int worldSize, byte[] secret, Consumer<String> onReport,
+      Duration helloTimeout) throws IOException {
     if (worldSize < 1) {
       throw new IllegalArgumentException("Invalid world size: " + worldSize + " (expected at least 1)");
     }
     ServerSocket s = new ServerSocket();
     s.bind(new InetSocketAddress(bind, 0));
-    return new Rendezvous(s, worldSize, secret, onReport);
+    return new Rendezvous(s, worldSize, secret, onReport, helloTimeout);
+  }
+
+  /**
+   * The cap on connections served at once for {@code worldSize} ranks. At most {@code worldSize + 1} are legitimate
+   * at a time (every rank's registration, held until all have registered, and rank 0's report channel); twice the
+   * world size plus a few leaves as many slots again for a rank's retry after a dropped connection and for
+   * strangers, whose slots free up after {@link #HELLO_TIMEOUT}.
+   */
+  static int maxConnections(int worldSize) {
+    return 2 * worldSize + 4;
   }
 
   /** Where tasks reach the service. */
@@ -91,32 +142,68 @@ public final class Rendezvous implements AutoCloseable {
 
   private void acceptLoop() {
     while (!closed) {
+      Socket s;
       try {
-        Socket s = server.accept();
-        Thread t = new Thread(() -> serve(s), "stagecraft-rendezvous-conn");
-        t.setDaemon(true);
-        t.start();
+        s = server.accept();
       } catch (IOException e) {
         if (!closed) {
           LOG.warn("Rendezvous stopped accepting: {}", e.toString());
         }
         return;
       }
+      if (!slots.tryAcquire()) {
+        refuse(s);
+        continue;
+      }
+      open.add(s);
+      try {
+        connections.execute(() -> {
+          try {
+            serve(s);
+          } finally {
+            open.remove(s);
+            slots.release();
+          }
+        });
+      } catch (RejectedExecutionException e) {
+        open.remove(s);
+        slots.release();
+        closeQuietly(s); // closed meanwhile
+      }
+    }
+  }
+
+  /** Closes a connection beyond the cap; logs the first at once and then a count at most once a second. */
+  private void refuse(Socket s) {
+    String from = String.valueOf(s.getRemoteSocketAddress());
+    closeQuietly(s);
+    refusedSinceLog++;
+    long now = System.nanoTime();
+    if (refusedSinceLog == 1 || now - lastRefusalLog >= REFUSAL_LOG_NANOS) {
+      LOG.warn("Refused {} rendezvous connection(s), the latest from {}: {} connections are being served, the cap "
+          + "for {} rank(s) (the others authenticate or time out within {})", refusedSinceLog, from, maxConnections,
+          worldSize, Duration.ofMillis(helloMillis).toString().substring(2).toLowerCase(java.util.Locale.ROOT));
+      refusedSinceLog = 0;
+      lastRefusalLog = now;
     }
   }
 
   private void serve(Socket s) {
+    java.net.SocketAddress from = s.getRemoteSocketAddress();
+    boolean authenticated = false;
     try (s) {
       s.setTcpNoDelay(true);
+      s.setSoTimeout(helloMillis); // until authenticated: a silent stranger gives its slot back
       DataInputStream in = new DataInputStream(s.getInputStream());
       DataOutputStream out = new DataOutputStream(s.getOutputStream());
       byte[] nonce = nonce();
       out.writeInt(MAGIC);
       out.write(nonce);
       out.flush();
-      s.setSoTimeout(10_000);
       if (in.readInt() != MAGIC) {
-        throw new IOException("not a Stagecraft rendezvous client");
+        LOG.warn("Rejected a rendezvous connection from {}: not a Stagecraft rendezvous client (unexpected greeting)",
+            from);
+        return;
       }
       byte kind = in.readByte();
       int rank = in.readInt();
@@ -125,12 +212,13 @@ public final class Rendezvous implements AutoCloseable {
       byte[] mac = in.readNBytes(32);
       if (!MessageDigest.isEqual(mac, mac(secret, "client", nonce, new byte[] {kind}, ints(rank), utf8(payload),
           clientNonce))) {
-        LOG.warn("Rejected a rendezvous connection from {}: authentication failed", s.getRemoteSocketAddress());
+        LOG.warn("Rejected a rendezvous connection from {}: authentication failed (wrong secret, or a replayed hello)",
+            from);
         return;
       }
+      authenticated = true;
       if (rank < 0 || rank >= worldSize) {
-        LOG.warn("Rejected a rendezvous connection from {}: rank {} outside 0..{}", s.getRemoteSocketAddress(), rank,
-            worldSize - 1);
+        LOG.warn("Rejected a rendezvous connection from {}: rank {} outside 0..{}", from, rank, worldSize - 1);
         return;
       }
       s.setSoTimeout(0);
@@ -148,12 +236,30 @@ public final class Rendezvous implements AutoCloseable {
           onReport.accept(line);
         }
       }
-    } catch (java.io.EOFException e) {
-      // the client finished
-    } catch (IOException | InterruptedException | ExecutionException e) {
-      if (!closed) {
-        LOG.debug("Rendezvous connection ended: {}", e.toString());
+    } catch (SocketTimeoutException e) {
+      if (!authenticated && !closed) {
+        LOG.warn("Dropped a rendezvous connection from {}: no complete hello within {} ms", from, helloMillis);
       }
+    } catch (java.io.EOFException e) {
+      if (!authenticated && !closed) {
+        LOG.warn("Dropped a rendezvous connection from {}: it closed before authenticating", from);
+      }
+    } catch (IOException | InterruptedException | ExecutionException | IllegalArgumentException e) {
+      if (!closed) {
+        if (authenticated) {
+          LOG.debug("Rendezvous connection ended: {}", e.toString());
+        } else {
+          LOG.warn("Dropped a rendezvous connection from {} before it authenticated: {}", from, e.toString());
+        }
+      }
+    }
+  }
+
+  private static void closeQuietly(Socket s) {
+    try {
+      s.close();
+    } catch (IOException e) {
+      LOG.debug("Cannot close a rendezvous connection: {}", e.toString());
     }
   }
 
@@ -205,6 +311,8 @@ public final class Rendezvous implements AutoCloseable {
     } catch (IOException e) {
       LOG.warn("Cannot close the rendezvous socket: {}", e.toString());
     }
+    open.forEach(Rendezvous::closeQuietly); // ends the threads blocked on them
+    connections.shutdownNow();
   }
 
   /** The task side. */
@@ -219,14 +327,12 @@ public final class Rendezvous implements AutoCloseable {
      */
     public static List<PeerAddress> register(PeerAddress service, byte[] secret, int rank, PeerAddress self,
         Duration timeout) throws IOException {
-      try (Socket s = connect(service, timeout)) {
-        s.setSoTimeout((int) Math.min(Integer.MAX_VALUE, timeout.toMillis()));
-        DataInputStream in = new DataInputStream(s.getInputStream());
-        DataOutputStream out = new DataOutputStream(s.getOutputStream());
-        byte[] clientNonce = hello(in, out, secret, REGISTER, rank, self.toString());
+      long deadline = System.nanoTime() + timeout.toNanos();
+      try (Opened c = open(service, secret, REGISTER, rank, self.toString(), deadline, timeout)) {
+        c.socket.setSoTimeout(remainingMillis(deadline));
         String reply;
         try {
-          reply = in.readUTF();
+          reply = c.in.readUTF();
         } catch (SocketTimeoutException e) {
           throw new IOException("Cannot complete the rendezvous at " + service + ": not every rank registered within "
               + timeout.toSeconds() + "s");
@@ -234,8 +340,8 @@ public final class Rendezvous implements AutoCloseable {
           throw new IOException("Cannot complete the rendezvous at " + service + ": it closed the connection (this "
               + "task's secret or rank was refused, or the run ended)");
         }
-        byte[] mac = in.readNBytes(32);
-        if (!MessageDigest.isEqual(mac, mac(secret, "server", clientNonce, utf8(reply)))) {
+        byte[] mac = c.in.readNBytes(32);
+        if (!MessageDigest.isEqual(mac, mac(secret, "server", c.clientNonce, utf8(reply)))) {
           throw new IOException("Cannot trust the rendezvous at " + service + ": it failed authentication");
         }
         List<PeerAddress> out2 = new ArrayList<>();
@@ -248,27 +354,83 @@ public final class Rendezvous implements AutoCloseable {
 
     /** Opens the report channel of {@code rank}; each call of the returned consumer sends one line. */
     public static Reporter reporter(PeerAddress service, byte[] secret, int rank, Duration timeout) throws IOException {
-      Socket s = connect(service, timeout);
-      DataOutputStream out = new DataOutputStream(s.getOutputStream());
-      hello(new DataInputStream(s.getInputStream()), out, secret, REPORT, rank, "");
-      return new Reporter(s, out);
+      Opened c = open(service, secret, REPORT, rank, "", System.nanoTime() + timeout.toNanos(), timeout);
+      try {
+        c.socket.setSoTimeout(0);
+      } catch (IOException e) {
+        c.close();
+        throw e;
+      }
+      return new Reporter(c.socket, c.out);
     }
 
-    private static byte[] hello(DataInputStream in, DataOutputStream out, byte[] secret, byte kind, int rank,
-        String payload) throws IOException {
-      if (in.readInt() != MAGIC) {
-        throw new IOException("not a Stagecraft rendezvous service");
+    /** A connection that has sent its authenticated hello. */
+    private record Opened(Socket socket, DataInputStream in, DataOutputStream out, byte[] clientNonce)
+        implements AutoCloseable {
+      @Override
+      public void close() throws IOException {
+        socket.close();
       }
-      byte[] nonce = in.readNBytes(32);
-      byte[] clientNonce = nonce();
-      out.writeInt(MAGIC);
-      out.writeByte(kind);
-      out.writeInt(rank);
-      out.writeUTF(payload);
-      out.write(clientNonce);
-      out.write(mac(secret, "client", nonce, new byte[] {kind}, ints(rank), utf8(payload), clientNonce));
-      out.flush();
-      return clientNonce;
+    }
+
+    /**
+     * Connects and sends the hello. A service that closes the connection before it greets it is at its connection
+     * cap (strangers may hold the slots until their hello timeout): tried again, with growing pauses, until the
+     * deadline.
+     */
+    private static Opened open(PeerAddress service, byte[] secret, byte kind, int rank, String payload, long deadline,
+        Duration timeout) throws IOException {
+      long pause = FIRST_RETRY_MILLIS;
+      while (true) {
+        Socket s = connect(service, Duration.ofMillis(remainingMillis(deadline)));
+        try {
+          s.setSoTimeout(remainingMillis(deadline));
+          DataInputStream in = new DataInputStream(s.getInputStream());
+          DataOutputStream out = new DataOutputStream(s.getOutputStream());
+          int magic;
+          try {
+            magic = in.readInt();
+          } catch (java.io.EOFException | java.net.SocketException e) {
+            s.close();
+            if (remainingMillis(deadline) <= pause) {
+              throw new IOException("Cannot reach the rendezvous service at " + service + ": it closed every "
+                  + "connection before greeting it for " + timeout.toSeconds() + "s (at its connection cap?)", e);
+            }
+            sleep(pause);
+            pause = Math.min(2 * pause, MAX_RETRY_MILLIS);
+            continue;
+          }
+          if (magic != MAGIC) {
+            throw new IOException("not a Stagecraft rendezvous service");
+          }
+          byte[] nonce = in.readNBytes(32);
+          byte[] clientNonce = nonce();
+          out.writeInt(MAGIC);
+          out.writeByte(kind);
+          out.writeInt(rank);
+          out.writeUTF(payload);
+          out.write(clientNonce);
+          out.write(mac(secret, "client", nonce, new byte[] {kind}, ints(rank), utf8(payload), clientNonce));
+          out.flush();
+          return new Opened(s, in, out, clientNonce);
+        } catch (IOException | RuntimeException e) {
+          s.close();
+          throw e;
+        }
+      }
+    }
+
+    private static int remainingMillis(long deadline) {
+      return (int) Math.max(1, Math.min(Integer.MAX_VALUE, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())));
+    }
+
+    private static void sleep(long millis) throws IOException {
+      try {
+        Thread.sleep(millis); // retry pause
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new java.io.InterruptedIOException("interrupted while waiting to retry the rendezvous");
+      }
     }
 
     private static Socket connect(PeerAddress service, Duration timeout) throws IOException {

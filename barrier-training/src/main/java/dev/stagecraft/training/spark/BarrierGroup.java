@@ -1,6 +1,7 @@
 package dev.stagecraft.training.spark;
 
 import dev.stagecraft.training.collective.Communicator;
+import dev.stagecraft.training.collective.FrameIntegrity;
 import dev.stagecraft.training.collective.GroupSpec;
 import dev.stagecraft.training.collective.PeerAddress;
 import dev.stagecraft.training.rendezvous.Rendezvous;
@@ -19,7 +20,9 @@ import org.apache.spark.api.java.JavaRDD;
  * Runs work in one Spark barrier stage, one task per partition, each task holding a {@link Communicator} connected
  * to all the others: the driver starts a {@link Rendezvous} for the stage, every task opens a listening socket,
  * registers its address, learns its peers' and connects its ring. Rank 0 also gets a channel for progress reports,
- * delivered to {@code onReport} on the driver. The per-run secret authenticates every connection.
+ * delivered to {@code onReport} on the driver. The per-run secret authenticates every connection and keys the
+ * protection of the ring's frames ({@link FrameIntegrity}). It travels to the tasks inside Spark's serialized task:
+ * see {@link SecretTransport} for the Spark settings that protect it on the way.
  */
 public final class BarrierGroup {
   private BarrierGroup() {}
@@ -41,6 +44,15 @@ public final class BarrierGroup {
    */
   public static <T, R> List<R> run(JavaRDD<T> rdd, String groupId, Duration timeout, Consumer<String> onReport,
       Work<T, R> work) throws Exception {
+    return run(rdd, groupId, timeout, FrameIntegrity.DEFAULT, onReport, work);
+  }
+
+  /**
+   * As {@link #run(JavaRDD, String, Duration, Consumer, Work)}, the ring's frames protected as {@code integrity}
+   * says.
+   */
+  public static <T, R> List<R> run(JavaRDD<T> rdd, String groupId, Duration timeout, FrameIntegrity integrity,
+      Consumer<String> onReport, Work<T, R> work) throws Exception {
     int n = rdd.getNumPartitions();
     byte[] secret = Rendezvous.newSecret();
     String driverHost = rdd.context().getConf().get("spark.driver.host",
@@ -50,7 +62,7 @@ public final class BarrierGroup {
       List<Ranked<R>> results;
       try (TaskFailures failures = TaskFailures.watch(rdd.context())) {
         try {
-          results = BarrierStage.collect(rdd, new Task<>(groupId, service, secret, timeout, work));
+          results = BarrierStage.collect(rdd, new Task<>(groupId, service, secret, timeout, integrity, work));
         } catch (Exception e) { // Scala throws SparkException, a checked exception Java cannot name here
           throw e instanceof org.apache.spark.SparkException ? failures.explain(e) : e;
         }
@@ -70,13 +82,16 @@ public final class BarrierGroup {
     private final String service; // host:port (PeerAddress is not Serializable)
     private final byte[] secret;
     private final Duration timeout;
+    private final FrameIntegrity integrity;
     private final Work<T, R> work;
 
-    Task(String groupId, String service, byte[] secret, Duration timeout, Work<T, R> work) {
+    Task(String groupId, String service, byte[] secret, Duration timeout, FrameIntegrity integrity,
+        Work<T, R> work) {
       this.groupId = groupId;
       this.service = service;
       this.secret = secret.clone();
       this.timeout = timeout;
+      this.integrity = integrity;
       this.work = work;
     }
 
@@ -88,7 +103,8 @@ public final class BarrierGroup {
       try (ServerSocket server = Communicator.listen(InetAddress.getByName(host))) {
         PeerAddress self = new PeerAddress(host, server.getLocalPort());
         List<PeerAddress> peers = Rendezvous.Client.register(driver, secret, rank, self, timeout);
-        try (Communicator comm = Communicator.connect(server, new GroupSpec(groupId, rank, peers, timeout), secret);
+        try (Communicator comm =
+                Communicator.connect(server, new GroupSpec(groupId, rank, peers, timeout), secret, integrity);
             Rendezvous.Reporter reporter = rank == 0 ? Rendezvous.Client.reporter(driver, secret, 0, timeout) : null) {
           return List.of(new Ranked<>(rank, work.run(comm, rows, reporter))).iterator();
         }

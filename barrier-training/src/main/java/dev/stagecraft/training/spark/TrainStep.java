@@ -21,6 +21,7 @@ import dev.stagecraft.spi.StepKind;
 import dev.stagecraft.training.checkpoint.CheckpointLocation;
 import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
+import dev.stagecraft.training.collective.FrameIntegrity;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;
@@ -49,6 +50,10 @@ import org.slf4j.LoggerFactory;
  * columns; one pass for statistics (rows, mean/std, label range, NaN/Inf); check the cluster has the slots; start
  * the driver's rendezvous; run the barrier stage (whose workers also summarise their own rows for the training
  * metrics); evaluate on the validation input; write the bundle (manifest last).
+ *
+ * <p>The ring's frames are protected as the step's resource policy says ({@code collectives: { integrity: … }},
+ * default {@link FrameIntegrity#DEFAULT}); the step warns at its start when Spark's RPC, which carries the ring's
+ * secret to the executors inside the task, is not encrypted ({@link SecretTransport}).
  */
 public final class TrainStep implements StepKind {
   private static final Logger LOG = LoggerFactory.getLogger(TrainStep.class);
@@ -186,6 +191,8 @@ public final class TrainStep implements StepKind {
   @Override
   public void run(StepContext ctx) throws Exception {
     StepConfig step = ctx.step();
+    SparkContext context = ctx.spark().sparkContext();
+    SecretTransport.warnIfExposed(context.getConf(), context.version());
     ModelSpec spec = TrainConfig.modelSpec(step);
     boolean shuffle = !"false".equalsIgnoreCase(TrainConfig.modelOption(step, TrainConfig.SHUFFLE, "true"));
     WorkerLoop.Schedule schedule = WorkerLoop.Schedule.parse(TrainConfig.modelOption(step, TrainConfig.LR_SCHEDULE, "constant"));
@@ -242,6 +249,7 @@ public final class TrainStep implements StepKind {
         shuffle, label);
     TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
         schedule, checkpoints, shards);
+    FrameIntegrity integrity = integrity(ctx.collectiveIntegrity(), step.id());
     // Recorded once: the ledger serialises the list as it stands when the step ends, failed or not.
     List<Map<String, Object>> attempts = new ArrayList<>();
     ctx.detail("training_attempts", attempts);
@@ -279,7 +287,7 @@ public final class TrainStep implements StepKind {
       try {
         ctx.progress("starting " + workers + " barrier task(s)" + (attempt > 1 ? ", attempt " + attempt : ""));
         outcomes = BarrierGroup.run(partitions, ctx.runId() + "/" + step.id() + "/" + System.nanoTime(), timeout,
-            progress, work);
+            integrity, progress, work);
         record.put("resumed_from_step", Math.max(0, resumedFrom.get()));
       } catch (Exception e) {
         // The user should see our message, not Spark's wrapper around it.
@@ -353,6 +361,19 @@ public final class TrainStep implements StepKind {
     String uri = ctx.modelLocation("model", modelName);
     writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, outcomes, shuffle,
         workers);
+  }
+
+  /**
+   * How the ring protects its frames: the step's policy's {@code collectives.integrity} (checked when the policies
+   * were read), else {@link FrameIntegrity#DEFAULT}.
+   */
+  static FrameIntegrity integrity(Optional<String> fromPolicy, String stepId) {
+    FrameIntegrity integrity = fromPolicy.map(FrameIntegrity::parse).orElse(FrameIntegrity.DEFAULT);
+    if (integrity == FrameIntegrity.NONE) {
+      LOG.info("Step '{}': the ring's frames are not protected (collectives.integrity: none): for trusted networks "
+          + "only", stepId);
+    }
+    return integrity;
   }
 
   /** The workers' summaries of one dataset, merged. */

@@ -15,41 +15,49 @@ final class FakeRank implements AutoCloseable {
   final Socket in;
   /** The connection to the next rank (connected). */
   final Socket out;
+  /** Seals its frames to the next rank as a real rank would. */
+  private final FrameSeal outSeal;
 
-  private FakeRank(Socket in, Socket out) {
+  private FakeRank(Socket in, Socket out, Handshake.Session toNext) {
     this.in = in;
     this.out = out;
+    this.outSeal = FrameSeal.of(toNext.integrity(), toNext.clientToServer());
   }
 
   /** Joins {@code group} as {@code rank}, whose listening socket it uses; the real ranks connect concurrently. */
   static FakeRank join(TestGroup group, int rank) throws Exception {
-    Handshake handshake = new Handshake(group.groupId, group.size, rank, TestGroup.SECRET);
+    Handshake handshake = new Handshake(group.groupId, group.size, rank, TestGroup.SECRET, group.integrity);
     int next = (rank + 1) % group.size;
     int previous = (rank + group.size - 1) % group.size;
-    Future<Socket> outgoing = group.submit(() -> {
-      Socket s = new Socket();
+    Socket s = new Socket();
+    Future<Handshake.Session> outgoing = group.submit(() -> {
       s.connect(group.peers.get(next).resolve(), 5_000);
       s.setSoTimeout(5_000);
-      handshake.connectTo(s, next);
-      return s;
+      return handshake.connectTo(s, next);
     });
     ServerSocket server = group.servers.get(rank);
     server.setSoTimeout(5_000);
     Socket incoming = server.accept();
     incoming.setSoTimeout(5_000);
     handshake.acceptFrom(incoming, previous);
-    return new FakeRank(incoming, TestGroup.get(outgoing));
+    Handshake.Session toNext = TestGroup.get(outgoing);
+    return new FakeRank(incoming, s, toNext);
   }
 
-  /** Writes a frame header to the next rank, and {@code payloadBytes} of zeros after it. */
+  /**
+   * Writes a frame header to the next rank, and {@code payloadBytes} of zeros after it: a whole frame, sealed, if
+   * that is its length, else the start of one (a rank dying mid-frame).
+   */
   void sendFrame(byte op, int seq, int count, int aux, int length, int payloadBytes) throws IOException {
+    java.nio.ByteBuffer frame = java.nio.ByteBuffer.allocate(Wire.HEADER_BYTES + length + outSeal.tagBytes());
+    Wire.putHeader(frame, op, seq, count, aux, length);
+    frame.position(Wire.HEADER_BYTES + length).flip();
+    boolean whole = payloadBytes == length;
+    if (whole) {
+      outSeal.seal(frame);
+    }
     DataOutputStream d = new DataOutputStream(out.getOutputStream());
-    d.writeByte(op);
-    d.writeInt(seq);
-    d.writeInt(count);
-    d.writeInt(aux);
-    d.writeInt(length);
-    d.write(new byte[payloadBytes]);
+    d.write(frame.array(), 0, whole ? frame.limit() : Wire.HEADER_BYTES + payloadBytes);
     d.flush();
   }
 

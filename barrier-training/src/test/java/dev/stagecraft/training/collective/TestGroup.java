@@ -29,6 +29,7 @@ final class TestGroup implements AutoCloseable {
   final int size;
   final Duration connectTimeout;
   final Duration operationTimeout;
+  final FrameIntegrity integrity;
   final List<ServerSocket> servers = new ArrayList<>();
   final List<PeerAddress> peers = new ArrayList<>();
   private final Communicator[] communicators;
@@ -39,6 +40,12 @@ final class TestGroup implements AutoCloseable {
   });
 
   private TestGroup(int size, Duration connectTimeout, Duration operationTimeout) throws IOException {
+    this(size, connectTimeout, operationTimeout, FrameIntegrity.DEFAULT);
+  }
+
+  private TestGroup(int size, Duration connectTimeout, Duration operationTimeout, FrameIntegrity integrity)
+      throws IOException {
+    this.integrity = integrity;
     this.size = size;
     this.connectTimeout = connectTimeout;
     this.operationTimeout = operationTimeout;
@@ -56,6 +63,23 @@ final class TestGroup implements AutoCloseable {
 
   static TestGroup bind(int size, Duration connectTimeout, Duration operationTimeout) throws IOException {
     return new TestGroup(size, connectTimeout, operationTimeout);
+  }
+
+  /** Binds ranks whose frames are protected as {@code integrity} says. */
+  static TestGroup bind(int size, Duration timeout, FrameIntegrity integrity) throws IOException {
+    return new TestGroup(size, timeout, timeout, integrity);
+  }
+
+  /** Binds and connects all ranks, their frames protected as {@code integrity} says. */
+  static TestGroup connected(int size, Duration timeout, FrameIntegrity integrity) throws Exception {
+    TestGroup group = new TestGroup(size, timeout, timeout, integrity);
+    try {
+      group.connectAll();
+      return group;
+    } catch (Exception | Error e) {
+      group.close();
+      throw e;
+    }
   }
 
   /** Binds and connects all ranks. */
@@ -85,9 +109,14 @@ final class TestGroup implements AutoCloseable {
 
   /** Connects {@code rank} with its own operation timeout. */
   Future<Communicator> connectAsync(int rank, Duration operationTimeout) {
+    return connectAsync(rank, peers, operationTimeout);
+  }
+
+  /** Connects {@code rank} with its own view of where the ranks listen (e.g. a relay in place of one). */
+  Future<Communicator> connectAsync(int rank, List<PeerAddress> peers, Duration operationTimeout) {
     GroupSpec spec = new GroupSpec(groupId, rank, peers, connectTimeout, operationTimeout);
     return submit(() -> {
-      Communicator c = Communicator.connect(servers.get(rank), spec, SECRET);
+      Communicator c = Communicator.connect(servers.get(rank), spec, SECRET, integrity);
       communicators[rank] = c;
       return c;
     });

@@ -56,6 +56,10 @@ public final class Bench implements Callable<Integer> {
   @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
   int reps;
 
+  @Option(names = "--integrity", paramLabel = "MODE", split = ",",
+      description = "allreduce: frame integrity modes to measure, comma-separated (default: none,mac,encrypt).")
+  List<String> integrity = new ArrayList<>();
+
   @Option(names = "--trace", paramLabel = "FILE",
       description = "schedule: a Gavel job trace (default: the built-in Philly-derived 0e4a51.trace).")
   Path trace;
@@ -114,7 +118,7 @@ public final class Bench implements Callable<Integer> {
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, Verbosity.of(spec));
     try {
       switch (name) {
-        case "allreduce" -> AllReduceBench.run(spark, rings, size, reps, Results::emit);
+        case "allreduce" -> AllReduceBench.run(spark, rings, integrityModes(), size, reps, Results::emit);
         case "train-scaling" -> TrainBench.scaling(spark, workers, size, Results::emit);
         case "checkpoint" -> CheckpointBench.run(spark, workers, size, reps, Results::emit);
         case "inference" -> InferenceBench.run(spark, size, Results::emit);
@@ -126,6 +130,21 @@ public final class Bench implements Callable<Integer> {
     } finally {
       spark.stop();
     }
+  }
+
+  private List<dev.stagecraft.training.collective.FrameIntegrity> integrityModes() {
+    if (integrity.isEmpty()) {
+      return AllReduceBench.DEFAULT_MODES;
+    }
+    List<dev.stagecraft.training.collective.FrameIntegrity> modes = new ArrayList<>();
+    for (String m : integrity) {
+      try {
+        modes.add(dev.stagecraft.training.collective.FrameIntegrity.parse(m));
+      } catch (IllegalArgumentException e) {
+        throw StagecraftException.user("Invalid --integrity: %s", e.getMessage());
+      }
+    }
+    return modes;
   }
 
   /**

@@ -153,6 +153,6 @@ final class CostMeter {
     ResourcePolicy.Market m = ResourcePolicy.Market.valueOf(sc.getConf().get(Settings.EXECUTOR_MARKET_CONF,
         p.market().name()));
     return m == p.market() ? p : new ResourcePolicy(p.name(), p.executor(), p.task(), p.allocation(), m, p.pool(),
-        p.priority(), p.rapids());
+        p.priority(), p.rapids(), p.collectives());
   }
 }

@@ -109,7 +109,8 @@ final class InProcessAttempt {
       listener.stepStarted(id, kind.name(), attempt, group);
       meter.stepStarted(id);
       run = new StepRun(runId, resolved, session, ws, attemptDir, attempt, spec.directory(), spec.allUpstream(id),
-          status -> listener.stepProgress(id, status), profile);
+          status -> listener.stepProgress(id, status), profile,
+          policy.flatMap(p -> p.collectives().integrity()));
       if (policy.isPresent()) {
         Map<String, Object> resources = new LinkedHashMap<>();
         resources.put("policy", policy.get().name());

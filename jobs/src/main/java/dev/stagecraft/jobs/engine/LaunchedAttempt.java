@@ -132,7 +132,8 @@ final class LaunchedAttempt {
     SparkSession session = spark.newSession();
     OutputTables.registerUpstream(session, spec, ledger, id);
     StepRun run = new StepRun(runId, resolved, session, ws, ws.attemptDir(runId, id, attempt), attempt,
-        spec.directory(), spec.allUpstream(id), status -> listener.stepProgress(id, status), Optional.empty());
+        spec.directory(), spec.allUpstream(id), status -> listener.stepProgress(id, status), Optional.empty(),
+        Optional.empty()); // prepare runs no collectives
     sc.setJobGroup(Attempts.jobGroup(runId, id), "Stagecraft run " + runId + " step " + id + " (prepare)", true);
     // The step's FAIR pool (weighted by its policy's priority): its own application waits for this.
     sc.setLocalProperty(Settings.SCHEDULER_POOL_PROPERTY,

@@ -45,12 +45,15 @@ final class StepRun implements StepContext {
   private final int attempt;
   private final Consumer<String> onProgress;
   private final Optional<ResourceProfile> profile;
+  /** The step's policy's {@code collectives.integrity}, if it sets one. */
+  private final Optional<String> collectiveIntegrity;
   private volatile Map<String, Object> prepared = Map.of();
 
   StepRun(String runId, StepConfig step, SparkSession session, Workspace workspace, Path attemptDir, int attempt,
       String workflowDir, Set<String> upstream, Consumer<String> onProgress,
-      Optional<ResourceProfile> profile) {
+      Optional<ResourceProfile> profile, Optional<String> collectiveIntegrity) {
     this.profile = profile;
+    this.collectiveIntegrity = collectiveIntegrity;
     this.attempt = attempt;
     this.onProgress = onProgress;
     this.runId = runId;
@@ -65,6 +68,11 @@ final class StepRun implements StepContext {
   /** What the step's {@code prepare} returned in the run that launched this attempt as its own application. */
   void prepared(Map<String, Object> values) {
     this.prepared = Collections.unmodifiableMap(new LinkedHashMap<>(values));
+  }
+
+  @Override
+  public Optional<String> collectiveIntegrity() {
+    return collectiveIntegrity;
   }
 
   @Override

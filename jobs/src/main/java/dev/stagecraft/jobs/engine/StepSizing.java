@@ -98,7 +98,8 @@ final class StepSizing {
       // its own name: profiles (and the cost meter's prices by profile) are made once per policy name
       ResourcePolicy p = d.policy();
       d = new SizingDecision(d.step(), d.fromHistory(), new ResourcePolicy(p.name() + "@auto:" + step.id(),
-          p.executor(), p.task(), p.allocation(), p.market(), p.pool(), p.priority(), p.rapids()), d.executors(),
+          p.executor(), p.task(), p.allocation(), p.market(), p.pool(), p.priority(), p.rapids(), p.collectives()),
+          d.executors(),
           d.taskGpus(), d.market(), d.reason(), d.numbers());
     }
     LOG.info("Sizing of step '{}' ({}): {}", step.id(), d.fromHistory() ? "auto" : "policy as written", d.reason());

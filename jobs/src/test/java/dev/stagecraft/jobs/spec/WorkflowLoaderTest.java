@@ -304,6 +304,28 @@ class WorkflowLoaderTest {
   }
 
   @Test
+  void aPolicySetsTheCollectivesFrameIntegrityAndABadModeNamesThePolicyAndField() {
+    WorkflowSpec spec = withGang.parse("wf.yaml", """
+        name: p
+        policies:
+          trusted: { allocation: { executors: 2 }, collectives: { integrity: none } }
+        steps:
+          - { id: b, kind: gang, policy: trusted }
+        """, "file:/flows");
+    assertThat(spec.policyOf(spec.step("b")).orElseThrow().collectives().integrity()).contains("none");
+    assertThatThrownBy(() -> withGang.parse("wf.yaml", """
+        name: p
+        policies:
+          shaky: { collectives: { integrity: checksum } }
+        steps:
+          - { id: b, kind: gang, policy: shaky }
+        """, "file:/flows"))
+        .isInstanceOfSatisfying(WorkflowLoader.WorkflowException.class, e -> assertThat(e.problems()).contains(
+        "wf.yaml: policy 'shaky' field 'collectives.integrity': unknown mode 'checksum' (expected one of: mac, "
+            + "encrypt, none)"));
+  }
+
+  @Test
   void policyProblemsAreReportedBeforeAnythingRuns() {
     assertThatThrownBy(() -> withGang.parse("wf.yaml", """
         name: p
@@ -318,7 +340,7 @@ class WorkflowLoaderTest {
         "wf.yaml: policy 'shared' field 'task.gpus': 0.3 does not divide one GPU evenly (expected 1/n of a GPU, "
             + "e.g. 0.5, 0.25 or 0.125, or a whole number)",
         "wf.yaml: policy 'greedy' field 'speed': unknown field (expected one of: executor, task, allocation, market, "
-            + "pool, priority, rapids)",
+            + "pool, priority, rapids, collectives)",
         "wf.yaml: policy 'greedy' field 'task.gpus': 2 is more than the executor's 1 GPU(s) (expected at most "
             + "executor.gpus)",
         "wf.yaml: step 'a' field 'policy': unknown policy 'cpu-elt' (expected one of: cpu-etl, gpu-inference, "

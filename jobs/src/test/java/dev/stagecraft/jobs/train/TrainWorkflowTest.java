@@ -15,6 +15,8 @@ import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
 import dev.stagecraft.jobs.spec.WorkflowSpec;
 import dev.stagecraft.testing.LocalSpark;
+import dev.stagecraft.testing.LogCapture;
+import dev.stagecraft.training.spark.TrainStep;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -62,6 +64,31 @@ class TrainWorkflowTest {
           - { id: train_raw, kind: load, path: "${data}/a9a.libsvm", format: libsvm, options: { numFeatures: "123" } }
           - { id: test_raw, kind: load, path: "${data}/a9a.t.libsvm", format: libsvm, options: { numFeatures: "123" } }
         """.formatted(DATA) + trainStep;
+  }
+
+  @Test
+  void thePolicysCollectivesIntegrityReachesTheRing() throws Exception {
+    try (LogCapture log = new LogCapture(TrainStep.class)) {
+      RunLedger ledger = run("""
+          name: a9a
+          params: { data: %s }
+          policies:
+            trusted: { collectives: { integrity: none } }
+          steps:
+            - { id: train_raw, kind: load, path: "${data}/a9a.libsvm", format: libsvm, options: { numFeatures: "123" } }
+            - id: fit
+              kind: train
+              policy: trusted
+              input: train_raw
+              label: label
+              workers: 2
+              model: { type: logistic, epochs: 1, batch_size: 1024, optimizer: adam, lr: 0.01, seed: 3 }
+          """.formatted(DATA), "t-integrity");
+      assertThat(ledger.step("fit").status()).as(String.valueOf(ledger.step("fit").error()))
+          .isEqualTo(StepStatus.SUCCEEDED);
+      assertThat(log.lines()).contains("INFO Step 'fit': the ring's frames are not protected (collectives.integrity: "
+          + "none): for trusted networks only");
+    }
   }
 
   @Test

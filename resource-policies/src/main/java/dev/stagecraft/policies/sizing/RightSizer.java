@@ -238,7 +238,7 @@ public final class RightSizer {
             Math.min(a.initial(), executors), a.idleTimeout())
         : new Allocation(a.mode(), executors, a.min(), a.max(), a.initial(), a.idleTimeout());
     return new ResourcePolicy(p.name(), p.executor(), new ResourcePolicy.Task(p.task().cpus(), taskGpus), sized,
-        market, p.pool(), p.priority(), p.rapids());
+        market, p.pool(), p.priority(), p.rapids(), p.collectives());
   }
 
   private static double round(double v) {

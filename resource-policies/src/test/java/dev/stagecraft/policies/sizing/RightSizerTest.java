@@ -23,7 +23,7 @@ class RightSizerTest {
     ResourcePolicy etl = Policies.BUILT_IN.get("cpu-etl");
     return new ResourcePolicy("etl4", etl.executor(), etl.task(),
         new Allocation(Allocation.Mode.STATIC, executors, 0, 0, 0, Duration.ofSeconds(60)), Market.ON_DEMAND,
-        "etl", 1, etl.rapids());
+        "etl", 1, etl.rapids(), etl.collectives());
   }
 
   private static StepObservation seen(double seconds, double busy, double idle, Double deadline) {
@@ -166,6 +166,6 @@ class RightSizerTest {
     Allocation a = p.allocation();
     return new ResourcePolicy(p.name(), p.executor(), p.task(),
         new Allocation(a.mode(), a.executors(), a.min(), max, a.initial(), a.idleTimeout()), p.market(), p.pool(),
-        p.priority(), p.rapids());
+        p.priority(), p.rapids(), p.collectives());
   }
 }

@@ -75,7 +75,7 @@ class SparkPoliciesTest {
   void taskProfileUnderStaticAllocation() {
     Map<String, String> conf = SparkPolicies.applicationConf(TRAIN, List.of(TRAIN), Optional.empty());
     ResourcePolicy half = new ResourcePolicy("half", TRAIN.executor(), new ResourcePolicy.Task(1, 0.5),
-        TRAIN.allocation(), TRAIN.market(), "half", 1, TRAIN.rapids());
+        TRAIN.allocation(), TRAIN.market(), "half", 1, TRAIN.rapids(), TRAIN.collectives());
     assertThat(SparkPolicies.profileKind(TRAIN, conf)).isEqualTo(SparkPolicies.ProfileKind.DEFAULT);
     assertThat(SparkPolicies.profileKind(half, conf)).isEqualTo(SparkPolicies.ProfileKind.TASK);
     ResourceProfile rp = SparkPolicies.profile(half, SparkPolicies.ProfileKind.TASK, Optional.empty());
