@@ -18,12 +18,15 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The hosts the network fault tests share: a Spark standalone master in host {@code master}, a worker with one core
- * and one fake GPU in each of {@code w1} and {@code w2}, the driver in host {@code driver} (a JVM running the
+ * and one fake GPU in each of {@code w1}, {@code w2} and {@code w3} (three, so that a ring has a rank whose two links
+ * are both a given host's), the driver in host {@code driver} (a JVM running the
  * {@code stagecraft} command, as spark-submit in client mode would), and spare hosts for stores and strangers. Runs
  * share this machine's file system (data, workspace), as hosts that mount one shared file system would.
  */
 final class HostBed implements AutoCloseable {
   static final Path DATA = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/data");
+
+  static final List<String> WORKERS = List.of("w1", "w2", "w3");
 
   final Path dir;
   final HostNetwork net;
@@ -36,10 +39,10 @@ final class HostBed implements AutoCloseable {
   }
 
   static HostBed start(Path dir) throws Exception {
-    HostNetwork net = HostNetwork.create("master", "w1", "w2", "driver", "store", "stranger");
+    HostNetwork net = HostNetwork.create("master", "w1", "w2", "w3", "driver", "store", "stranger");
     try {
       StandaloneCluster cluster = StandaloneCluster.start(dir.resolve("cluster"), net, net.host("master"),
-          List.of(net.host("w1"), net.host("w2")), 1, 1);
+          WORKERS.stream().map(net::host).toList(), 1, 1);
       return new HostBed(dir, net, cluster);
     } catch (Exception e) {
       net.close();
