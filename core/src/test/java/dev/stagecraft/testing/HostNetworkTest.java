@@ -105,6 +105,22 @@ class HostNetworkTest {
   }
 
   @Test
+  void aFlappingLinkDelaysATransferButTcpCarriesItThroughUntilHealed() throws Exception {
+    net.flap(b, java.time.Duration.ofMillis(600));
+    try {
+      // The link is down half of each period, starting with down: nothing is lost, TCP retransmits what vanished,
+      // and the transfer (a few ms on a steady link) waits for at least the first down half.
+      String flapping = transfer(8 << 20, 60);
+      assertThat(flapping).startsWith("ok");
+      assertThat(Double.parseDouble(flapping.split(" ")[1])).isGreaterThan(0.2);
+    } finally {
+      net.heal(b);
+    }
+    assertThat(run(net.command(a, List.of("ip", "route")))).contains("198.18.0.0/24");
+    assertThat(transfer(1000, 10)).startsWith("ok");
+  }
+
+  @Test
   void closingKillsTheHostsProcessesAndDeletesTheNamespaces() throws Exception {
     HostNetwork other = HostNetwork.create("c");
     Host c = other.host("c");
