@@ -37,7 +37,8 @@ final class RingWaits {
 
   /**
    * The rank whose two ring links account for the most waiting (frames arriving slowly from it or into it, sends to
-   * it or from it blocked), with those seconds; empty with fewer than three ranks.
+   * it or from it blocked), with those seconds; empty with fewer than three ranks, or when no rank's links held the
+   * ring back for a millisecond (then every wait was for compute).
    */
   static Map<String, Object> slowest(List<TrainTask.Outcome> outcomes) {
     int n = outcomes.size();
@@ -62,6 +63,9 @@ final class RingWaits {
         worst = r;
         worstSeconds = seconds;
       }
+    }
+    if (worstSeconds < 0.001) {
+      return Map.of();
     }
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("rank", worst);
