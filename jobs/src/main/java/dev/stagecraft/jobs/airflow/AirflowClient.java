@@ -275,6 +275,7 @@ public final class AirflowClient {
     Instant lastPrinted = Instant.MIN;
     Instant outageSince = null;
     String outageError = null;
+    String recovered = null;
     while (true) {
       Instant pollStart = clock.instant();
       // No request of a poll may outlive the grace of the outage it is part of (or would start).
@@ -307,8 +308,9 @@ public final class AirflowClient {
       if (outageSince != null) {
         Duration down = Duration.between(outageSince, now);
         outages.accept(new Outage(outageSince, down, outageError, true));
-        progress.accept("Airflow at " + config.baseUrl() + " answers again after " + seconds(down)
-            + "; still waiting for run '" + runId + "'");
+        // Said on the next progress line, not a line of its own: a console that samples progress (a log) keeps the
+        // newest line, and that one stays until the run's state changes.
+        recovered = "Airflow at " + config.baseUrl() + " answered again after " + seconds(down);
         outageSince = null;
         last = null; // print where the run stands now
       }
@@ -316,7 +318,9 @@ public final class AirflowClient {
       // A line when something changed, and every 30 s so a log shows the wait is alive.
       if (!summary.equals(last) || Duration.between(lastPrinted, now).compareTo(Duration.ofSeconds(30)) >= 0
           || run.state().isFinal()) {
-        progress.accept(summary + " — " + Duration.between(start, now).toSeconds() + "s");
+        progress.accept(summary + " — " + Duration.between(start, now).toSeconds() + "s"
+            + (recovered == null ? "" : "; " + recovered));
+        recovered = null;
         last = summary;
         lastPrinted = now;
       }
