@@ -225,7 +225,7 @@ public final class AirflowClient {
     return dagRun(dagId, runId, patience());
   }
 
-  private DagRun dagRun(String dagId, String runId, Patience patience) {
+  DagRun dagRun(String dagId, String runId, Patience patience) {
     String what = "get run '" + runId + "' of DAG '" + dagId + "'";
     return dagRun(send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId), null, what, patience));
   }
@@ -235,7 +235,7 @@ public final class AirflowClient {
     return taskInstances(dagId, runId, patience());
   }
 
-  private List<TaskInstance> taskInstances(String dagId, String runId, Patience patience) {
+  List<TaskInstance> taskInstances(String dagId, String runId, Patience patience) {
     String what = "list the tasks of run '" + runId + "' of DAG '" + dagId + "'";
     JsonNode r = send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId) + "/taskInstances?limit=1000", null, what,
         patience);
@@ -269,78 +269,7 @@ public final class AirflowClient {
    */
   public DagRun await(String dagId, String runId, Duration timeout, Consumer<String> progress,
       Consumer<Outage> outages) {
-    Instant start = clock.instant();
-    Instant deadline = start.plus(timeout);
-    String last = null;
-    Instant lastPrinted = Instant.MIN;
-    Instant outageSince = null;
-    String outageError = null;
-    String recovered = null;
-    while (true) {
-      Instant pollStart = clock.instant();
-      // No request of a poll may outlive the grace of the outage it is part of (or would start).
-      Patience patience = new Patience(config.pollRequestTimeout(),
-          (outageSince == null ? pollStart : outageSince).plus(config.outageGrace()));
-      DagRun run;
-      List<TaskInstance> tasks;
-      try {
-        run = dagRun(dagId, runId, patience);
-        tasks = taskInstances(dagId, runId, patience);
-      } catch (AirflowException e) {
-        boolean transientError = e.reason() == Reason.UNREACHABLE || e.reason() == Reason.SERVER_ERROR;
-        if (!transientError || Thread.currentThread().isInterrupted()) {
-          throw e;
-        }
-        Instant now = clock.instant();
-        outageSince = outageSince == null ? pollStart : outageSince;
-        outageError = e.getMessage();
-        Duration down = Duration.between(outageSince, now);
-        if (down.compareTo(config.outageGrace()) >= 0 || now.isAfter(deadline)) {
-          outages.accept(new Outage(outageSince, down, outageError, false));
-          throw gaveUp(e, dagId, runId, down);
-        }
-        progress.accept("Airflow did not answer (" + e.getMessage() + "); still waiting for run '" + runId
-            + "', retrying for up to " + seconds(config.outageGrace()) + " (" + seconds(down) + " so far)");
-        sleep(config.poll());
-        continue;
-      }
-      Instant now = clock.instant();
-      if (outageSince != null) {
-        Duration down = Duration.between(outageSince, now);
-        outages.accept(new Outage(outageSince, down, outageError, true));
-        // Said on the next progress line, not a line of its own: a console that samples progress (a log) keeps the
-        // newest line, and that one stays until the run's state changes.
-        recovered = "Airflow at " + config.baseUrl() + " answered again after " + seconds(down);
-        outageSince = null;
-        last = null; // print where the run stands now
-      }
-      String summary = summary(run, tasks);
-      // A line when something changed, and every 30 s so a log shows the wait is alive.
-      if (!summary.equals(last) || Duration.between(lastPrinted, now).compareTo(Duration.ofSeconds(30)) >= 0
-          || run.state().isFinal()) {
-        progress.accept(summary + " — " + Duration.between(start, now).toSeconds() + "s"
-            + (recovered == null ? "" : "; " + recovered));
-        recovered = null;
-        last = summary;
-        lastPrinted = now;
-      }
-      if (run.state().isFinal()) {
-        return run;
-      }
-      if (now.isAfter(deadline)) {
-        throw new AirflowException(Reason.TIMEOUT, 0, "Cannot wait longer for run '" + runId + "' of DAG '" + dagId
-            + "': still " + run.state().apiName() + " after " + timeout.toSeconds() + "s (" + summary + ")");
-      }
-      sleep(config.poll());
-    }
-  }
-
-  /** The one-line error of a wait that gave up on an outage: Airflow's URL, for how long, and the last error. */
-  private AirflowException gaveUp(AirflowException last, String dagId, String runId, Duration down) {
-    String how = last.reason() == Reason.UNREACHABLE ? "has been unreachable" : "has failed every request";
-    return new AirflowException(last.reason(), "Cannot wait for run '" + runId + "' of DAG '" + dagId
-        + "': Airflow at " + config.baseUrl() + " " + how + " for " + seconds(down) + " (longer than the "
-        + seconds(config.outageGrace()) + " a wait rides out); last error: " + last.getMessage(), null);
+    return new RunWait(this, clock, dagId, runId, progress, outages).await(timeout);
   }
 
   /** "7s", "7.5s": whole seconds unless there is a fraction worth saying. */
@@ -693,7 +622,7 @@ public final class AirflowClient {
     return s.replaceAll("\\s+", " ").strip();
   }
 
-  private static void sleep(Duration d) {
+  static void sleep(Duration d) {
     try {
       Thread.sleep(d.toMillis());
     } catch (InterruptedException e) {
