@@ -91,6 +91,7 @@ class AirflowPartitionIT {
     Driver run = Driver.start("short");
     run.awaitTaskRunning();
     Host driver = net.host("driver");
+    Instant cut = Instant.now();
     net.partition(driver);
     try {
       Thread.sleep(SHORT_PARTITION_S * 1000L);
@@ -102,9 +103,14 @@ class AirflowPartitionIT {
     assertThat(step.path("status").asText()).isEqualTo("SUCCEEDED");
     JsonNode outages = step.at("/details/airflow_outages");
     System.err.println("short: outages " + outages);
-    assertThat(outages).as("the outage the wait rode out").hasSize(1);
+    // The partition's outage first; on this busy machine a later poll may also go unanswered for a poll timeout (seen
+    // once, about 10 s after the heal), which the wait must ride out as well.
+    assertThat(outages).as("the outages the wait rode out").isNotEmpty()
+        .allSatisfy(o -> assertThat(o.path("ridden_out").asBoolean()).isTrue());
     JsonNode outage = outages.get(0);
-    assertThat(outage.path("ridden_out").asBoolean()).isTrue();
+    assertThat(Duration.between(cut, Instant.parse(outage.path("since").asText())))
+        .as("the first outage began with the poll the cut caught")
+        .isBetween(Duration.ofSeconds(-10), Duration.ofSeconds(3));
     assertThat(outage.path("seconds").asDouble()).as("unanswered for about the partition")
         .isBetween(SHORT_PARTITION_S - 6.0, (double) GRACE_S);
     assertThat(outage.path("last_error").asText()).contains(airflow.url());
