@@ -11,8 +11,10 @@ import java.io.IOException;
 import java.net.URI;
 import java.net.URLEncoder;
 import java.net.http.HttpClient;
+import java.net.http.HttpConnectTimeoutException;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.net.http.HttpTimeoutException;
 import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
@@ -24,6 +26,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 
 /**
@@ -49,13 +55,28 @@ public final class AirflowClient {
   public static final long NOT_FOUND_GRACE_SECONDS_DEFAULT = 30;
   /** {@link #NOT_FOUND_GRACE_SECONDS_DEFAULT} as a duration. */
   public static final Duration NOT_FOUND_GRACE_DEFAULT = Duration.ofSeconds(NOT_FOUND_GRACE_SECONDS_DEFAULT);
-  /** How long one request may take by default (an Airflow on SQLite can stall for tens of seconds under load). */
+  /**
+   * How long one request may take by default, connecting included: an Airflow on SQLite can stall for tens of seconds
+   * under load, and a trigger (a POST) is better not abandoned early.
+   */
   public static final Duration REQUEST_TIMEOUT_DEFAULT = Duration.ofSeconds(90);
   /**
-   * How long {@link #await} keeps polling through an outage — Airflow unreachable or answering 5xx even after each
-   * request's own retries — before it gives up: a web server restart or a network blip must not fail a wait of hours.
+   * How long a TCP connection may take to open: milliseconds on a working network; 10 s covers the operating system's
+   * first SYN retries (1 s, then 2 s, then 4 s apart), so only a dead or silent network runs into it.
    */
-  static final Duration OUTAGE_GRACE = Duration.ofMinutes(2);
+  static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(10);
+  /**
+   * How long {@link #await} keeps polling through an outage by default — Airflow unreachable or answering 5xx even
+   * after each request's own retries — before it gives up, in seconds: a web server restart or a network blip must not
+   * fail a wait of hours. A constant the CLI can use without loading this class.
+   */
+  public static final long OUTAGE_GRACE_SECONDS_DEFAULT = 120;
+  /** {@link #OUTAGE_GRACE_SECONDS_DEFAULT} as a duration. */
+  public static final Duration OUTAGE_GRACE_DEFAULT = Duration.ofSeconds(OUTAGE_GRACE_SECONDS_DEFAULT);
+  /** The least time any request gets, even when its budget is (nearly) spent: one last try, not none. */
+  static final Duration MIN_REQUEST_TIMEOUT = Duration.ofSeconds(1);
+  /** The least time one of {@link #await}'s polls gets (see {@link Config#pollRequestTimeout()}). */
+  static final Duration POLL_REQUEST_TIMEOUT_FLOOR = Duration.ofSeconds(5);
 
   /** How often {@link #await} polls by default. */
   public static final Duration POLL_DEFAULT = Duration.ofSeconds(2);
@@ -68,12 +89,13 @@ public final class AirflowClient {
    * Where Airflow is and how patient to be.
    *
    * @param baseUrl e.g. {@code http://localhost:8080}
-   * @param requestTimeout per HTTP request
+   * @param requestTimeout per HTTP request, connecting and reading the whole answer included
    * @param notFoundGrace how long a DAG's 404 is retried (zero: not at all)
    * @param poll the interval of {@link #await}'s polls and of 404 retries
+   * @param outageGrace how long {@link #await} polls on while Airflow does not answer
    */
   public record Config(URI baseUrl, AirflowCredentials credentials, Duration requestTimeout, Duration notFoundGrace,
-      Duration poll) {
+      Duration poll, Duration outageGrace) {
     public Config {
       requireNonNull(baseUrl, "baseUrl is null");
       String scheme = baseUrl.getScheme();
@@ -82,9 +104,15 @@ public final class AirflowClient {
             "Invalid Airflow URL '" + baseUrl + "' (expected http(s)://HOST:PORT, e.g. " + URL_DEFAULT + ")");
       }
       requireNonNull(credentials, "credentials is null");
-      requireNonNull(requestTimeout, "requestTimeout is null");
       requireNonNull(notFoundGrace, "notFoundGrace is null");
       requireNonNull(poll, "poll is null");
+      if (requestTimeout == null || requestTimeout.isNegative() || requestTimeout.isZero()) {
+        throw new IllegalArgumentException("Invalid request timeout: " + requestTimeout + " (expected more than 0)");
+      }
+      if (outageGrace == null || outageGrace.isNegative() || outageGrace.isZero()) {
+        throw new AirflowException(Reason.INVALID, 0,
+            "Invalid outage grace: " + outageGrace + " (expected more than 0 seconds)");
+      }
     }
 
     public static Config of(String baseUrl, AirflowCredentials credentials) {
@@ -97,15 +125,53 @@ public final class AirflowClient {
         throw new AirflowException(Reason.INVALID, 0,
             "Invalid Airflow URL '" + baseUrl + "' (expected http(s)://HOST:PORT, e.g. " + URL_DEFAULT + ")");
       }
-      return new Config(uri, credentials, REQUEST_TIMEOUT_DEFAULT, NOT_FOUND_GRACE_DEFAULT, POLL_DEFAULT);
+      return new Config(uri, credentials, REQUEST_TIMEOUT_DEFAULT, NOT_FOUND_GRACE_DEFAULT, POLL_DEFAULT,
+          OUTAGE_GRACE_DEFAULT);
     }
 
     public Config withNotFoundGrace(Duration grace) {
-      return new Config(baseUrl, credentials, requestTimeout, grace, poll);
+      return new Config(baseUrl, credentials, requestTimeout, grace, poll, outageGrace);
     }
 
     public Config withPoll(Duration interval) {
-      return new Config(baseUrl, credentials, requestTimeout, notFoundGrace, interval);
+      return new Config(baseUrl, credentials, requestTimeout, notFoundGrace, interval, outageGrace);
+    }
+
+    public Config withOutageGrace(Duration grace) {
+      return new Config(baseUrl, credentials, requestTimeout, notFoundGrace, poll, grace);
+    }
+
+    public Config withRequestTimeout(Duration timeout) {
+      return new Config(baseUrl, credentials, timeout, notFoundGrace, poll, outageGrace);
+    }
+
+    /**
+     * How long one request of {@link #await}'s polls may take: a quarter of the outage grace (at least
+     * {@link #POLL_REQUEST_TIMEOUT_FLOOR}, at most {@link #requestTimeout}). A poll is a GET, safe to abandon and
+     * repeat; a request lost to a silent network (no reset: it would wait for TCP to give up, many minutes) is
+     * abandoned soon enough that a fresh connection can still be tried several times within the grace, so an outage
+     * shorter than about half the grace is ridden out. No request of a poll outlives the grace either.
+     */
+    public Duration pollRequestTimeout() {
+      Duration quarter = outageGrace.dividedBy(4);
+      Duration t = quarter.compareTo(POLL_REQUEST_TIMEOUT_FLOOR) < 0 ? POLL_REQUEST_TIMEOUT_FLOOR : quarter;
+      return t.compareTo(requestTimeout) > 0 ? requestTimeout : t;
+    }
+  }
+
+  /**
+   * How long the requests of one call may take: each at most {@code perRequest}, none past {@code until} (but each at
+   * least {@link #MIN_REQUEST_TIMEOUT}).
+   */
+  record Patience(Duration perRequest, Instant until) {
+    Duration next(Instant now) {
+      Duration left = until.equals(Instant.MAX) ? perRequest : Duration.between(now, until);
+      Duration t = left.compareTo(perRequest) < 0 ? left : perRequest;
+      return t.compareTo(MIN_REQUEST_TIMEOUT) < 0 ? MIN_REQUEST_TIMEOUT : t;
+    }
+
+    boolean spent(Instant now) {
+      return !now.isBefore(until);
     }
   }
 
@@ -124,7 +190,7 @@ public final class AirflowClient {
     this.config = requireNonNull(config, "config is null");
     this.clock = requireNonNull(clock, "clock is null");
     // HTTP/1.1: Java's default HTTP/2 tries a cleartext upgrade (h2c), which Airflow's uvicorn rejects (400/500).
-    this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(10))
+    this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(CONNECT_TIMEOUT)
         .followRedirects(HttpClient.Redirect.NEVER).build();
   }
 
@@ -156,14 +222,23 @@ public final class AirflowClient {
 
   /** The run's current state. */
   public DagRun dagRun(String dagId, String runId) {
+    return dagRun(dagId, runId, patience());
+  }
+
+  DagRun dagRun(String dagId, String runId, Patience patience) {
     String what = "get run '" + runId + "' of DAG '" + dagId + "'";
-    return dagRun(send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId), null, what));
+    return dagRun(send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId), null, what, patience));
   }
 
   /** The run's task instances (every try's latest), ordered by task id. */
   public List<TaskInstance> taskInstances(String dagId, String runId) {
+    return taskInstances(dagId, runId, patience());
+  }
+
+  List<TaskInstance> taskInstances(String dagId, String runId, Patience patience) {
     String what = "list the tasks of run '" + runId + "' of DAG '" + dagId + "'";
-    JsonNode r = send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId) + "/taskInstances?limit=1000", null, what);
+    JsonNode r = send("GET", dagPath(dagId) + "/dagRuns/" + enc(runId) + "/taskInstances?limit=1000", null, what,
+        patience);
     List<TaskInstance> out = new ArrayList<>();
     for (JsonNode t : r.path("task_instances")) {
       if (t.path("map_index").asInt(-1) > 0) {
@@ -183,49 +258,25 @@ public final class AirflowClient {
    * @throws AirflowException TIMEOUT if the run is still going when {@code timeout} has passed
    */
   public DagRun await(String dagId, String runId, Duration timeout, Consumer<String> progress) {
-    Instant start = clock.instant();
-    Instant deadline = start.plus(timeout);
-    String last = null;
-    Instant lastPrinted = Instant.MIN;
-    Instant outageSince = null;
-    while (true) {
-      DagRun run;
-      List<TaskInstance> tasks;
-      try {
-        run = dagRun(dagId, runId);
-        tasks = taskInstances(dagId, runId);
-        outageSince = null;
-      } catch (AirflowException e) {
-        boolean transientError = e.reason() == Reason.UNREACHABLE || e.reason() == Reason.SERVER_ERROR;
-        Instant now = clock.instant();
-        outageSince = outageSince == null ? now : outageSince;
-        if (!transientError || Thread.currentThread().isInterrupted() || now.isAfter(deadline)
-            || Duration.between(outageSince, now).compareTo(OUTAGE_GRACE) > 0) {
-          throw e;
-        }
-        progress.accept("Airflow did not answer (" + e.getMessage() + "); still waiting for run '" + runId
-            + "', retrying for up to " + OUTAGE_GRACE.toSeconds() + "s");
-        sleep(config.poll());
-        continue;
-      }
-      Instant now = clock.instant();
-      String summary = summary(run, tasks);
-      // A line when something changed, and every 30 s so a log shows the wait is alive.
-      if (!summary.equals(last) || Duration.between(lastPrinted, now).compareTo(Duration.ofSeconds(30)) >= 0
-          || run.state().isFinal()) {
-        progress.accept(summary + " — " + Duration.between(start, now).toSeconds() + "s");
-        last = summary;
-        lastPrinted = now;
-      }
-      if (run.state().isFinal()) {
-        return run;
-      }
-      if (now.isAfter(deadline)) {
-        throw new AirflowException(Reason.TIMEOUT, 0, "Cannot wait longer for run '" + runId + "' of DAG '" + dagId
-            + "': still " + run.state().apiName() + " after " + timeout.toSeconds() + "s (" + summary + ")");
-      }
-      sleep(config.poll());
-    }
+    return await(dagId, runId, timeout, progress, outage -> { });
+  }
+
+  /**
+   * {@link #await(String, String, Duration, Consumer)}, riding out outages: while Airflow does not answer (unreachable,
+   * or 5xx after each request's retries) the wait polls on for up to {@link Config#outageGrace()}, saying so to
+   * {@code progress}, and reports each outage to {@code outages} when it ends — or when the wait gives up on it, with
+   * an UNREACHABLE (or SERVER_ERROR) error naming Airflow's URL and how long it had not answered.
+   */
+  public DagRun await(String dagId, String runId, Duration timeout, Consumer<String> progress,
+      Consumer<Outage> outages) {
+    return new RunWait(this, clock, dagId, runId, progress, outages).await(timeout);
+  }
+
+  /** "7s", "7.5s": whole seconds unless there is a fraction worth saying. */
+  static String seconds(Duration d) {
+    long ms = d.toMillis();
+    return ms % 1000 == 0 || ms >= 10_000 ? (ms + 500) / 1000 + "s"
+        : String.format(java.util.Locale.ROOT, "%.1fs", ms / 1000.0);
   }
 
   /**
@@ -370,13 +421,19 @@ public final class AirflowClient {
    * {@value #TRANSIENT_ATTEMPTS} times in all, 1 s and then 2 s apart; the last answer counts.
    */
   JsonNode send(String method, String path, JsonNode body, String what) {
+    return send(method, path, body, what, patience());
+  }
+
+  /** {@link #send(String, String, JsonNode, String)} within {@code patience}: no retry once it is spent. */
+  private JsonNode send(String method, String path, JsonNode body, String what, Patience patience) {
     HttpResponse<String> r;
     for (int attempt = 1; ; attempt++) {
-      r = exchange(method, path, body, bearer(false), what);
+      r = exchange(method, path, body, bearer(false, patience), what, patience);
       if (r.statusCode() == 401) {
-        r = exchange(method, path, body, bearer(true), what); // expired or revoked: one fresh token
+        // expired or revoked: one fresh token
+        r = exchange(method, path, body, bearer(true, patience), what, patience);
       }
-      if (!isTransient(r.statusCode()) || attempt >= TRANSIENT_ATTEMPTS) {
+      if (!isTransient(r.statusCode()) || attempt >= TRANSIENT_ATTEMPTS || patience.spent(clock.instant())) {
         break;
       }
       LOG.info("Airflow answered HTTP {} to '{}' (attempt {} of {}); retrying", r.statusCode(), what, attempt,
@@ -392,21 +449,26 @@ public final class AirflowClient {
     return status == 500 || status == 502 || status == 503 || status == 504;
   }
 
-  private String bearer(boolean renew) {
+  /** The default patience: {@link Config#requestTimeout()} for each request. */
+  private Patience patience() {
+    return new Patience(config.requestTimeout(), Instant.MAX);
+  }
+
+  private String bearer(boolean renew, Patience patience) {
     synchronized (this) {
       if (renew || token == null || !clock.instant().isBefore(tokenExpiry.minus(TOKEN_MARGIN))) {
-        fetchToken();
+        fetchToken(patience);
       }
       return "Bearer " + token;
     }
   }
 
-  private void fetchToken() {
+  private void fetchToken(Patience patience) {
     ObjectNode body = JSON.createObjectNode()
         .put("username", config.credentials().username())
         .put("password", config.credentials().password());
     String what = "log in to Airflow at " + config.baseUrl() + " as '" + config.credentials().username() + "'";
-    HttpResponse<String> r = exchange("POST", "/auth/token", body, null, what);
+    HttpResponse<String> r = exchange("POST", "/auth/token", body, null, what, patience);
     if (r.statusCode() == 401 || r.statusCode() == 403) {
       // Never echo the answer's body here beyond Airflow's short detail: validation errors may quote the input.
       throw new AirflowException(AirflowException.reasonOf(r.statusCode()), r.statusCode(), "Cannot " + what + ": "
@@ -438,10 +500,17 @@ public final class AirflowClient {
     }
   }
 
+  /**
+   * One HTTP exchange, bounded as a whole by the patience's next timeout: connecting, sending and reading the whole
+   * answer. The request's own timeout stops waiting for the answer's headers only, so the answer is awaited through a
+   * future that is cancelled (closing the connection) when the time is up: a peer that went silent mid-answer cannot
+   * hold the caller until TCP gives up.
+   */
   private HttpResponse<String> exchange(String method, String path, JsonNode body, String authorization,
-      String what) {
+      String what, Patience patience) {
+    Duration timeout = patience.next(clock.instant());
     HttpRequest.Builder b = HttpRequest.newBuilder(config.baseUrl().resolve(path))
-        .timeout(config.requestTimeout())
+        .timeout(timeout)
         .header("Accept", "application/json");
     if (authorization != null) {
       b.header("Authorization", authorization);
@@ -457,17 +526,41 @@ public final class AirflowClient {
     } else {
       b.method(method, HttpRequest.BodyPublishers.noBody());
     }
+    CompletableFuture<HttpResponse<String>> answer = http.sendAsync(b.build(), HttpResponse.BodyHandlers.ofString());
     try {
-      return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
-    } catch (IOException e) {
-      String cause = e.getMessage() == null || e.getMessage().isBlank() ? e.getClass().getSimpleName()
-          : e.getMessage();
-      throw new AirflowException(Reason.UNREACHABLE, "Cannot " + what + ": Airflow at " + config.baseUrl()
-          + " is unreachable (" + config.credentials().scrub(cause) + ")", null);
+      return answer.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      answer.cancel(true);
+      throw unreachable(what, "no answer within " + seconds(timeout));
+    } catch (ExecutionException e) {
+      throw unreachable(what, cause(e.getCause(), timeout));
     } catch (InterruptedException e) {
+      answer.cancel(true);
       Thread.currentThread().interrupt();
       throw new AirflowException(Reason.UNREACHABLE, "Cannot " + what + ": interrupted", null);
     }
+  }
+
+  private AirflowException unreachable(String what, String cause) {
+    return new AirflowException(Reason.UNREACHABLE, "Cannot " + what + ": Airflow at " + config.baseUrl()
+        + " is unreachable (" + config.credentials().scrub(cause) + ")", null);
+  }
+
+  /** Why an exchange failed, in a few words: which timeout ran out, or the I/O error's own message. */
+  private static String cause(Throwable t, Duration timeout) {
+    if (t instanceof HttpConnectTimeoutException) {
+      return "cannot connect within " + seconds(CONNECT_TIMEOUT);
+    }
+    if (t instanceof HttpTimeoutException) {
+      return "no answer within " + seconds(timeout);
+    }
+    // The first error in the chain that says something ("Connection refused", "No route to host"), else its kind.
+    for (Throwable c = t; c != null; c = c.getCause()) {
+      if (c.getMessage() != null && !c.getMessage().isBlank()) {
+        return c.getMessage();
+      }
+    }
+    return t.getClass().getSimpleName();
   }
 
   private JsonNode parse(HttpResponse<String> r, String what) {
@@ -529,7 +622,7 @@ public final class AirflowClient {
     return s.replaceAll("\\s+", " ").strip();
   }
 
-  private static void sleep(Duration d) {
+  static void sleep(Duration d) {
     try {
       Thread.sleep(d.toMillis());
     } catch (InterruptedException e) {

@@ -167,12 +167,17 @@ public final class AirflowCommands implements Runnable {
     // A constant: picocli builds every command for --help, and AirflowClient would load Jackson (not on a plain JVM).
     long notFoundGraceSeconds = AirflowClient.NOT_FOUND_GRACE_SECONDS_DEFAULT;
 
+    @Option(names = "--outage-grace", paramLabel = "SECONDS", description = "How long a wait polls on while Airflow "
+        + "does not answer (unreachable, or server errors) before it gives up (default: ${DEFAULT-VALUE}).")
+    long outageGraceSeconds = AirflowClient.OUTAGE_GRACE_SECONDS_DEFAULT;
+
     AirflowClient client() {
       Map<String, String> env = System.getenv();
       String base = url != null ? url : env.getOrDefault(AirflowClient.URL_ENV, AirflowClient.URL_DEFAULT);
       AirflowCredentials credentials = AirflowCredentials.resolve(env, Optional.ofNullable(credentialsFile));
       return new AirflowClient(AirflowClient.Config.of(base, credentials)
-          .withNotFoundGrace(Duration.ofSeconds(notFoundGraceSeconds)));
+          .withNotFoundGrace(Duration.ofSeconds(notFoundGraceSeconds))
+          .withOutageGrace(Duration.ofSeconds(outageGraceSeconds)));
     }
 
     /** A client configured only by the environment ({@code STAGECRAFT_AIRFLOW_URL}, credentials variables). */

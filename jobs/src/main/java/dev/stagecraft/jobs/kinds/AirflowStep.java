@@ -14,6 +14,7 @@ import dev.stagecraft.spi.StepConfig;
 import dev.stagecraft.spi.StepContext;
 import dev.stagecraft.spi.StepKind;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,6 +28,8 @@ import java.util.Optional;
  * run it triggered before (Airflow answers 409) and waits for it instead of triggering a second one. Airflow's URL and
  * credentials come from the environment ({@code STAGECRAFT_AIRFLOW_URL}, {@code STAGECRAFT_AIRFLOW_USERNAME} and
  * {@code STAGECRAFT_AIRFLOW_PASSWORD}, or {@code STAGECRAFT_AIRFLOW_CREDENTIALS_FILE}), or {@code url} for the URL.
+ * While the wait's polls go unanswered it polls on for {@code outage_grace_seconds}; each such outage is recorded in the
+ * step's ledger details as {@code airflow_outages}.
  */
 public final class AirflowStep implements StepKind {
   /** Default of {@code timeout_seconds}: how long {@code wait: true} waits. */
@@ -46,6 +49,8 @@ public final class AirflowStep implements StepKind {
         FieldSpec.optional("wait", BOOLEAN, "true or false: wait for the DAG run to end"),
         FieldSpec.optional("run_id", STRING, "the DAG run's id (default stagecraft__RUN__STEP)"),
         FieldSpec.optional("timeout_seconds", INTEGER, "seconds to wait with wait: true"),
+        FieldSpec.optional("outage_grace_seconds", INTEGER, "seconds a wait polls on while Airflow does not answer "
+            + "(default " + AirflowClient.OUTAGE_GRACE_SECONDS_DEFAULT + ")"),
         FieldSpec.optional("url", STRING, "Airflow's base URL (default $" + AirflowClient.URL_ENV + ")"));
   }
 
@@ -67,6 +72,9 @@ public final class AirflowStep implements StepKind {
     if (step.intValue("timeout_seconds", TIMEOUT_SECONDS_DEFAULT) <= 0) {
       throw step.invalid("timeout_seconds", "must be more than 0");
     }
+    if (step.intValue("outage_grace_seconds", (int) AirflowClient.OUTAGE_GRACE_SECONDS_DEFAULT) <= 0) {
+      throw step.invalid("outage_grace_seconds", "must be more than 0");
+    }
   }
 
   @Override
@@ -81,8 +89,10 @@ public final class AirflowStep implements StepKind {
     boolean wait = step.string("wait").map(Boolean::parseBoolean).orElse(false);
     Map<String, String> env = System.getenv();
     String url = step.string("url").orElse(env.getOrDefault(AirflowClient.URL_ENV, AirflowClient.URL_DEFAULT));
+    Duration outageGrace = Duration.ofSeconds(
+        step.intValue("outage_grace_seconds", (int) AirflowClient.OUTAGE_GRACE_SECONDS_DEFAULT));
     AirflowClient client = new AirflowClient(AirflowClient.Config.of(url,
-        AirflowCredentials.resolve(env, Optional.empty())));
+        AirflowCredentials.resolve(env, Optional.empty())).withOutageGrace(outageGrace));
     try {
       DagRun run = client.trigger(dag, Optional.of(runId), conf);
       ctx.progress("triggered run " + run.runId() + " of DAG " + dag);
@@ -95,7 +105,12 @@ public final class AirflowStep implements StepKind {
     }
     if (wait) {
       Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", TIMEOUT_SECONDS_DEFAULT));
-      client.requireSuccess(client.await(dag, runId, timeout, ctx::progress));
+      // Every outage the wait rode out (or gave up on) goes to the ledger, which keeps details of failed attempts too.
+      List<Map<String, Object>> outages = new ArrayList<>();
+      client.requireSuccess(client.await(dag, runId, timeout, ctx::progress, outage -> {
+        outages.add(outage.toDetail());
+        ctx.detail("airflow_outages", List.copyOf(outages));
+      }));
     }
   }
 }

@@ -214,4 +214,140 @@ class AirflowClientTest {
       down.stop(0);
     }
   }
+
+  @Test
+  void aPollsRequestsGetAQuarterOfTheOutageGraceWithinBounds() {
+    AirflowClient.Config c = AirflowClient.Config.of("http://h:8080", new AirflowCredentials("u", "p"));
+    assertThat(c.requestTimeout()).isEqualTo(java.time.Duration.ofSeconds(90));
+    assertThat(c.outageGrace()).isEqualTo(java.time.Duration.ofMinutes(2));
+    assertThat(c.pollRequestTimeout()).isEqualTo(java.time.Duration.ofSeconds(30));
+    assertThat(c.withOutageGrace(java.time.Duration.ofSeconds(30)).pollRequestTimeout())
+        .isEqualTo(java.time.Duration.ofMillis(7500));
+    assertThat(c.withOutageGrace(java.time.Duration.ofSeconds(8)).pollRequestTimeout())
+        .as("at least 5 s").isEqualTo(java.time.Duration.ofSeconds(5));
+    assertThat(c.withOutageGrace(java.time.Duration.ofHours(1)).pollRequestTimeout())
+        .as("at most the request timeout").isEqualTo(java.time.Duration.ofSeconds(90));
+    assertThat(c.withRequestTimeout(java.time.Duration.ofSeconds(3)).pollRequestTimeout())
+        .isEqualTo(java.time.Duration.ofSeconds(3));
+    assertThatThrownBy(() -> c.withOutageGrace(java.time.Duration.ZERO))
+        .hasMessage("Invalid outage grace: PT0S (expected more than 0 seconds)");
+
+    AirflowClient.Patience p = new AirflowClient.Patience(java.time.Duration.ofSeconds(30), t0().plusSeconds(12));
+    assertThat(p.next(t0())).isEqualTo(java.time.Duration.ofSeconds(12));
+    assertThat(p.next(t0().minusSeconds(60))).isEqualTo(java.time.Duration.ofSeconds(30));
+    assertThat(p.next(t0().plusSeconds(60))).as("one last try, not none").isEqualTo(java.time.Duration.ofSeconds(1));
+    assertThat(AirflowClient.seconds(java.time.Duration.ofMillis(7500))).isEqualTo("7.5s");
+    assertThat(AirflowClient.seconds(java.time.Duration.ofMillis(31_400))).isEqualTo("31s");
+    assertThat(AirflowClient.seconds(java.time.Duration.ofSeconds(120))).isEqualTo("120s");
+  }
+
+  static java.time.Instant t0() {
+    return java.time.Instant.parse("2026-11-28T00:00:00Z");
+  }
+
+  /**
+   * A peer that went silent, as behind a network partition: the kernel completes TCP handshakes into the listen
+   * backlog, but nothing is ever accepted, read or answered, and no connection is reset.
+   */
+  static java.net.ServerSocket silentPeer() throws Exception {
+    return new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+  }
+
+  @Test
+  void aRequestToASilentAirflowEndsAtItsTimeout() throws Exception {
+    try (var silent = silentPeer()) {
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + silent.getLocalPort(), new AirflowCredentials("u", "s3cret"))
+          .withRequestTimeout(java.time.Duration.ofSeconds(2)));
+      long t = System.nanoTime();
+      assertThatThrownBy(() -> client.dagRun("d", "r1"))
+          .isInstanceOfSatisfying(AirflowException.class,
+              e -> assertThat(e.reason()).isEqualTo(AirflowException.Reason.UNREACHABLE))
+          .hasMessage("Cannot log in to Airflow at http://127.0.0.1:" + silent.getLocalPort() + " as 'u': Airflow at "
+              + "http://127.0.0.1:" + silent.getLocalPort() + " is unreachable (no answer within 2s)");
+      assertThat(java.time.Duration.ofNanos(System.nanoTime() - t)).isLessThan(java.time.Duration.ofSeconds(6));
+    }
+  }
+
+  @Test
+  void aWaitOnASilentAirflowGivesUpSoonAfterItsGraceNamingTheUrlAndHowLong() throws Exception {
+    try (var silent = silentPeer()) {
+      String url = "http://127.0.0.1:" + silent.getLocalPort();
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(url, new AirflowCredentials("u", "s3cret"))
+          .withPoll(java.time.Duration.ofMillis(100)).withOutageGrace(java.time.Duration.ofSeconds(3)));
+      List<Outage> outages = new java.util.concurrent.CopyOnWriteArrayList<>();
+      long t = System.nanoTime();
+      // The default request timeout (90 s) must not hold the wait: no request of a poll outlives the grace.
+      assertThatThrownBy(() -> client.await("d", "r1", java.time.Duration.ofHours(5), line -> { }, outages::add))
+          .isInstanceOfSatisfying(AirflowException.class, e -> {
+            assertThat(e.reason()).isEqualTo(AirflowException.Reason.UNREACHABLE);
+            assertThat(e.category()).isEqualTo(ErrorCategory.EXTERNAL);
+          })
+          .hasMessageStartingWith("Cannot wait for run 'r1' of DAG 'd': Airflow at " + url + " has been unreachable "
+              + "for 3")
+          .hasMessageContaining("(longer than the 3s a wait rides out); last error: Cannot log in to Airflow at ")
+          .hasMessageContaining("no answer within")
+          .satisfies(e -> assertThat(e.getMessage()).doesNotContain("s3cret").doesNotContain("\n"));
+      assertThat(java.time.Duration.ofNanos(System.nanoTime() - t)).isLessThan(java.time.Duration.ofSeconds(8));
+      assertThat(outages).singleElement().satisfies(o -> {
+        assertThat(o.riddenOut()).isFalse();
+        assertThat(o.length()).isGreaterThanOrEqualTo(java.time.Duration.ofSeconds(3));
+      });
+    }
+  }
+
+  /** A whole Airflow that is silent (holds every request unanswered) until {@code silentUntil}, then fine. */
+  static com.sun.net.httpserver.HttpServer silentThenDone(long silentUntilNanos) throws Exception {
+    var server = com.sun.net.httpserver.HttpServer.create(
+        new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+    server.setExecutor(java.util.concurrent.Executors.newCachedThreadPool());
+    server.createContext("/", x -> {
+      if (System.nanoTime() < silentUntilNanos) {
+        try {
+          Thread.sleep(30_000); // longer than any timeout here: the client must give up on this request
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        x.close();
+        return;
+      }
+      String path = x.getRequestURI().getPath();
+      if (path.equals("/auth/token")) {
+        reply(x, 201, "{\"access_token\": \"t\"}");
+      } else if (path.endsWith("/taskInstances")) {
+        reply(x, 200, "{\"task_instances\": [], \"total_entries\": 0}");
+      } else {
+        reply(x, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"r1\", \"state\": \"success\", \"conf\": {}}");
+      }
+    });
+    server.start();
+    return server;
+  }
+
+  @Test
+  void aWaitRidesOutASilenceShorterThanItsGraceAndReportsIt() throws Exception {
+    var server = silentThenDone(System.nanoTime() + java.time.Duration.ofSeconds(2).toNanos());
+    try {
+      AirflowClient client = new AirflowClient(AirflowClient.Config.of(
+          "http://127.0.0.1:" + server.getAddress().getPort(), new AirflowCredentials("u", "p"))
+          .withPoll(java.time.Duration.ofMillis(100)).withOutageGrace(java.time.Duration.ofSeconds(12)));
+      List<String> progress = new java.util.concurrent.CopyOnWriteArrayList<>();
+      List<Outage> outages = new java.util.concurrent.CopyOnWriteArrayList<>();
+      assertThat(client.await("d", "r1", java.time.Duration.ofMinutes(1), progress::add, outages::add).state())
+          .isEqualTo(DagRunState.SUCCESS);
+      // The request held by the silent server was abandoned after the poll's timeout (5 s), the next one answered.
+      assertThat(outages).singleElement().satisfies(o -> {
+        assertThat(o.riddenOut()).isTrue();
+        assertThat(o.length()).isBetween(java.time.Duration.ofSeconds(4), java.time.Duration.ofSeconds(11));
+        assertThat(o.lastError()).contains("no answer within 5s");
+        assertThat(o.toDetail()).containsEntry("ridden_out", true).containsKeys("since", "seconds", "last_error");
+      });
+      assertThat(progress).anySatisfy(l -> assertThat(l).startsWith("Airflow did not answer (")
+          .contains("retrying for up to 12s"));
+      assertThat(progress).last().asString().startsWith("dag d run r1: success — ")
+          .contains("; Airflow at http://127.0.0.1:" + server.getAddress().getPort() + " answered again after ");
+    } finally {
+      server.stop(0);
+    }
+  }
 }

@@ -39,4 +39,20 @@ class AirflowStepTest {
         """, "file:/flows"))
         .hasMessageContaining("wf.yaml: step 'go' field 'conf': is a list (expected a map)");
   }
+
+  @Test
+  void takesAnOutageGraceOfMoreThanZeroSeconds() {
+    WorkflowSpec spec = loader.parse("wf.yaml", """
+        name: w
+        steps:
+          - { id: go, kind: airflow, action: trigger, dag: d, wait: true, outage_grace_seconds: 30 }
+        """, "file:/flows");
+    assertThat(spec.step("go").fields()).containsEntry("outage_grace_seconds", 30);
+    assertThatThrownBy(() -> loader.parse("wf.yaml", """
+        name: w
+        steps:
+          - { id: go, kind: airflow, action: trigger, dag: d, outage_grace_seconds: 0 }
+        """, "file:/flows"))
+        .hasMessageContaining("wf.yaml: step 'go' field 'outage_grace_seconds': must be more than 0");
+  }
 }

@@ -2,6 +2,7 @@ package dev.stagecraft.jobs.testing;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.stagecraft.testing.HostNetwork;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -23,6 +24,9 @@ import java.util.UUID;
  *
  * <p>Tasks find {@code spark-submit} on their PATH ({@code $SPARK_HOME/bin} first), and the {@code spark_default}
  * connection points at {@code local[2]}.
+ *
+ * <p>{@link #startIn} runs it in a host of a {@link HostNetwork} instead, bound to the host's address: every component
+ * and CLI call runs in that host, and so do the health checks (this JVM cannot reach the hosts' addresses).
  */
 public final class AirflowServer implements AutoCloseable {
   public static final String USER = "stagecraft";
@@ -33,14 +37,22 @@ public final class AirflowServer implements AutoCloseable {
   private final List<Process> processes = new ArrayList<>();
   private final int port;
   private final String password;
+  private final String address;
+  private final HostNetwork net; // null: on this machine's loopback
+  private final HostNetwork.Host host;
 
-  private AirflowServer(Path venv, Path sparkHome, Path home, Duration tokenLifetime) throws IOException {
+  private AirflowServer(Path venv, Path sparkHome, Path home, Duration tokenLifetime, HostNetwork net,
+      HostNetwork.Host host) throws IOException {
     this.venv = venv;
     this.home = home;
-    this.port = Proc.freePort();
+    this.net = net;
+    this.host = host;
+    this.address = host == null ? "127.0.0.1" : host.address();
+    // A host's network namespace is its own: nothing else listens there.
+    this.port = host == null ? Proc.freePort() : 8080;
     this.password = "pw-" + UUID.randomUUID();
     Files.createDirectories(dagsFolder());
-    String base = "http://127.0.0.1:" + port;
+    String base = "http://" + address + ":" + port;
     env.put("AIRFLOW_HOME", home.toString());
     env.put("AIRFLOW__CORE__DAGS_FOLDER", dagsFolder().toString());
     env.put("AIRFLOW__CORE__LOAD_EXAMPLES", "False");
@@ -49,7 +61,7 @@ public final class AirflowServer implements AutoCloseable {
     env.put("AIRFLOW__CORE__PARALLELISM", "4");
     env.put("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", base + "/execution/");
     env.put("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USER + ":admin");
-    env.put("AIRFLOW__API__HOST", "127.0.0.1");
+    env.put("AIRFLOW__API__HOST", address);
     env.put("AIRFLOW__API__PORT", String.valueOf(port));
     env.put("AIRFLOW__API__BASE_URL", base);
     env.put("AIRFLOW__API__WORKERS", "1");
@@ -62,9 +74,12 @@ public final class AirflowServer implements AutoCloseable {
     // seconds for the lock (default timeout 5 s fails the task before it starts).
     env.put("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "120");
     env.put("AIRFLOW_CONN_SPARK_DEFAULT", "{\"conn_type\": \"spark\", \"host\": \"local[2]\"}");
-    env.put("SPARK_HOME", sparkHome.toString());
-    env.put("SPARK_LOCAL_IP", "127.0.0.1");
-    env.put("PATH", sparkHome.resolve("bin") + ":" + venv.resolve("bin") + ":" + System.getenv("PATH"));
+    if (sparkHome != null) {
+      env.put("SPARK_HOME", sparkHome.toString());
+      env.put("SPARK_LOCAL_IP", "127.0.0.1");
+    }
+    env.put("PATH", (sparkHome == null ? "" : sparkHome.resolve("bin") + ":") + venv.resolve("bin") + ":"
+        + System.getenv("PATH"));
     // Deterministic login: SimpleAuthManager reads passwords from this file instead of generating them.
     Files.writeString(home.resolve("simple_auth_manager_passwords.json.generated"),
         "{\"" + USER + "\": \"" + password + "\"}");
@@ -75,7 +90,19 @@ public final class AirflowServer implements AutoCloseable {
    * the scheduler and DAG processor report healthy.
    */
   public static AirflowServer start(Path venv, Path sparkHome, Path home, Duration tokenLifetime) throws Exception {
-    AirflowServer s = new AirflowServer(venv, sparkHome, home, tokenLifetime);
+    return start(new AirflowServer(venv, sparkHome, home, tokenLifetime, null, null));
+  }
+
+  /**
+   * {@link #start} in {@code host} of {@code net}, the API bound to the host's address (port 8080); {@code sparkHome}
+   * may be null when no task runs Spark.
+   */
+  public static AirflowServer startIn(HostNetwork net, HostNetwork.Host host, Path venv, Path sparkHome, Path home,
+      Duration tokenLifetime) throws Exception {
+    return start(new AirflowServer(venv, sparkHome, home, tokenLifetime, net, host));
+  }
+
+  private static AirflowServer start(AirflowServer s) throws Exception {
     try {
       Proc.Result migrate = s.cli(Duration.ofMinutes(4), "db", "migrate");
       if (migrate.code() != 0) {
@@ -93,7 +120,7 @@ public final class AirflowServer implements AutoCloseable {
   }
 
   public String url() {
-    return "http://127.0.0.1:" + port;
+    return "http://" + address + ":" + port;
   }
 
   public String user() {
@@ -117,7 +144,7 @@ public final class AirflowServer implements AutoCloseable {
     List<String> cmd = new ArrayList<>();
     cmd.add(venv.resolve("bin/airflow").toString());
     cmd.addAll(List.of(args));
-    return Proc.run(cmd, env, home.resolve("cli"), timeout);
+    return Proc.run(inHost(cmd), env, home.resolve("cli"), timeout);
   }
 
   /** The log of one task try, as Airflow's file task handler wrote it. */
@@ -137,7 +164,7 @@ public final class AirflowServer implements AutoCloseable {
 
   private void launch(String component) throws IOException {
     Path log = home.resolve(component + ".log");
-    ProcessBuilder pb = new ProcessBuilder(venv.resolve("bin/airflow").toString(), component)
+    ProcessBuilder pb = new ProcessBuilder(inHost(List.of(venv.resolve("bin/airflow").toString(), component)))
         .directory(home.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().putAll(env);
     processes.add(pb.start());
@@ -156,8 +183,7 @@ public final class AirflowServer implements AutoCloseable {
         }
       }
       try {
-        last = http.send(HttpRequest.newBuilder(URI.create(url() + "/api/v2/monitor/health"))
-            .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.ofString()).body();
+        last = health(http);
         JsonNode h = json.readTree(last);
         if ("healthy".equals(h.path("scheduler").path("status").asText())
             && "healthy".equals(h.path("dag_processor").path("status").asText())) {
@@ -169,6 +195,27 @@ public final class AirflowServer implements AutoCloseable {
       Thread.sleep(500);
     }
     throw new IllegalStateException("Airflow did not become healthy within " + timeout + ": " + last);
+  }
+
+  /** {@code cmd} as run where Airflow runs: in its host, if it has one. */
+  private List<String> inHost(List<String> cmd) {
+    return net == null ? cmd : net.command(host, cmd);
+  }
+
+  /** The API's health report; from inside the host (through the venv's Python) when Airflow runs in one. */
+  private String health(HttpClient http) throws IOException, InterruptedException {
+    String endpoint = url() + "/api/v2/monitor/health";
+    if (net == null) {
+      return http.send(HttpRequest.newBuilder(URI.create(endpoint)).timeout(Duration.ofSeconds(5)).build(),
+          HttpResponse.BodyHandlers.ofString()).body();
+    }
+    Proc.Result r = Proc.run(inHost(List.of(venv.resolve("bin/python").toString(), "-c",
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+        endpoint)), Map.of(), home.resolve("cli"), Duration.ofSeconds(30));
+    if (r.code() != 0) {
+      throw new IOException("not answering yet");
+    }
+    return r.out();
   }
 
   @Override
