@@ -137,7 +137,11 @@ public final class HostNetwork implements AutoCloseable {
     linkState(host, false);
   }
 
-  /** Undoes {@link #partition}, {@link #slow} and {@link #flap}: the link is up at full speed. */
+  /**
+   * Undoes {@link #partition}, {@link #slow} and {@link #flap}: the link is up at full speed. Connections that had
+   * data in flight through the partition resume only at their next retransmission, which TCP's backoff may put
+   * seconds after the heal (as on a real network); new connections work at once.
+   */
   public void heal(Host host) throws IOException {
     stopFlapping(host);
     linkState(host, true);
