@@ -38,9 +38,15 @@ import org.slf4j.LoggerFactory;
 public final class CheckpointWriter implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(CheckpointWriter.class);
 
-  /** What the writer did, for metrics; {@code failed} includes the {@code abandoned} uploads. */
+  /** The start of the progress line of a failed or abandoned write. */
+  public static final String EVENT_PREFIX = "checkpoint of step ";
+
+  /**
+   * What the writer did, for metrics; {@code failed} includes the {@code abandoned} uploads; {@code longestWaitSeconds}
+   * is the longest the training thread waited for one upload (when_busy: wait, or the end).
+   */
   public record Stats(int written, int skipped, int failed, int abandoned, long bytes, double writeSeconds,
-      double waitSeconds, long lastWrittenStep) implements java.io.Serializable {}
+      double waitSeconds, double longestWaitSeconds, long lastWrittenStep) implements java.io.Serializable {}
 
   // An upload's life: the writer thread moves it RUNNING → COMMITTING (writing the manifest) → COMMITTED; the training
   // thread abandons it (RUNNING or COMMITTING → ABANDONED) at its deadline. Whoever changes the state first wins.
@@ -68,6 +74,7 @@ public final class CheckpointWriter implements AutoCloseable {
   private final Queue<String> pending = new ConcurrentLinkedQueue<>();
   private int skipped;
   private long waitNanos;
+  private long longestWaitNanos;
 
   /** A writer with the default write timeout that reports nothing but logs. */
   public CheckpointWriter(CheckpointStore store, String fingerprint) {
@@ -155,9 +162,7 @@ public final class CheckpointWriter implements AutoCloseable {
     if (busy()) {
       LOG.info("Checkpoint at step {} waits for the one of step {} to be written (when_busy: wait)",
           state.globalStep(), inFlightStep);
-      long t = System.nanoTime();
-      awaitInFlight();
-      waitNanos += System.nanoTime() - t;
+      waitNanos += awaitInFlight();
     }
     inFlightStep = state.globalStep();
     inFlight = new Upload(state);
@@ -189,13 +194,14 @@ public final class CheckpointWriter implements AutoCloseable {
       }
       failed.incrementAndGet();
       LOG.warn("Cannot write the checkpoint of step {} under {}: {}", step, store.root(), why);
-      pending.add("checkpoint of step " + step + " failed (" + why + "); training continues");
+      pending.add(EVENT_PREFIX + step + " failed (" + why + "); training continues");
     }
   }
 
-  /** Waits for the upload in flight until it ends or its deadline passes (then it is abandoned). */
-  private void awaitInFlight() {
+  /** Waits for the upload in flight until it ends or its deadline passes (then it is abandoned); nanoseconds waited. */
+  private long awaitInFlight() {
     Upload u = inFlight;
+    long t = System.nanoTime();
     try {
       u.done.get(Math.max(0, u.deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
     } catch (TimeoutException e) {
@@ -205,7 +211,10 @@ public final class CheckpointWriter implements AutoCloseable {
     } catch (ExecutionException e) {
       LOG.warn("Checkpoint writer failed", e.getCause()); // write() catches everything; cannot happen
     }
+    long waited = System.nanoTime() - t;
+    longestWaitNanos = Math.max(longestWaitNanos, waited);
     report();
+    return waited;
   }
 
   /**
@@ -222,7 +231,7 @@ public final class CheckpointWriter implements AutoCloseable {
       LOG.warn("Checkpoint of step {} abandoned: not written within {} s (write_timeout_seconds) under {}; training "
           + "continues, and the newest complete checkpoint is still the one of step {}", step, seconds(),
           store.root(), lastWrittenStep.get() < 0 ? "(none)" : lastWrittenStep.get());
-      pending.add("checkpoint of step " + step + " abandoned: not written within " + seconds()
+      pending.add(EVENT_PREFIX + step + " abandoned: not written within " + seconds()
           + " s (store " + store.root() + "); training continues");
     } else {
       LOG.info("Checkpoint of step {} is written; deleting older ones continues in the background", step);
@@ -258,7 +267,7 @@ public final class CheckpointWriter implements AutoCloseable {
 
   public Stats stats() {
     return new Stats(written.get(), skipped, failed.get(), abandoned.get(), bytes.get(), writeNanos.get() / 1e9,
-        waitNanos / 1e9, lastWrittenStep.get());
+        waitNanos / 1e9, longestWaitNanos / 1e9, lastWrittenStep.get());
   }
 
   /** Waits for the upload in flight (at most until its deadline); an abandoned writer thread is left to end alone. */

@@ -21,6 +21,7 @@ import dev.stagecraft.spi.StepKind;
 import dev.stagecraft.training.checkpoint.CheckpointLocation;
 import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
+import dev.stagecraft.training.checkpoint.CheckpointWriter;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;
@@ -264,12 +265,17 @@ public final class TrainStep implements StepKind {
     for (int attempt = 1; outcomes == null; attempt++) {
       // A retry follows lost workers: their replacements may take a while to register.
       SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
-      Map<String, Object> record = new LinkedHashMap<>();
+      Map<String, Object> record = java.util.Collections.synchronizedMap(new LinkedHashMap<>());
       record.put("attempt", attempt);
       record.put("started", Instant.now().toString());
       attempts.add(record);
       java.util.concurrent.atomic.AtomicLong resumedFrom = new java.util.concurrent.atomic.AtomicLong(-1);
       java.util.function.Consumer<String> progress = line -> {
+        if (line.startsWith(CheckpointWriter.EVENT_PREFIX)) {
+          // Also in the driver's log and in this attempt's record: the console shows only the latest progress line.
+          LOG.warn("Step '{}': {}", step.id(), line);
+          record.merge("checkpoint_write_failures", 1, (a, b) -> (Integer) a + (Integer) b);
+        }
         if (line.startsWith(TrainTask.RESUME_EVENT)) {
           String digits = line.substring(TrainTask.RESUME_EVENT.length()).replaceAll("\\D.*", "");
           resumedFrom.set(Long.parseLong(digits));
@@ -343,6 +349,7 @@ public final class TrainStep implements StepKind {
       writes.put("abandoned", lead.checkpoints().abandoned());
       writes.put("write_timeout_seconds", checkpoints.policy().writeTimeoutSeconds());
       writes.put("pause_seconds", lead.pauseSeconds());
+      writes.put("longest_wait_seconds", lead.checkpoints().longestWaitSeconds());
       ctx.detail("checkpoint_writes", writes);
     }
     // Statistics pass + barrier stage: what a fit costs, without evaluation and bundle writing.
