@@ -48,18 +48,24 @@ public final class S3Proxy implements AutoCloseable {
   public static final String JAR_PROPERTY = "stagecraft.s3proxy.jar";
   private static final Duration STARTUP_TIMEOUT = Duration.ofSeconds(60);
   private static final SecureRandom RANDOM = new SecureRandom();
+  private static final String LOOPBACK = "127.0.0.1";
 
   private final Process process;
   private final Path dir;
+  private final String address;
   private final int port;
+  private final boolean inHost;
   private final String bucket;
   private final String accessKey;
   private final String secretKey;
 
-  private S3Proxy(Process process, Path dir, int port, String bucket, String accessKey, String secretKey) {
+  private S3Proxy(Process process, Path dir, String address, int port, boolean inHost, String bucket, String accessKey,
+      String secretKey) {
     this.process = process;
     this.dir = dir;
+    this.address = address;
     this.port = port;
+    this.inHost = inHost;
     this.bucket = bucket;
     this.accessKey = accessKey;
     this.secretKey = secretKey;
@@ -67,6 +73,26 @@ public final class S3Proxy implements AutoCloseable {
 
   /** Starts a proxy with one empty bucket and waits until it answers HTTP. */
   public static S3Proxy start() throws IOException, InterruptedException {
+    return start(List.of(), LOOPBACK, 0);
+  }
+
+  /**
+   * Starts a proxy with one empty bucket in another network namespace: its JVM runs as {@code commandPrefix} followed
+   * by the java command (e.g. {@code ip netns exec NS}, what {@link HostNetwork#command} puts in front) and listens on
+   * {@code address:port} there. This JVM may not reach that address, so the proxy counts as ready once its log says it
+   * listens.
+   */
+  public static S3Proxy startIn(List<String> commandPrefix, String address, int port)
+      throws IOException, InterruptedException {
+    if (commandPrefix.isEmpty() || port < 1) {
+      throw new IllegalArgumentException("Invalid host launch: prefix " + commandPrefix + ", port " + port
+          + " (expected a command prefix and a fixed port)");
+    }
+    return start(commandPrefix, address, port);
+  }
+
+  private static S3Proxy start(List<String> prefix, String address, int fixedPort)
+      throws IOException, InterruptedException {
     String property = System.getProperty(JAR_PROPERTY);
     if (property == null) {
       throw new IllegalStateException("Cannot start s3proxy: system property " + JAR_PROPERTY + " is not set (run "
@@ -85,10 +111,10 @@ public final class S3Proxy implements AutoCloseable {
     for (int attempt = 1; ; attempt++) {
       Files.createDirectories(dir.resolve("data").resolve(bucket)); // a folder under the basedir is a bucket
       Files.createDirectories(dir.resolve("tmp"));
-      int port = freePort();
+      int port = fixedPort > 0 ? fixedPort : freePort();
       Path properties = dir.resolve("s3proxy.properties");
       Files.writeString(properties, String.join("\n",
-          "s3proxy.endpoint=http://127.0.0.1:" + port,
+          "s3proxy.endpoint=http://" + address + ":" + port,
           "s3proxy.authorization=aws-v2-or-v4",
           "s3proxy.identity=" + accessKey,
           "s3proxy.credential=" + secretKey,
@@ -98,24 +124,25 @@ public final class S3Proxy implements AutoCloseable {
           "jclouds.filesystem.basedir=" + dir.resolve("data"),
           ""));
       Files.setPosixFilePermissions(properties, PosixFilePermissions.fromString("rw-------"));
-      List<String> cmd = List.of(
+      List<String> cmd = new java.util.ArrayList<>(prefix);
+      cmd.addAll(List.of(
           Path.of(System.getProperty("java.home"), "bin", "java").toString(),
           // A small server JVM that starts fast: C1 only, serial GC.
           "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
           "-Djava.io.tmpdir=" + dir.resolve("tmp"),
-          "-jar", jar.toString(), "--properties", properties.toString());
+          "-jar", jar.toString(), "--properties", properties.toString()));
       ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
           .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("s3proxy.log").toFile()));
       pb.environment().keySet().removeIf(k -> k.startsWith("AWS_"));
       long started = System.nanoTime();
-      S3Proxy proxy = new S3Proxy(pb.start(), dir, port, bucket, accessKey, secretKey);
+      S3Proxy proxy = new S3Proxy(pb.start(), dir, address, port, !prefix.isEmpty(), bucket, accessKey, secretKey);
       try {
         proxy.awaitReady();
         System.err.printf("%s: ready in %.1f s%n", proxy, (System.nanoTime() - started) / 1e9);
         return proxy;
       } catch (IllegalStateException e) {
         proxy.close();
-        if (attempt < 3 && Files.readString(proxy.log()).contains("Address already in use")) {
+        if (attempt < 3 && fixedPort == 0 && Files.readString(proxy.log()).contains("Address already in use")) {
           continue;
         }
         throw e;
@@ -136,9 +163,9 @@ public final class S3Proxy implements AutoCloseable {
     return URI.create("s3a://" + bucket + "/");
   }
 
-  /** {@code http://127.0.0.1:PORT}. */
+  /** {@code http://127.0.0.1:PORT}, or the host's address for a proxy in a host. */
   public String endpoint() {
-    return "http://127.0.0.1:" + port;
+    return "http://" + address + ":" + port;
   }
 
   /** The secret key, for tests that prove it leaks nowhere. */
@@ -206,8 +233,20 @@ public final class S3Proxy implements AutoCloseable {
     return "s3proxy at " + endpoint() + ", bucket " + bucket + " (log: " + log() + ")";
   }
 
-  /** Polls until the proxy answers any HTTP request (an anonymous GET / gets 403). */
+  /**
+   * The folder holding the bucket's objects as files ({@code filesystem-nio2}: one file per key, under folders named
+   * as the key's path): what the store holds, seen from its disk, even while its host is cut off.
+   */
+  public Path bucketFolder() {
+    return dir.resolve("data").resolve(bucket);
+  }
+
+  /** Polls until the proxy answers any HTTP request (an anonymous GET / gets 403), or in a host until it listens. */
   private void awaitReady() throws IOException, InterruptedException {
+    if (inHost) {
+      awaitListening();
+      return;
+    }
     HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
     HttpRequest ping = HttpRequest.newBuilder(URI.create(endpoint() + "/")).timeout(Duration.ofSeconds(2)).build();
     long deadline = System.nanoTime() + STARTUP_TIMEOUT.toNanos();
@@ -225,6 +264,25 @@ public final class S3Proxy implements AutoCloseable {
     }
     throw new IllegalStateException("Cannot start s3proxy: no answer on " + endpoint() + " within " + STARTUP_TIMEOUT
         + "; see " + log() + ":\n" + tail(log()));
+  }
+
+  /** Polls s3proxy's log until Jetty says its connector listens on this proxy's address and port. */
+  private void awaitListening() throws IOException, InterruptedException {
+    String listening = "{" + address + ":" + port + "}";
+    long deadline = System.nanoTime() + STARTUP_TIMEOUT.toNanos();
+    while (System.nanoTime() < deadline) {
+      if (!process.isAlive()) {
+        throw new IllegalStateException("Cannot start s3proxy: it exited with status " + process.exitValue()
+            + "; see " + log() + ":\n" + tail(log()));
+      }
+      if (Files.exists(log()) && Files.readString(log()).lines()
+          .anyMatch(l -> l.contains("Started") && l.contains("ServerConnector") && l.contains(listening))) {
+        return;
+      }
+      Thread.sleep(100);
+    }
+    throw new IllegalStateException("Cannot start s3proxy: not listening on " + endpoint() + " within "
+        + STARTUP_TIMEOUT + "; see " + log() + ":\n" + tail(log()));
   }
 
   private static String tail(Path log) {

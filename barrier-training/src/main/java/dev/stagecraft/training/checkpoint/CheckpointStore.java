@@ -78,14 +78,52 @@ public final class CheckpointStore {
 
   /** Writes a checkpoint of {@code globalStep}: data files, then the manifest; then applies retention. */
   public Path write(long globalStep, int epoch, String fingerprint, Map<String, byte[]> files) throws IOException {
+    return write(globalStep, epoch, fingerprint, files, Commit.ALWAYS);
+  }
+
+  /**
+   * The commit point of a write, the manifest, seen by whoever may give the write up: {@link #begin} is asked just
+   * before the manifest is written and throws to stop the write there (its step folder then has no manifest, so nothing
+   * ever uses it); {@link #end} comes once the manifest is written, before retention, and throws if the write was given
+   * up meanwhile (the store then deletes the step's folder again).
+   */
+  public interface Commit {
+    Commit ALWAYS = new Commit() {
+      @Override
+      public void begin() {}
+
+      @Override
+      public void end() {}
+    };
+
+    void begin() throws IOException;
+
+    void end() throws IOException;
+  }
+
+  /** {@link #write(long, int, String, Map)}, the manifest written only as {@code commit} allows. */
+  public Path write(long globalStep, int epoch, String fingerprint, Map<String, byte[]> files, Commit commit)
+      throws IOException {
     Path dir = new Path(root, "step-" + globalStep);
     fs.delete(dir, true); // an interrupted write of this step left files without a manifest
     Map<String, VerifiedFiles.Entry> entries = VerifiedFiles.write(fs, dir, files);
     Manifest m = new Manifest(Manifest.FORMAT_VERSION, globalStep, epoch, fingerprint,
         java.time.Instant.now().toString(), entries);
+    commit.begin();
     AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(m));
+    try {
+      commit.end();
+    } catch (IOException e) {
+      fs.delete(dir, true); // published after it was given up: taken back
+      throw e;
+    }
     retain();
     return fs.makeQualified(dir);
+  }
+
+  /** Deletes the folder of {@code step}'s checkpoint, complete or not (a write that was abandoned). */
+  public void discard(long step) throws IOException {
+    fs.delete(new Path(root, "step-" + step), true);
   }
 
   /**

@@ -23,7 +23,10 @@ final class TrainConfig {
   static final String SHUFFLE = "shuffle";
   static final String LR_SCHEDULE = "lr_schedule";
   static final List<String> TASKS = List.of("binary", "multiclass", "regression");
-  static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume");
+  static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume",
+      "write_timeout_seconds");
+  /** How long a worker waits for its peers when the step sets no {@code timeout_seconds}. */
+  static final int DEFAULT_TIMEOUT_SECONDS = 120;
 
   private TrainConfig() {}
 
@@ -67,7 +70,29 @@ final class TrainConfig {
     } catch (IllegalArgumentException e) {
       throw step.invalid("checkpoint.resume", e.getMessage());
     }
-    return Optional.of(new CheckpointPolicy(everySteps, everySeconds, (int) keep, whenBusy, resume));
+    double writeTimeout = writeTimeout(step, map, whenBusy);
+    return Optional.of(new CheckpointPolicy(everySteps, everySeconds, (int) keep, whenBusy, resume, writeTimeout));
+  }
+
+  /**
+   * {@code checkpoint.write_timeout_seconds}: by default half the step's {@code timeout_seconds}; with
+   * {@code when_busy: wait} it must stay below {@code timeout_seconds}, or the other workers, waiting for rank 0 in
+   * the next collective while it waits for a stuck write, would give up on it first.
+   */
+  private static double writeTimeout(StepConfig step, Map<?, ?> map, CheckpointPolicy.WhenBusy whenBusy) {
+    String rawTimeout = step.string("timeout_seconds").orElse(String.valueOf(DEFAULT_TIMEOUT_SECONDS));
+    Integer collective = rawTimeout.contains("${") ? null : step.intValue("timeout_seconds", DEFAULT_TIMEOUT_SECONDS);
+    if (!map.containsKey("write_timeout_seconds")) {
+      return CheckpointPolicy.defaultWriteTimeoutSeconds(collective == null || collective < 1
+          ? DEFAULT_TIMEOUT_SECONDS : collective);
+    }
+    double v = number(step, map, "write_timeout_seconds", 0);
+    if (whenBusy == CheckpointPolicy.WhenBusy.WAIT && collective != null && v >= collective) {
+      throw step.invalid("checkpoint.write_timeout_seconds", "'" + map.get("write_timeout_seconds") + "' (expected "
+          + "less than the step's timeout_seconds, " + collective + ": with when_busy: wait the other workers wait "
+          + "for rank 0 while it waits for a checkpoint write; or set when_busy: skip)");
+    }
+    return v;
   }
 
   private static long wholeNumber(StepConfig step, Map<?, ?> map, String key, long defaultValue) {

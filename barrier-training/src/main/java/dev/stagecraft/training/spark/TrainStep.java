@@ -21,6 +21,7 @@ import dev.stagecraft.spi.StepKind;
 import dev.stagecraft.training.checkpoint.CheckpointLocation;
 import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.checkpoint.CheckpointStore;
+import dev.stagecraft.training.checkpoint.CheckpointWriter;
 import dev.stagecraft.training.collective.FrameIntegrity;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
@@ -89,7 +90,7 @@ public final class TrainStep implements StepKind {
         FieldSpec.optional("name", STRING, "the model's name under models/ (default: the step id)"),
         FieldSpec.optional("timeout_seconds", INTEGER, "how long a worker waits for its peers (default 120)"),
         FieldSpec.optional("checkpoint", MAP, "a map with every_steps and/or every_seconds, keep, when_busy "
-            + "(wait, skip), resume (latest, fresh)"),
+            + "(wait, skip), resume (latest, fresh), write_timeout_seconds (default: half of timeout_seconds)"),
         FieldSpec.optional("max_attempts", INTEGER, "how many times the barrier stage may run when workers are lost "
             + "(default " + DEFAULT_MAX_ATTEMPTS + "); each retry resumes from the latest checkpoint"));
   }
@@ -243,7 +244,7 @@ public final class TrainStep implements StepKind {
     }
 
     SparkContext sc = ctx.spark().sparkContext();
-    Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", 120));
+    Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", TrainConfig.DEFAULT_TIMEOUT_SECONDS));
     int maxAttempts = step.intValue("max_attempts", DEFAULT_MAX_ATTEMPTS);
     TrainTask.Checkpoints checkpoints = checkpoints(ctx, step, spec, task, numClasses, features, stats, workers,
         shuffle, label);
@@ -272,12 +273,17 @@ public final class TrainStep implements StepKind {
     for (int attempt = 1; outcomes == null; attempt++) {
       // A retry follows lost workers: their replacements may take a while to register.
       SlotCheck.require(sc, step.id(), workers, SLOT_WAIT, attempt == 1 ? SlotCheck.STABLE : SLOT_WAIT);
-      Map<String, Object> record = new LinkedHashMap<>();
+      Map<String, Object> record = java.util.Collections.synchronizedMap(new LinkedHashMap<>());
       record.put("attempt", attempt);
       record.put("started", Instant.now().toString());
       attempts.add(record);
       java.util.concurrent.atomic.AtomicLong resumedFrom = new java.util.concurrent.atomic.AtomicLong(-1);
       java.util.function.Consumer<String> progress = line -> {
+        if (line.startsWith(CheckpointWriter.EVENT_PREFIX)) {
+          // Also in the driver's log and in this attempt's record: the console shows only the latest progress line.
+          LOG.warn("Step '{}': {}", step.id(), line);
+          record.merge("checkpoint_write_failures", 1, (a, b) -> (Integer) a + (Integer) b);
+        }
         if (line.startsWith(TrainTask.RESUME_EVENT)) {
           String digits = line.substring(TrainTask.RESUME_EVENT.length()).replaceAll("\\D.*", "");
           resumedFrom.set(Long.parseLong(digits));
@@ -347,9 +353,18 @@ public final class TrainStep implements StepKind {
       metrics.put("checkpoints_written", (double) lead.checkpoints().written());
       metrics.put("checkpoints_deferred", (double) lead.checkpoints().skipped());
       metrics.put("checkpoint_failures", (double) lead.checkpoints().failed());
+      metrics.put("checkpoints_abandoned", (double) lead.checkpoints().abandoned());
       metrics.put("checkpoint_bytes", (double) lead.checkpoints().bytes());
       metrics.put("checkpoint_write_seconds", lead.checkpoints().writeSeconds());
       metrics.put("checkpoint_pause_seconds", lead.pauseSeconds());
+      Map<String, Object> writes = new LinkedHashMap<>();
+      writes.put("written", lead.checkpoints().written());
+      writes.put("failed", lead.checkpoints().failed());
+      writes.put("abandoned", lead.checkpoints().abandoned());
+      writes.put("write_timeout_seconds", checkpoints.policy().writeTimeoutSeconds());
+      writes.put("pause_seconds", lead.pauseSeconds());
+      writes.put("longest_wait_seconds", lead.checkpoints().longestWaitSeconds());
+      ctx.detail("checkpoint_writes", writes);
     }
     // Statistics pass + barrier stage: what a fit costs, without evaluation and bundle writing.
     metrics.put("fit_seconds", (fitEnd - fitStart) / 1e9);

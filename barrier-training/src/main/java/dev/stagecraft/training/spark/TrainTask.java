@@ -124,8 +124,10 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
         CheckpointStore store = checkpoints.location().open();
         TrainingState resume = agreeOnCheckpoint(comm, store, reporter);
         if (rank == 0) {
-          checkpointer = new Checkpointer(checkpoints.policy(),
-              new CheckpointWriter(store, checkpoints.fingerprint()), resume == null ? 0 : resume.globalStep());
+          // Failed and abandoned writes become progress lines (sent on this, the training thread).
+          java.util.function.Consumer<String> events = reporter == null ? line -> {} : reporter::send;
+          checkpointer = new Checkpointer(checkpoints.policy(), new CheckpointWriter(store, checkpoints.fingerprint(),
+              checkpoints.policy().writeTimeout(), events), resume == null ? 0 : resume.globalStep());
         }
         try {
           r = WorkerLoop.run(comm, model, optimizer, data, config, listener, resume,
