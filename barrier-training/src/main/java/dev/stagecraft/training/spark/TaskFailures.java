@@ -1,5 +1,6 @@
 package dev.stagecraft.training.spark;
 
+import dev.stagecraft.training.collective.CollectiveException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -17,9 +18,14 @@ import org.apache.spark.scheduler.SparkListenerTaskEnd;
 final class TaskFailures extends SparkListener implements AutoCloseable {
   /** How long to wait for the task-end event after the job failed: Spark's listener bus delivers asynchronously. */
   private static final Duration EVENT_WAIT = Duration.ofSeconds(3);
+  /** How long to gather the other ranks' failures after the first: they all time out within moments of each other. */
+  private static final Duration GATHER = Duration.ofSeconds(1);
+
+  /** A task's exception and its rank (the barrier task's partition). */
+  private record Failed(int rank, Throwable exception) {}
 
   private final SparkContext sc;
-  private final List<Throwable> failures = new ArrayList<>();
+  private final List<Failed> failures = new ArrayList<>();
 
   private TaskFailures(SparkContext sc) {
     this.sc = sc;
@@ -36,26 +42,46 @@ final class TaskFailures extends SparkListener implements AutoCloseable {
   public void onTaskEnd(SparkListenerTaskEnd end) {
     if (end.reason() instanceof ExceptionFailure f && f.exception().isDefined()) {
       synchronized (failures) {
-        failures.add(f.exception().get());
+        failures.add(new Failed(end.taskInfo().index(), f.exception().get()));
         failures.notifyAll();
       }
     }
   }
 
   /**
-   * The exception of the task that failed first, with the job's failure attached as suppressed; or {@code jobFailure}
+   * The exception that explains the failure, with the job's failure attached as suppressed; or {@code jobFailure}
    * itself when no task threw (an executor was lost, a task was killed) or the event did not come in time.
+   *
+   * <p>When a rank goes silent, every rank of the ring soon waits on its previous one and times out, each blaming its
+   * own neighbour; whichever reaches the driver first is not necessarily the one next to the silent rank. The silent
+   * rank itself reports nothing. So of the failures gathered, the one blaming a rank that reported no failure of its
+   * own is chosen, else the first.
    */
   Exception explain(Exception jobFailure) throws InterruptedException {
-    Optional<Throwable> first = first(EVENT_WAIT);
-    if (first.isEmpty() || !(first.get() instanceof Exception cause)) {
+    if (first(EVENT_WAIT).isEmpty()) {
+      return jobFailure;
+    }
+    Thread.sleep(GATHER.toMillis());
+    List<Failed> all;
+    synchronized (failures) {
+      all = List.copyOf(failures);
+    }
+    Throwable chosen = all.stream().filter(f -> blamesASilentRank(f, all)).findFirst().orElse(all.get(0)).exception();
+    if (!(chosen instanceof Exception cause)) {
       return jobFailure;
     }
     cause.addSuppressed(jobFailure);
     return cause;
   }
 
-  private Optional<Throwable> first(Duration wait) throws InterruptedException {
+  private static boolean blamesASilentRank(Failed f, List<Failed> all) {
+    if (!(f.exception() instanceof CollectiveException c)) {
+      return false;
+    }
+    return c.ranks().stream().anyMatch(r -> all.stream().noneMatch(other -> other.rank() == r));
+  }
+
+  private Optional<Failed> first(Duration wait) throws InterruptedException {
     long deadline = System.nanoTime() + wait.toNanos();
     synchronized (failures) {
       while (failures.isEmpty()) {

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.stagecraft.jobs.infer.ScoringData;
 import dev.stagecraft.testing.HostNetwork.Host;
-import dev.stagecraft.testing.LocalSpark;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,6 +12,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import org.apache.spark.sql.SparkSession;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -47,6 +47,7 @@ class NetworkFaultsIT {
   static Path dir;
   static HostBed bed;
   static JsonNode reference;
+  static SparkSession local;
 
   @BeforeAll
   static void start() throws Exception {
@@ -56,9 +57,26 @@ class NetworkFaultsIT {
 
   @AfterAll
   static void stop() {
+    if (local != null) {
+      local.stop();
+      // Integration tests share a JVM: the next class's getOrCreate() must not find this session.
+      SparkSession.clearActiveSession();
+      SparkSession.clearDefaultSession();
+    }
     if (bed != null) {
       bed.close();
     }
+  }
+
+  /** A local Spark session in this JVM, for writing inputs and reading outputs; stopped with the class. */
+  static synchronized SparkSession local() {
+    if (local == null) {
+      local = SparkSession.builder().master("local[1]").appName("network-faults-it")
+          .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+          .config("spark.driver.bindAddress", "127.0.0.1").config("spark.sql.shuffle.partitions", "2")
+          .getOrCreate();
+    }
+    return local;
   }
 
   /** A workflow training an MLP on a9a's test split, one worker per worker host, a checkpoint every 100 steps. */
@@ -138,7 +156,7 @@ class NetworkFaultsIT {
   void aWorkerHostCutOffMidInferenceLosesAndDuplicatesNoRow() throws Exception {
     long rows = 400_000;
     String input = dir.resolve("scoring-input").toUri().toString();
-    ScoringData.input(LocalSpark.get(), input, rows, 24);
+    ScoringData.input(local(), input, rows, 24);
     Path model = ScoringData.mlp(dir.resolve("scoring-model"), 7);
     Path f = dir.resolve("inf.yaml");
     Files.writeString(f, """
@@ -162,7 +180,7 @@ class NetworkFaultsIT {
       JsonNode ledger = run.await(Duration.ofMinutes(5));
       JsonNode score = ledger.at("/steps/score");
       assertThat(score.path("status").asText()).as(run.output()).isEqualTo("SUCCEEDED");
-      ScoringData.assertExactlyOnce(LocalSpark.get(), score.at("/outputs/output/uri").asText(),
+      ScoringData.assertExactlyOnce(local(), score.at("/outputs/output/uri").asText(),
           score.at("/outputs/quarantine/uri").asText(), rows);
       assertThat(score.at("/metrics/rows").asDouble()).isEqualTo(rows);
       assertThat(score.at("/metrics/bad_rows").asDouble()).isEqualTo(ScoringData.badRows(rows));
