@@ -128,8 +128,11 @@ class CheckpointWriteTimeoutTest {
       assertThat(stats.written()).as("steps 1, 3 and 4").isEqualTo(3);
       assertThat(stats.failed()).isEqualTo(1);
       assertThat(stats.abandoned()).isEqualTo(1);
+      // How it ends depends on a race that both ways keep the manifest out: it reaches its manifest and is refused
+      // ("abandoned at its deadline"), or the next write has already deleted step-2's folder under it and its next
+      // file operation fails. Either way it is logged, and step-2 never gets a manifest (asserted below).
       assertThat(log.lines()).anyMatch(l -> l.contains("The abandoned write of the checkpoint of step 2 under "
-          + root + " ended: abandoned at its deadline; its manifest is not written"));
+          + root + " ended: "));
     }
     assertThat(fs.exists(new Path(root, "step-2/" + CheckpointStore.MANIFEST))).isFalse();
     assertThat(store.latestValid("fp").orElseThrow().manifest().globalStep()).isEqualTo(4);
