@@ -8,12 +8,17 @@ import java.util.Optional;
 import org.apache.spark.ExceptionFailure;
 import org.apache.spark.SparkContext;
 import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerStageSubmitted;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 
 /**
  * What the tasks of a barrier stage threw, as their executors reported it. When a barrier task fails, Spark aborts
  * the job with "barrier task ResultTask(7, 0) finished unsuccessfully" and nothing of the task's exception; the cause
  * the operator needs ("no data from rank 1 (198.18.0.12:33931) within 10s") arrives only in the task-end event.
+ *
+ * <p>Steps of a workflow run side by side in one application, so only the tasks of stages submitted by the watching
+ * thread count: {@link #watch} tags that thread's jobs with a local property, which Spark hands to each stage-submitted
+ * event.
  */
 final class TaskFailures extends SparkListener implements AutoCloseable {
   /** How long to wait for the task-end event after the job failed: Spark's listener bus delivers asynchronously. */
@@ -24,23 +29,42 @@ final class TaskFailures extends SparkListener implements AutoCloseable {
   /** A task's exception and its rank (the barrier task's partition). */
   private record Failed(int rank, Throwable exception) {}
 
+  /** The local property whose value marks the watched thread's stages. */
+  private static final String TAG = "stagecraft.barrier.watch";
+
   private final SparkContext sc;
+  private final String tag = java.util.UUID.randomUUID().toString();
+  private final String previousTag;
+  private final java.util.Set<Integer> stages = java.util.concurrent.ConcurrentHashMap.newKeySet();
   private final List<Failed> failures = new ArrayList<>();
 
   private TaskFailures(SparkContext sc) {
     this.sc = sc;
+    this.previousTag = sc.getLocalProperty(TAG);
   }
 
-  /** Starts collecting the failures of every task that ends from now on, until {@link #close}. */
+  /**
+   * Starts collecting the failures of the tasks of the jobs this thread submits from now on, until {@link #close}
+   * (call both on the same thread).
+   */
   static TaskFailures watch(SparkContext sc) {
     TaskFailures f = new TaskFailures(sc);
     sc.addSparkListener(f);
+    sc.setLocalProperty(TAG, f.tag);
     return f;
   }
 
   @Override
+  public void onStageSubmitted(SparkListenerStageSubmitted submitted) {
+    java.util.Properties p = submitted.properties();
+    if (p != null && tag.equals(p.getProperty(TAG))) {
+      stages.add(submitted.stageInfo().stageId());
+    }
+  }
+
+  @Override
   public void onTaskEnd(SparkListenerTaskEnd end) {
-    if (end.reason() instanceof ExceptionFailure f && f.exception().isDefined()) {
+    if (stages.contains(end.stageId()) && end.reason() instanceof ExceptionFailure f && f.exception().isDefined()) {
       synchronized (failures) {
         failures.add(new Failed(end.taskInfo().index(), f.exception().get()));
         failures.notifyAll();
@@ -97,6 +121,7 @@ final class TaskFailures extends SparkListener implements AutoCloseable {
 
   @Override
   public void close() {
+    sc.setLocalProperty(TAG, previousTag);
     sc.removeSparkListener(this);
   }
 }
