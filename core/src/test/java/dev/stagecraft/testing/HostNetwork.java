@@ -304,11 +304,13 @@ public final class HostNetwork implements AutoCloseable {
   private static String run(List<String> cmd, boolean check) throws IOException {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     try {
-      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      // Wait first, then read: reading first would block past the timeout on a command that hangs. What ip and tc
+      // print fits in the pipe's buffer.
       if (!p.waitFor(COMMAND_TIMEOUT.toSeconds(), TimeUnit.SECONDS)) {
         p.destroyForcibly();
         throw new IOException(String.join(" ", cmd) + " did not finish within " + COMMAND_TIMEOUT.toSeconds() + " s");
       }
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
       if (check && p.exitValue() != 0) {
         throw new IOException(String.join(" ", cmd) + " failed (exit " + p.exitValue() + "): " + out.trim());
       }
