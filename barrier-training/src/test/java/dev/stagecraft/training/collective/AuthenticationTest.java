@@ -53,15 +53,7 @@ class AuthenticationTest {
         assertThat(readsEndOfStream(socket.getInputStream())).as("rank 1 closed the stranger's connection").isTrue();
       }
 
-      Future<Communicator> rank0 = group.connectAsync(0);
-      TestGroup.get(rank0);
-      TestGroup.get(rank1);
-      List<float[]> results = group.onEachRank(c -> {
-        float[] data = {c.rank() + 1, 10, 100, 1000};
-        c.allReduceSum(data);
-        return data;
-      });
-      assertThat(results).allSatisfy(data -> assertThat(data).containsExactly(3, 20, 200, 2000));
+      group.assertTwoRanksConnectAndSumCorrectly(rank1);
 
       assertThat(log.lines()).anySatisfy(line -> assertThat(line)
           .startsWith("WARN Rejected connection from /127.0.0.1:")

@@ -12,7 +12,6 @@ import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
 import java.time.Duration;
-import java.util.List;
 import java.util.Random;
 import java.util.concurrent.Future;
 import org.junit.jupiter.api.Test;
@@ -44,7 +43,7 @@ class StrangersTest {
         answer = readToEnd(socket.getInputStream());
       }
       assertThat(answer).as("all the stranger is told").isEqualTo(rejection(Handshake.REFUSAL));
-      assertRealRunUnchanged(group, rank1);
+      group.assertTwoRanksConnectAndSumCorrectly(rank1);
       assertThat(log.lines()).anySatisfy(line -> assertThat(line)
           .startsWith("WARN Rejected connection from /127.0.0.1:")
           .endsWith(" to rank 1 of 2 in group '" + group.groupId + "': authentication failed for claimed rank 0 of "
@@ -65,7 +64,7 @@ class StrangersTest {
         answer = readToEnd(socket.getInputStream());
       }
       assertThat(answer).isEqualTo(rejection(Handshake.REFUSAL));
-      assertRealRunUnchanged(group, rank1);
+      group.assertTwoRanksConnectAndSumCorrectly(rank1);
       assertThat(log.lines()).anyMatch(line -> line.startsWith("WARN Rejected connection from /127.0.0.1:")
           && line.endsWith(": authentication failed for claimed rank 0 (wrong secret?) (the client was told only: "
               + "refused)"));
@@ -84,7 +83,7 @@ class StrangersTest {
         socket.getOutputStream().write(garbage);
         assertThat(readToEnd(socket.getInputStream())).as("nothing after the greeting").isEmpty();
       }
-      assertRealRunUnchanged(group, rank1);
+      group.assertTwoRanksConnectAndSumCorrectly(rank1);
       assertThat(log.lines()).anyMatch(line -> line.startsWith("WARN Rejected connection from /127.0.0.1:")
           && line.endsWith(": not a Stagecraft collective peer (unexpected greeting)"));
     }
@@ -110,18 +109,6 @@ class StrangersTest {
       assertThat(relay.recorded()).hasSize(helloBytes);
       return relay.recorded();
     }
-  }
-
-  private static void assertRealRunUnchanged(TestGroup group, Future<Communicator> rank1) throws Exception {
-    Future<Communicator> rank0 = group.connectAsync(0);
-    TestGroup.get(rank0);
-    TestGroup.get(rank1);
-    List<float[]> results = group.onEachRank(c -> {
-      float[] data = {c.rank() + 1, 10, 100, 1000};
-      c.allReduceSum(data);
-      return data;
-    });
-    assertThat(results).allSatisfy(data -> assertThat(data).containsExactly(3, 20, 200, 2000));
   }
 
   private static Socket connect(TestGroup group, int rank) throws IOException {

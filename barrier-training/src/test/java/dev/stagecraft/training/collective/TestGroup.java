@@ -161,6 +161,23 @@ final class TestGroup implements AutoCloseable {
     return results;
   }
 
+  /**
+   * Connects rank 0 (rank 1 is already connecting, as {@code rank1}) and checks that an all-reduce of the two gives
+   * the right sums: whatever a test threw at the group before (strangers, forgeries) changed nothing.
+   */
+  void assertTwoRanksConnectAndSumCorrectly(Future<Communicator> rank1) throws Exception {
+    Future<Communicator> rank0 = connectAsync(0);
+    get(rank0);
+    get(rank1);
+    List<float[]> results = onEachRank(c -> {
+      float[] data = {c.rank() + 1, 10, 100, 1000};
+      c.allReduceSum(data);
+      return data;
+    });
+    org.assertj.core.api.Assertions.assertThat(results)
+        .allSatisfy(data -> org.assertj.core.api.Assertions.assertThat(data).containsExactly(3, 20, 200, 2000));
+  }
+
   /** The future's value; its failure unwrapped; an AssertionError if it takes longer than {@link #WAIT_SECONDS}. */
   static <T> T get(Future<T> future) throws Exception {
     try {
