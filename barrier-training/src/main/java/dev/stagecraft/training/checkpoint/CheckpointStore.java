@@ -110,11 +110,18 @@ public final class CheckpointStore {
     Manifest m = new Manifest(Manifest.FORMAT_VERSION, globalStep, epoch, fingerprint,
         java.time.Instant.now().toString(), entries);
     commit.begin();
-    AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(m));
     try {
+      AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(m));
       commit.end();
-    } catch (IOException e) {
-      fs.delete(dir, true); // published after it was given up: taken back
+    } catch (IOException | RuntimeException e) {
+      // Published after it was given up, or its write failed part-way (a store that creates the file before it
+      // fails, an interrupted call): taken back, so that no manifest of a write that did not succeed remains.
+      try {
+        fs.delete(dir, true);
+      } catch (IOException | RuntimeException again) {
+        e.addSuppressed(again); // the store still fails: the next upload deletes an abandoned step's folder, and
+        // readers skip a manifest that does not parse or verify
+      }
       throw e;
     }
     retain();

@@ -1,9 +1,11 @@
 package dev.stagecraft.training.checkpoint;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.stagecraft.testing.LogCapture;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.net.URI;
 import java.time.Duration;
 import java.util.List;
@@ -36,6 +38,7 @@ class CheckpointWriteTimeoutTest {
    */
   static final class SilentStore extends RawLocalFileSystem {
     private volatile Predicate<Path> silent = p -> false;
+    private volatile Predicate<Path> failing = p -> false;
 
     static SilentStore open() throws IOException {
       SilentStore fs = new SilentStore();
@@ -57,6 +60,11 @@ class CheckpointWriteTimeoutTest {
       silent = paths;
     }
 
+    /** Creating a path {@code paths} matches creates the file, then fails (as an interrupted permission call does). */
+    void failAfterCreating(Predicate<Path> paths) {
+      failing = paths;
+    }
+
     synchronized void heal() {
       silent = p -> false;
       notifyAll();
@@ -66,7 +74,12 @@ class CheckpointWriteTimeoutTest {
     public FSDataOutputStream create(Path f, boolean overwrite, int bufferSize, short replication, long blockSize,
         Progressable progress) throws IOException {
       awaitHealed(f);
-      return super.create(f, overwrite, bufferSize, replication, blockSize, progress);
+      FSDataOutputStream out = super.create(f, overwrite, bufferSize, replication, blockSize, progress);
+      if (failing.test(f)) {
+        out.close();
+        throw new InterruptedIOException("interrupted while setting the permissions of " + f);
+      }
+      return out;
     }
 
     @Override
@@ -84,6 +97,9 @@ class CheckpointWriteTimeoutTest {
           // A call in flight to a silent host does not end because its thread is interrupted.
         }
       }
+      // Interrupted and healed at once, wait() may return normally with the thread still interrupted; the call then
+      // carries on as its network call would, and the interrupt is gone as if it had been caught above.
+      Thread.interrupted();
     }
   }
 
@@ -175,6 +191,20 @@ class CheckpointWriteTimeoutTest {
     }
     assertThat(store.latestValid("fp").orElseThrow().manifest().globalStep()).as("the previous checkpoint")
         .isEqualTo(1);
+  }
+
+  @Test
+  void aManifestWhoseWriteFailsPartWayIsTakenBack() throws Exception {
+    SilentStore fs = SilentStore.open();
+    Path root = new Path("silent:" + tmp.toAbsolutePath() + "/ck");
+    CheckpointStore store = new CheckpointStore(fs, root, 5);
+    store.write(1, 1, "fp", state(1).toFiles());
+    fs.failAfterCreating(p -> p.getName().equals(CheckpointStore.MANIFEST));
+
+    assertThatThrownBy(() -> store.write(2, 1, "fp", state(2).toFiles()))
+        .isInstanceOf(InterruptedIOException.class);
+    assertThat(fs.exists(new Path(root, "step-2/" + CheckpointStore.MANIFEST))).isFalse();
+    assertThat(store.latestValid("fp").orElseThrow().manifest().globalStep()).isEqualTo(1);
   }
 
   /** Waits until the writer thread of {@code step} (abandoned, its call released) has ended. */
