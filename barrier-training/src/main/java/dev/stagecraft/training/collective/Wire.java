@@ -8,6 +8,7 @@ import java.io.UncheckedIOException;
 import java.net.ProtocolException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -90,6 +91,24 @@ final class Wire {
     byte[] frame = bytes.toByteArray();
     putHeader(frame, ABORT, seq, 0, 0, frame.length - HEADER_BYTES);
     return frame;
+  }
+
+  /**
+   * Writes a small notice on a non-blocking channel until it is out; false if {@code deadlineNanos} ({@link
+   * System#nanoTime()}) passed first because the peer takes no data (then part of it may have gone out).
+   */
+  static boolean writeBefore(SocketChannel channel, byte[] notice, long deadlineNanos)
+      throws IOException, InterruptedException {
+    ByteBuffer buffer = ByteBuffer.wrap(notice);
+    while (buffer.hasRemaining() && channel.write(buffer) >= 0) {
+      if (buffer.hasRemaining()) {
+        if (System.nanoTime() - deadlineNanos > 0) {
+          return false;
+        }
+        Thread.sleep(1); // rare and short: the notice normally fits in the socket buffer at once
+      }
+    }
+    return true;
   }
 
   static void checkAbortLength(int length) throws ProtocolException {
