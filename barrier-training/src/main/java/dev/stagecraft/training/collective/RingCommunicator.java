@@ -366,7 +366,7 @@ final class RingCommunicator implements Communicator {
 
   /** At least one chunk, also for an empty segment, so that every step exchanges a frame and stays checked. */
   static int chunks(int floats) {
-    return Math.max(1, (floats + Wire.CHUNK_FLOATS - 1) / Wire.CHUNK_FLOATS);
+    return Math.max(1, (int) (((long) floats + Wire.CHUNK_FLOATS - 1) / Wire.CHUNK_FLOATS)); // no int overflow
   }
 
   // ---- framing -------------------------------------------------------------------------------------------------
