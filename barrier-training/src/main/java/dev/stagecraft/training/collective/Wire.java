@@ -40,6 +40,11 @@ final class Wire {
   /** A rank failed or closed; payload = {@link Failure}. Sent forward on the data stream and backward on the
    * otherwise unused reverse direction of the connection from the previous rank. */
   static final byte ABORT = 6;
+  /**
+   * A chunk of a {@link PipeLinks} message: seq = the message's number in its direction (from 1), count = the
+   * message's length in floats, aux = its tag; a message of n floats is {@link RingCommunicator#chunks} frames.
+   */
+  static final byte PIPE_DATA = 7;
 
   private static final int MAX_REASON_CHARS = 2_000;
 
@@ -53,6 +58,7 @@ final class Wire {
       case BARRIER -> "barrier";
       case ALL_GATHER -> "allGather";
       case ABORT -> "abort";
+      case PIPE_DATA -> "pipeline data";
       default -> String.format("unknown frame type 0x%02x", op);
     };
   }
