@@ -35,6 +35,12 @@ record Failure(Kind kind, int originRank, List<Integer> ranks, String reason) {
     return new Failure(Kind.TIMEOUT, originRank, ranks, reason);
   }
 
+  /** {@code localRank} received a frame from rank {@code from} that failed its integrity check ({@link FrameSeal}). */
+  static Failure integrity(int localRank, int from, String address, String what) {
+    return error(localRank, List.of(from), "frame from rank " + from + " (" + address + ") failed its integrity "
+        + "check" + (what == null ? "" : " (" + what + ")") + ": altered or forged on the way, its data not used");
+  }
+
   static Failure closed(int originRank) {
     return new Failure(Kind.CLOSED, originRank, List.of(originRank), "closed its communicator");
   }

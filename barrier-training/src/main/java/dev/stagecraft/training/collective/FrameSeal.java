@@ -59,6 +59,17 @@ abstract class FrameSeal {
     }
   }
 
+  /** {@code frame} sealed: a copy with room for the tag (for abort notices, which are small and rarely sent). */
+  byte[] sealedCopy(byte[] frame) {
+    if (tagBytes() == 0) {
+      return frame;
+    }
+    ByteBuffer b = ByteBuffer.allocate(frame.length + tagBytes());
+    b.put(frame).flip();
+    seal(b);
+    return b.array();
+  }
+
   /** Bytes a sealed frame is longer than the frame. */
   abstract int tagBytes();
 

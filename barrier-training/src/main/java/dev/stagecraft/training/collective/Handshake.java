@@ -21,7 +21,7 @@ import javax.crypto.spec.SecretKeySpec;
  * <pre>
  * S → C  magic, version, nonceS
  * C → S  magic, version, groupId, worldSize, clientRank, integrity, nonceC,
- *        HMAC(secret, "client" | group | n | ranks | integrity | nonces)
+ *        HMAC(secret, channel | "client" | group | n | ranks | integrity | nonces)
  * S → C  OK, HMAC(secret, "server" | …)            or  REJECTED, reason
  * C → S  OK                                         or  REJECTED
  * </pre>
@@ -29,8 +29,9 @@ import javax.crypto.spec.SecretKeySpec;
  * The server proves itself only after the client has, so it is never an oracle for a stranger, and a client that has
  * not proved itself is refused with one word, whatever it got wrong (the details go to the server's log); the role label and
  * both fresh nonces prevent reflecting or replaying a proof; the ranks inside the MAC stop a peer from claiming a
- * rank it did not prove, and the frame integrity mode inside it stops a host on the path from downgrading it. Both
- * sides then derive the connection's two frame keys ({@link Session}) from the secret and both nonces. Reads are
+ * rank it did not prove, and the frame integrity mode inside it stops a host on the path from downgrading it; the
+ * {@link Channel} label keeps a ring connection and a pipeline link apart. Both sides then derive the connection's two
+ * frame keys ({@link Session}) from the secret and both nonces. Reads are
  * unbuffered so no frame that follows the handshake is swallowed. Messages of
  * {@link Rejected} never contain the secret or MAC values.
  */
@@ -43,15 +44,14 @@ final class Handshake {
   static final byte REJECTED = 1;
   /** All a client that has not proved it knows the secret is told when it is refused. */
   static final String REFUSAL = "refused";
-  private static final byte[] LABEL = "stagecraft-collective-v1".getBytes(StandardCharsets.US_ASCII);
   private static final byte ROLE_CLIENT = 'C';
   private static final byte ROLE_SERVER = 'S';
   private static final SecureRandom RANDOM = new SecureRandom();
 
   /**
    * The keys of one authenticated connection's frames, one per direction (HKDF-SHA256: extract with both nonces as
-   * salt from the secret, expand with a label per direction, the integrity mode, the group and both ranks), so no
-   * two connections, directions or runs share a key.
+   * salt from the secret, expand with a label per channel and direction, the integrity mode, the group and both
+   * ranks), so no two connections, directions or runs share a key.
    */
   record Session(FrameIntegrity integrity, byte[] clientToServer, byte[] serverToClient) {}
 
@@ -70,11 +70,13 @@ final class Handshake {
   private final int localRank;
   private final SecretKeySpec key;
   private final FrameIntegrity integrity;
+  private final Channel channel;
+  private final byte[] proofLabel;
   /** The input keying material of the frame keys; never logged. */
   private final byte[] secret;
 
-  Handshake(GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
-    this(spec.groupId(), spec.worldSize(), spec.rank(), secret, integrity);
+  Handshake(GroupSpec spec, byte[] secret, FrameIntegrity integrity, Channel channel) {
+    this(spec.groupId(), spec.worldSize(), spec.rank(), secret, integrity, channel);
   }
 
   /** Tests play a rank with arbitrary claims, under the default integrity mode. */
@@ -82,8 +84,15 @@ final class Handshake {
     this(groupId, worldSize, localRank, secret, FrameIntegrity.DEFAULT);
   }
 
+  /** Tests play a ring rank with arbitrary claims. */
   Handshake(String groupId, int worldSize, int localRank, byte[] secret, FrameIntegrity integrity) {
+    this(groupId, worldSize, localRank, secret, integrity, Channel.RING);
+  }
+
+  Handshake(String groupId, int worldSize, int localRank, byte[] secret, FrameIntegrity integrity, Channel channel) {
     this.integrity = integrity;
+    this.channel = channel;
+    this.proofLabel = channel.proofLabel();
     this.groupId = groupId;
     this.groupIdBytes = groupId.getBytes(StandardCharsets.UTF_8);
     this.worldSize = worldSize;
@@ -149,7 +158,7 @@ final class Handshake {
     }
     if (claimedRank != expectedRank) {
       throw reject(out, "unexpected rank " + claimedRank + " (rank " + localRank + " accepts only rank " + expectedRank
-          + ", the previous rank in the ring)");
+          + ", " + channel.predecessor() + ")");
     }
     if (claimedIntegrity != integrity.code()) {
       throw reject(out, "frame integrity '" + FrameIntegrity.describe(claimedIntegrity) + "' (rank " + localRank
@@ -235,7 +244,7 @@ final class Handshake {
     try {
       Mac mac = Mac.getInstance("HmacSHA256"); // one per call: the acceptor and connector threads run concurrently
       mac.init(key);
-      mac.update(LABEL);
+      mac.update(proofLabel);
       mac.update(role);
       mac.update(ByteBuffer.allocate(4 * Integer.BYTES)
           .putInt(group.length).putInt(n).putInt(clientRank).putInt(serverRank).array());
@@ -261,7 +270,7 @@ final class Handshake {
   }
 
   private byte[] expand(byte[] prk, String direction, int clientRank, int serverRank) {
-    byte[] label = ("stagecraft-frames-v1|" + integrity.key() + "|" + direction).getBytes(StandardCharsets.US_ASCII);
+    byte[] label = (channel.frameLabel() + "|" + integrity.key() + "|" + direction).getBytes(StandardCharsets.US_ASCII);
     ByteBuffer info = ByteBuffer.allocate(2 + label.length + 2 + groupIdBytes.length + 3 * Integer.BYTES + 1)
         .putShort((short) label.length).put(label).putShort((short) groupIdBytes.length).put(groupIdBytes)
         .putInt(worldSize).putInt(clientRank).putInt(serverRank).put((byte) 1); // HKDF-Expand, first block

@@ -366,7 +366,7 @@ final class RingCommunicator implements Communicator {
 
   /** At least one chunk, also for an empty segment, so that every step exchanges a frame and stays checked. */
   static int chunks(int floats) {
-    return Math.max(1, (floats + Wire.CHUNK_FLOATS - 1) / Wire.CHUNK_FLOATS);
+    return Math.max(1, (int) (((long) floats + Wire.CHUNK_FLOATS - 1) / Wire.CHUNK_FLOATS)); // no int overflow
   }
 
   // ---- framing -------------------------------------------------------------------------------------------------
@@ -521,8 +521,7 @@ final class RingCommunicator implements Communicator {
   }
 
   private Failure integrityError(int from, String address, String what) {
-    return Failure.error(rank, List.of(from), "frame from rank " + from + " (" + address + ") failed its integrity "
-        + "check" + (what == null ? "" : " (" + what + ")") + ": altered or forged on the way, its data not used");
+    return Failure.integrity(rank, from, address, what);
   }
 
   /** Reads the next header from the previous rank, checks it is the expected frame and returns its length. */
@@ -716,7 +715,7 @@ final class RingCommunicator implements Communicator {
         LOG.debug("Cannot tell rank {} that {} stopped: the last frame to it was cut off", next, self);
         return;
       }
-      writeBriefly(out, sealed(outSeal, notice), deadline, next);
+      writeBriefly(out, outSeal.sealedCopy(notice), deadline, next);
     } finally {
       outLock.unlock();
     }
@@ -725,15 +724,8 @@ final class RingCommunicator implements Communicator {
   /** Writes a small notice on a non-blocking channel until it is out or {@code deadline} passes. */
   private void writeBriefly(SocketChannel channel, byte[] notice, long deadline, int to) {
     try {
-      ByteBuffer buffer = ByteBuffer.wrap(notice);
-      while (buffer.hasRemaining() && channel.write(buffer) >= 0) {
-        if (buffer.hasRemaining()) {
-          if (System.nanoTime() - deadline > 0) {
-            LOG.debug("Cannot tell rank {} that {} stopped: it takes no data", to, self);
-            return;
-          }
-          Thread.sleep(1);
-        }
+      if (!Wire.writeBefore(channel, notice, deadline)) {
+        LOG.debug("Cannot tell rank {} that {} stopped: it takes no data", to, self);
       }
     } catch (IOException e) {
       LOG.debug("Cannot tell rank {} that {} stopped: {}", to, self, RingConnector.describe(e));
@@ -745,8 +737,8 @@ final class RingCommunicator implements Communicator {
   /** Best effort, and brief: the reverse direction carries nothing else, so the notice normally fits at once. */
   private void sendBackward(byte[] notice) {
     synchronized (backLock) {
-      writeBriefly(in, sealed(backSeal, notice), System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS),
-          previous);
+      writeBriefly(in, backSeal.sealedCopy(notice),
+          System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ABORT_GRACE_MILLIS), previous);
     }
   }
 
@@ -863,17 +855,6 @@ final class RingCommunicator implements Communicator {
     }
     ready.wakeup(); // an op thread waiting sees the failure now
     watched.wakeup();
-  }
-
-  /** {@code frame} sealed under {@code seal}: a copy with room for the tag (abort notices only, rarely sent). */
-  private static byte[] sealed(FrameSeal seal, byte[] frame) {
-    if (seal.tagBytes() == 0) {
-      return frame;
-    }
-    ByteBuffer b = ByteBuffer.allocate(frame.length + seal.tagBytes());
-    b.put(frame).flip();
-    seal.seal(b);
-    return b.array();
   }
 
   private static void join(Thread thread, long millis) {

@@ -17,9 +17,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Sets up a rank's two ring connections: it accepts one from the previous rank (in the calling thread) while it
- * connects to the next rank (in a helper thread; doing one after the other would deadlock, every rank waiting for
- * its neighbour's handshake). Both must be authenticated before the deadline.
+ * Sets up a rank's connections to its neighbours, for the ring of a {@link Communicator} or the links of
+ * {@link PipeLinks} (the {@link Channel} says which ranks those are): it accepts one from the previous rank (in the
+ * calling thread) while it connects to the next rank (in a helper thread; doing one after the other would deadlock,
+ * every rank waiting for its neighbour's handshake). Both must be authenticated before the deadline. A pipeline's
+ * first and last stage have only one of the two.
  */
 final class RingConnector {
   private static final Logger LOG = LoggerFactory.getLogger(RingConnector.class);
@@ -39,15 +41,32 @@ final class RingConnector {
   private static final long FIRST_RETRY_MILLIS = 20;
   private static final long MAX_RETRY_MILLIS = 500;
 
+  /**
+   * A rank's authenticated connections, with the keys their handshakes agreed: from the previous rank (this rank the
+   * server) and to the next (this rank the client); null where the channel gives no such neighbour.
+   */
+  record Neighbours(Socket fromPrevious, Handshake.Session previousSession, Socket toNext,
+      Handshake.Session nextSession) {
+    void closeQuietly() {
+      RingConnector.closeQuietly(fromPrevious, "connection from the previous rank");
+      RingConnector.closeQuietly(toNext, "connection to the next rank");
+    }
+  }
+
   private final GroupSpec spec;
   private final Handshake handshake;
+  /** The ranks this one accepts from and connects to; -1: none. */
+  private final int previous;
+  private final int next;
   private final long deadline;
   private final String self;
   private final long handshakeMillis;
 
-  private RingConnector(GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
+  private RingConnector(GroupSpec spec, byte[] secret, FrameIntegrity integrity, Channel channel) {
     this.spec = spec;
-    this.handshake = new Handshake(spec, secret, integrity);
+    this.previous = channel.previous(spec);
+    this.next = channel.next(spec);
+    this.handshake = new Handshake(spec, secret, integrity, channel);
     this.deadline = System.nanoTime() + spec.connectTimeout().toNanos();
     this.self = "rank " + spec.rank() + " of " + spec.worldSize() + " in group '" + spec.groupId() + "'";
     this.handshakeMillis =
@@ -69,34 +88,34 @@ final class RingConnector {
   }
 
   static Communicator connect(ServerSocket server, GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
+    Neighbours ring = connectNeighbours(server, spec, secret, integrity, Channel.RING);
+    if (ring.fromPrevious() == null) {
+      return RingCommunicator.alone(spec);
+    }
     try {
-      requireNonNull(server, "server is null");
-      requireNonNull(spec, "spec is null");
-      requireNonNull(secret, "secret is null");
-      requireNonNull(integrity, "integrity is null");
-      if (secret.length < Communicator.MIN_SECRET_BYTES) {
-        throw new IllegalArgumentException("Invalid secret for group '" + spec.groupId() + "': " + secret.length
-            + " bytes (expected at least " + Communicator.MIN_SECRET_BYTES + ")");
+      return new RingCommunicator(spec, ring.fromPrevious(), ring.previousSession(), ring.toNext(),
+          ring.nextSession());
+    } catch (IOException | RuntimeException e) {
+      ring.closeQuietly();
+      throw new CollectiveException("Cannot connect rank " + spec.rank() + " of " + spec.worldSize() + " in group '"
+          + spec.groupId() + "': " + e.getMessage(), List.of(), e);
+    }
+  }
+
+  /**
+   * Checks the arguments, then connects {@code spec.rank()} to the neighbours {@code channel} gives it and
+   * authenticates them, or throws naming the rank that is missing or refused. Takes over {@code server} and closes
+   * it before it returns or throws.
+   */
+  static Neighbours connectNeighbours(ServerSocket server, GroupSpec spec, byte[] secret, FrameIntegrity integrity,
+      Channel channel) {
+    try {
+      checkArguments(server, spec, secret, integrity);
+      RingConnector connector = new RingConnector(spec, secret, integrity, channel);
+      if (connector.previous < 0 && connector.next < 0) {
+        return new Neighbours(null, null, null, null);
       }
-      if (server.getChannel() == null) {
-        throw new IllegalArgumentException("Cannot connect rank " + spec.rank()
-            + ": its server socket was not opened by Communicator.listen (expected one with a channel)");
-      }
-      if (!server.isBound() || server.isClosed()) {
-        throw new IllegalArgumentException("Cannot connect rank " + spec.rank() + ": its server socket is "
-            + (server.isClosed() ? "closed" : "not bound") + " (expected one bound to "
-            + spec.peers().get(spec.rank()) + ")");
-      }
-      int advertised = spec.peers().get(spec.rank()).port();
-      if (server.getLocalPort() != advertised) {
-        throw new IllegalArgumentException("Cannot connect rank " + spec.rank() + ": its server socket listens on port "
-            + server.getLocalPort() + " but the peers list gives " + spec.peers().get(spec.rank()) + " for rank "
-            + spec.rank());
-      }
-      if (spec.worldSize() == 1) {
-        return RingCommunicator.alone(spec);
-      }
-      return new RingConnector(spec, secret, integrity).connectRing(server);
+      return connector.connectBoth(server);
     } finally {
       if (server != null) {
         closeQuietly(server, "listening socket");
@@ -104,47 +123,71 @@ final class RingConnector {
     }
   }
 
-  private Communicator connectRing(ServerSocket server) {
+  private static void checkArguments(ServerSocket server, GroupSpec spec, byte[] secret, FrameIntegrity integrity) {
+    requireNonNull(server, "server is null");
+    requireNonNull(spec, "spec is null");
+    requireNonNull(secret, "secret is null");
+    requireNonNull(integrity, "integrity is null");
+    if (secret.length < Communicator.MIN_SECRET_BYTES) {
+      throw new IllegalArgumentException("Invalid secret for group '" + spec.groupId() + "': " + secret.length
+          + " bytes (expected at least " + Communicator.MIN_SECRET_BYTES + ")");
+    }
+    if (server.getChannel() == null) {
+      throw new IllegalArgumentException("Cannot connect rank " + spec.rank()
+          + ": its server socket was not opened by Communicator.listen (expected one with a channel)");
+    }
+    if (!server.isBound() || server.isClosed()) {
+      throw new IllegalArgumentException("Cannot connect rank " + spec.rank() + ": its server socket is "
+          + (server.isClosed() ? "closed" : "not bound") + " (expected one bound to "
+          + spec.peers().get(spec.rank()) + ")");
+    }
+    int advertised = spec.peers().get(spec.rank()).port();
+    if (server.getLocalPort() != advertised) {
+      throw new IllegalArgumentException("Cannot connect rank " + spec.rank() + ": its server socket listens on port "
+          + server.getLocalPort() + " but the peers list gives " + spec.peers().get(spec.rank()) + " for rank "
+          + spec.rank());
+    }
+  }
+
+  private Neighbours connectBoth(ServerSocket server) {
     long started = System.nanoTime();
     Handshake.Session[] incoming = new Handshake.Session[1];
     Outgoing outgoing = new Outgoing();
-    Thread connector = new Thread(outgoing,
-        "stagecraft-collective-" + spec.groupId() + "-r" + spec.rank() + "-connect");
-    connector.setDaemon(true);
-    connector.start();
+    Thread connector = null;
+    if (next >= 0) {
+      connector = new Thread(outgoing, "stagecraft-collective-" + spec.groupId() + "-r" + spec.rank() + "-connect");
+      connector.setDaemon(true);
+      connector.start();
+    }
     Socket in = null;
     CollectiveException acceptFailure = null;
     try {
-      in = acceptFromPrevious(server, incoming);
+      in = previous >= 0 ? acceptFromPrevious(server, incoming) : null;
     } catch (CollectiveTimeoutException e) {
       acceptFailure = e; // at the deadline: the connector ends now too, and may have its own rank to name
     } catch (CollectiveException e) {
       acceptFailure = e;
       outgoing.cancel(); // no point finishing the other half
     }
-    joinUntilDeadline(connector, outgoing);
+    if (connector != null) {
+      joinUntilDeadline(connector, outgoing);
+    }
     Socket out = outgoing.socket;
     CollectiveException connectFailure = outgoing.failure;
     if (acceptFailure != null || connectFailure != null) {
-      closeQuietly(in, "connection from rank " + spec.previous());
-      closeQuietly(out, "connection to rank " + spec.next());
+      closeQuietly(in, "connection from rank " + previous);
+      closeQuietly(out, "connection to rank " + next);
       throw combine(acceptFailure, connectFailure);
     }
-    LOG.info("Connected {}: from rank {} ({}), to rank {} ({}) in {} ms", self, spec.previous(),
-        in.getRemoteSocketAddress(), spec.next(), spec.peers().get(spec.next()),
+    LOG.info("Connected {}:{}{} in {} ms", self,
+        in == null ? "" : " from rank " + previous + " (" + in.getRemoteSocketAddress() + ")",
+        out == null ? "" : (in == null ? "" : ",") + " to rank " + next + " (" + spec.peers().get(next) + ")",
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started));
-    try {
-      return new RingCommunicator(spec, in, incoming[0], out, outgoing.session);
-    } catch (IOException | RuntimeException e) {
-      closeQuietly(in, "connection from rank " + spec.previous());
-      closeQuietly(out, "connection to rank " + spec.next());
-      throw new CollectiveException("Cannot connect " + self + ": " + e.getMessage(), List.of(), e);
-    }
+    return new Neighbours(in, incoming[0], out, outgoing.session);
   }
 
   /** Accepts until the previous rank has authenticated; strangers and wrong ranks are dropped and logged. */
   private Socket acceptFromPrevious(ServerSocket server, Handshake.Session[] session) {
-    int previous = spec.previous();
     int rejected = 0;
     while (true) {
       long remaining = remainingMillis();
@@ -191,7 +234,6 @@ final class RingConnector {
 
     @Override
     public void run() {
-      int next = spec.next();
       PeerAddress address = spec.peers().get(next);
       String lastError = "no attempt";
       String rejection = null; // an authentication failure says more than a later timeout
@@ -252,7 +294,7 @@ final class RingConnector {
 
     void cancel() {
       cancelled = true;
-      closeQuietly(attempt, "connection attempt to rank " + spec.next());
+      closeQuietly(attempt, "connection attempt to rank " + next);
     }
   }
 
@@ -270,9 +312,9 @@ final class RingConnector {
         Thread.currentThread().interrupt();
       }
       if (outgoing.failure == null && outgoing.socket == null) {
-        outgoing.failure = new CollectiveTimeoutException("Cannot connect " + self + ": rank " + spec.next() + " at "
-            + spec.peers().get(spec.next()) + " did not answer within " + Durations.format(spec.connectTimeout()),
-            List.of(spec.next()));
+        outgoing.failure = new CollectiveTimeoutException("Cannot connect " + self + ": rank " + next + " at "
+            + spec.peers().get(next) + " did not answer within " + Durations.format(spec.connectTimeout()),
+            List.of(next));
       }
     }
   }

@@ -8,6 +8,7 @@ import java.io.UncheckedIOException;
 import java.net.ProtocolException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -39,6 +40,11 @@ final class Wire {
   /** A rank failed or closed; payload = {@link Failure}. Sent forward on the data stream and backward on the
    * otherwise unused reverse direction of the connection from the previous rank. */
   static final byte ABORT = 6;
+  /**
+   * A chunk of a {@link PipeLinks} message: seq = the message's number in its direction (from 1), count = the
+   * message's length in floats, aux = its tag; a message of n floats is {@link RingCommunicator#chunks} frames.
+   */
+  static final byte PIPE_DATA = 7;
 
   private static final int MAX_REASON_CHARS = 2_000;
 
@@ -52,6 +58,7 @@ final class Wire {
       case BARRIER -> "barrier";
       case ALL_GATHER -> "allGather";
       case ABORT -> "abort";
+      case PIPE_DATA -> "pipeline data";
       default -> String.format("unknown frame type 0x%02x", op);
     };
   }
@@ -90,6 +97,24 @@ final class Wire {
     byte[] frame = bytes.toByteArray();
     putHeader(frame, ABORT, seq, 0, 0, frame.length - HEADER_BYTES);
     return frame;
+  }
+
+  /**
+   * Writes a small notice on a non-blocking channel until it is out; false if {@code deadlineNanos} ({@link
+   * System#nanoTime()}) passed first because the peer takes no data (then part of it may have gone out).
+   */
+  static boolean writeBefore(SocketChannel channel, byte[] notice, long deadlineNanos)
+      throws IOException, InterruptedException {
+    ByteBuffer buffer = ByteBuffer.wrap(notice);
+    while (buffer.hasRemaining() && channel.write(buffer) >= 0) {
+      if (buffer.hasRemaining()) {
+        if (System.nanoTime() - deadlineNanos > 0) {
+          return false;
+        }
+        Thread.sleep(1); // rare and short: the notice normally fits in the socket buffer at once
+      }
+    }
+    return true;
   }
 
   static void checkAbortLength(int length) throws ProtocolException {

@@ -112,6 +112,7 @@ class AllReduceTest {
     assertThat(RingCommunicator.chunks(0)).isEqualTo(1);
     assertThat(RingCommunicator.chunks(Wire.CHUNK_FLOATS)).isEqualTo(1);
     assertThat(RingCommunicator.chunks(Wire.CHUNK_FLOATS + 1)).isEqualTo(2);
+    assertThat(RingCommunicator.chunks(Integer.MAX_VALUE)).isEqualTo((Integer.MAX_VALUE >> 18) + 1);
   }
 
   static float[][] randomInputs(int n, int length, long seed) {

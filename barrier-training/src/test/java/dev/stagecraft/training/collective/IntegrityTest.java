@@ -23,7 +23,7 @@ class IntegrityTest {
   private static final Duration TIMEOUT = Duration.ofSeconds(10);
   private static final int LENGTH = 1000;
   /** Float 25 of the first frame rank 0 sends: its top byte, 0x3F of 1.0f, becomes 0x3E (0.25f). */
-  private static final int FLIPPED_FLOAT = 25;
+  static final int FLIPPED_FLOAT = 25;
 
   @ParameterizedTest
   @EnumSource(FrameIntegrity.class)
@@ -106,8 +106,11 @@ class IntegrityTest {
     }
   }
 
-  /** A relay to rank 1 that flips the top byte of float 25 in the first frame rank 0 sends after the handshake. */
-  private static Relay relayInFrontOfRank1(TestGroup group) throws Exception {
+  /**
+   * A relay to rank 1 that flips the top byte of float 25 in the first frame rank 0 sends after the handshake (1.0f
+   * becomes 0.25f); also for pipeline stages, whose handshake has the same length.
+   */
+  static Relay relayInFrontOfRank1(TestGroup group) throws Exception {
     int hello = 4 + 1 + 2 + group.groupId.getBytes(StandardCharsets.UTF_8).length + 4 + 4 + 1
         + Handshake.NONCE_BYTES + Handshake.MAC_BYTES;
     int handshake = hello + 1; // and the client's final OK

@@ -17,7 +17,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
-/** n ranks in this JVM: one listening socket each on loopback, connected from threads of a pool it owns. */
+/**
+ * n ranks in this JVM: one listening socket each on loopback, connected from threads of a pool it owns, as a ring of
+ * {@link Communicator}s or as the stages of a pipeline ({@link PipeLinks}).
+ */
 final class TestGroup implements AutoCloseable {
   static final byte[] SECRET = "stagecraft-test-secret-0123456789".getBytes(UTF_8);
   static final InetAddress LOOPBACK = InetAddress.getLoopbackAddress();
@@ -33,6 +36,7 @@ final class TestGroup implements AutoCloseable {
   final List<ServerSocket> servers = new ArrayList<>();
   final List<PeerAddress> peers = new ArrayList<>();
   private final Communicator[] communicators;
+  private final PipeLinks[] stages;
   private final ExecutorService pool = Executors.newCachedThreadPool(r -> {
     Thread t = new Thread(r, "test-rank");
     t.setDaemon(true);
@@ -50,6 +54,7 @@ final class TestGroup implements AutoCloseable {
     this.connectTimeout = connectTimeout;
     this.operationTimeout = operationTimeout;
     this.communicators = new Communicator[size];
+    this.stages = new PipeLinks[size];
     for (int r = 0; r < size; r++) {
       ServerSocket server = Communicator.listen(LOOPBACK);
       servers.add(server);
@@ -120,6 +125,38 @@ final class TestGroup implements AutoCloseable {
       communicators[rank] = c;
       return c;
     });
+  }
+
+  /** Connects {@code rank} as a pipeline stage. */
+  Future<PipeLinks> connectStageAsync(int rank) {
+    return connectStageAsync(rank, peers, PipeLinks.MAX_QUEUED_BYTES);
+  }
+
+  /** Connects {@code rank} as a pipeline stage with its own view of the peers and its own queue limit. */
+  Future<PipeLinks> connectStageAsync(int rank, List<PeerAddress> peers, long maxQueuedBytes) {
+    GroupSpec spec = new GroupSpec(groupId, rank, peers, connectTimeout, operationTimeout);
+    return submit(() -> {
+      PipeLinks p = TcpPipeLinks.connect(servers.get(rank), spec, SECRET, integrity, maxQueuedBytes);
+      stages[rank] = p;
+      return p;
+    });
+  }
+
+  /** Connects every rank as a stage of one pipeline. */
+  List<PipeLinks> connectPipeline() throws Exception {
+    List<Future<PipeLinks>> futures = new ArrayList<>();
+    for (int r = 0; r < size; r++) {
+      futures.add(connectStageAsync(r));
+    }
+    List<PipeLinks> result = new ArrayList<>();
+    for (Future<PipeLinks> f : futures) {
+      result.add(get(f));
+    }
+    return result;
+  }
+
+  PipeLinks stage(int r) {
+    return stages[r];
   }
 
   List<Communicator> connectAll() throws Exception {
@@ -211,6 +248,11 @@ final class TestGroup implements AutoCloseable {
     for (Communicator c : communicators) {
       if (c != null) {
         c.close();
+      }
+    }
+    for (PipeLinks p : stages) {
+      if (p != null) {
+        p.close();
       }
     }
     for (ServerSocket s : servers) {
