@@ -128,6 +128,99 @@ public final class CheckpointStore {
     return fs.makeQualified(dir);
   }
 
+  /**
+   * Writes one shard of the checkpoint of {@code globalStep} (a pipeline stage's files, named e.g.
+   * {@code stage-1-parameters.bin}) into its folder, beside the other shards, and returns their entries for the
+   * manifest. Nothing uses the shard until {@link #commitShards} publishes a manifest that lists it.
+   */
+  public Map<String, VerifiedFiles.Entry> writeShard(long globalStep, Map<String, byte[]> files) throws IOException {
+    return VerifiedFiles.write(fs, new Path(root, "step-" + globalStep), files);
+  }
+
+  /**
+   * Publishes the checkpoint of {@code globalStep} once every shard is written: one manifest listing every shard's
+   * files, written last, then retention.
+   */
+  public Path commitShards(long globalStep, int epoch, String fingerprint, Map<String, VerifiedFiles.Entry> entries)
+      throws IOException {
+    Path dir = new Path(root, "step-" + globalStep);
+    Manifest m = new Manifest(Manifest.FORMAT_VERSION, globalStep, epoch, fingerprint,
+        java.time.Instant.now().toString(), entries);
+    try {
+      AtomicFiles.write(fs, new Path(dir, MANIFEST), JSON.writeValueAsBytes(m));
+    } catch (IOException | RuntimeException e) {
+      try {
+        fs.delete(new Path(dir, MANIFEST), false); // a manifest whose write failed part-way is taken back
+      } catch (IOException | RuntimeException again) {
+        e.addSuppressed(again);
+      }
+      throw e;
+    }
+    retain();
+    return fs.makeQualified(dir);
+  }
+
+  /**
+   * The steps of the complete checkpoints of {@code fingerprint}, newest first: those with a readable manifest
+   * (their shards are verified when each worker reads its own, {@link #readShard}). Incomplete ones are skipped with
+   * a log line.
+   *
+   * @throws StagecraftException (user) if the newest complete checkpoint belongs to another configuration
+   */
+  public List<Long> completeSteps(String fingerprint) throws IOException {
+    List<Long> out = new ArrayList<>();
+    for (Long step : steps()) {
+      Manifest m;
+      try {
+        m = manifest(step);
+      } catch (Invalid e) {
+        LOG.warn("Skipped checkpoint {}", e.getMessage());
+        continue;
+      }
+      if (!m.fingerprint().equals(fingerprint)) {
+        if (out.isEmpty()) {
+          throw refusal(fs.makeQualified(new Path(root, "step-" + step)), m.fingerprint(), fingerprint);
+        }
+        continue;
+      }
+      out.add(step);
+    }
+    return out;
+  }
+
+  /**
+   * Reads and verifies the files of the checkpoint of {@code step} under {@code prefix} (one shard), returned with
+   * the prefix taken off their names.
+   *
+   * @throws IOException naming the checkpoint and what is wrong: no manifest, another fingerprint, no such shard, or
+   *     a file missing or not matching its size and checksum
+   */
+  public Map<String, byte[]> readShard(long step, String fingerprint, String prefix) throws IOException {
+    Path dir = new Path(root, "step-" + step);
+    try {
+      Manifest m = manifest(step);
+      if (!m.fingerprint().equals(fingerprint)) {
+        throw new Invalid("step-" + step + ": fingerprint " + m.fingerprint() + ", expected " + fingerprint);
+      }
+      Map<String, byte[]> files = new LinkedHashMap<>();
+      for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
+        if (f.getKey().startsWith(prefix)) {
+          try {
+            files.put(f.getKey().substring(prefix.length()), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
+          } catch (VerifiedFiles.Mismatch e) {
+            throw new Invalid("step-" + step + ": corrupt (" + e.getMessage() + ")");
+          }
+        }
+      }
+      if (files.isEmpty()) {
+        throw new Invalid("step-" + step + ": no files under '" + prefix + "'");
+      }
+      return files;
+    } catch (Invalid e) {
+      throw new IOException("Cannot load checkpoint " + fs.makeQualified(dir) + ": " + e.getMessage());
+    }
+  }
+
   /** Deletes the folder of {@code step}'s checkpoint, complete or not (a write that was abandoned). */
   public void discard(long step) throws IOException {
     fs.delete(new Path(root, "step-" + step), true);
@@ -236,6 +329,21 @@ public final class CheckpointStore {
 
   private Loaded read(long step, List<String> skipped) throws IOException, Invalid {
     Path dir = new Path(root, "step-" + step);
+    Manifest m = manifest(step);
+    Map<String, byte[]> files = new LinkedHashMap<>();
+    for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
+      try {
+        files.put(f.getKey(), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
+      } catch (VerifiedFiles.Mismatch e) {
+        throw new Invalid("step-" + step + ": corrupt (" + e.getMessage() + ")");
+      }
+    }
+    return new Loaded(fs.makeQualified(dir), m, files, skipped);
+  }
+
+  /** The manifest of {@code step}'s checkpoint, read and checked (files not read). */
+  private Manifest manifest(long step) throws IOException, Invalid {
+    Path dir = new Path(root, "step-" + step);
     Optional<byte[]> bytes = AtomicFiles.read(fs, new Path(dir, MANIFEST));
     if (bytes.isEmpty()) {
       throw new Invalid("step-" + step + ": incomplete (no manifest)");
@@ -251,15 +359,7 @@ public final class CheckpointStore {
       throw new Invalid("step-" + step + ": unsupported manifest (format version " + m.formatVersion()
           + ", expected " + Manifest.FORMAT_VERSION + ")");
     }
-    Map<String, byte[]> files = new LinkedHashMap<>();
-    for (Map.Entry<String, VerifiedFiles.Entry> f : m.files().entrySet()) {
-      try {
-        files.put(f.getKey(), VerifiedFiles.read(fs, dir, f.getKey(), f.getValue()));
-      } catch (VerifiedFiles.Mismatch e) {
-        throw new Invalid("step-" + step + ": corrupt (" + e.getMessage() + ")");
-      }
-    }
-    return new Loaded(fs.makeQualified(dir), m, files, skipped);
+    return m;
   }
 
   /** Keeps the newest {@code keep} complete checkpoints; removes older complete and incomplete ones. */

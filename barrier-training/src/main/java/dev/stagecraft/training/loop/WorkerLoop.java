@@ -167,13 +167,11 @@ public final class WorkerLoop {
     long exchangeNanos = 0;
     long pauseNanos = 0;
     // Each epoch's order is the previous one shuffled again, so a resume replays the shuffles of the epochs before.
-    for (int epoch = 1; epoch < firstEpoch && config.shuffle(); epoch++) {
-      shuffle(order, epochRandom(config, epoch, rank));
+    for (int epoch = 1; epoch < firstEpoch; epoch++) {
+      shuffle(order, config, epoch, rank);
     }
     for (int epoch = firstEpoch; epoch <= config.epochs(); epoch++) {
-      if (config.shuffle()) {
-        shuffle(order, epochRandom(config, epoch, rank));
-      }
+      shuffle(order, config, epoch, rank);
       for (long s = epoch == firstEpoch ? firstStep : 0; s < stepsPerEpoch; s++) {
         int from = (int) Math.min(data.rows(), s * localBatch);
         int rows = Math.min(localBatch, data.rows() - from);
@@ -249,11 +247,15 @@ public final class WorkerLoop {
     };
   }
 
-  private static SplittableRandom epochRandom(Config config, int epoch, int rank) {
-    return new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank);
-  }
-
-  private static void shuffle(int[] a, SplittableRandom random) {
+  /**
+   * Reorders a rank's row indices for {@code epoch} when the config shuffles: the previous epoch's order shuffled
+   * again, seeded by seed, epoch and rank (a pipeline's replica shuffles as the data-parallel rank of its index).
+   */
+  public static void shuffle(int[] a, Config config, int epoch, int rank) {
+    if (!config.shuffle()) {
+      return;
+    }
+    SplittableRandom random = new SplittableRandom(config.seed() * 1_000_003L + epoch * 7919L + rank);
     for (int i = a.length - 1; i > 0; i--) {
       int j = random.nextInt(i + 1);
       int t = a[i];

@@ -4,6 +4,7 @@ import dev.stagecraft.training.collective.Communicator;
 import dev.stagecraft.training.collective.FrameIntegrity;
 import dev.stagecraft.training.collective.GroupSpec;
 import dev.stagecraft.training.collective.PeerAddress;
+import dev.stagecraft.training.collective.Subgroups;
 import dev.stagecraft.training.rendezvous.Rendezvous;
 import java.io.Serializable;
 import java.net.InetAddress;
@@ -31,9 +32,11 @@ public final class BarrierGroup {
   @FunctionalInterface
   public interface Work<T, R> extends Serializable {
     /**
+     * @param comm the ring of all ranks
+     * @param subgroups smaller groups among the ranks, over the same secret (a pipeline's stage rings and links)
      * @param reporter rank 0's progress channel to the driver; null on other ranks
      */
-    R run(Communicator comm, Iterator<T> rows, Rendezvous.Reporter reporter) throws Exception;
+    R run(Communicator comm, Subgroups subgroups, Iterator<T> rows, Rendezvous.Reporter reporter) throws Exception;
   }
 
   /**
@@ -106,7 +109,8 @@ public final class BarrierGroup {
         try (Communicator comm =
                 Communicator.connect(server, new GroupSpec(groupId, rank, peers, timeout), secret, integrity);
             Rendezvous.Reporter reporter = rank == 0 ? Rendezvous.Client.reporter(driver, secret, 0, timeout) : null) {
-          return List.of(new Ranked<>(rank, work.run(comm, rows, reporter))).iterator();
+          Subgroups subgroups = new Subgroups(comm, groupId, InetAddress.getByName(host), secret, timeout, integrity);
+          return List.of(new Ranked<>(rank, work.run(comm, subgroups, rows, reporter))).iterator();
         }
       }
     }

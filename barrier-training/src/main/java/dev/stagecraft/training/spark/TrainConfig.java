@@ -6,6 +6,10 @@ import dev.stagecraft.training.checkpoint.CheckpointPolicy;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;
+import dev.stagecraft.training.pipeline.Parallelism;
+import dev.stagecraft.training.pipeline.PipeSchedule;
+import dev.stagecraft.training.pipeline.StageSplit;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -25,6 +29,8 @@ final class TrainConfig {
   static final List<String> TASKS = List.of("binary", "multiclass", "regression");
   static final List<String> CHECKPOINT_KEYS = List.of("every_steps", "every_seconds", "keep", "when_busy", "resume",
       "write_timeout_seconds");
+  static final String PARALLELISM = "parallelism";
+  static final List<String> PARALLELISM_KEYS = List.of("pipeline", "micro_batches", "schedule", "stages");
   /** How long a worker waits for its peers when the step sets no {@code timeout_seconds}. */
   static final int DEFAULT_TIMEOUT_SECONDS = 120;
 
@@ -115,6 +121,109 @@ final class TrainConfig {
       throw step.invalid("checkpoint." + key, "'" + v + "' (expected a number of seconds above 0)");
     }
     return n.doubleValue();
+  }
+
+  /**
+   * The step's {@code parallelism} map checked against its {@code workers} and model: {@link Parallelism#DATA}
+   * without one; null while a value is unsubstituted (checked when the step runs).
+   *
+   * @param spec the model, or null while it holds unsubstituted values (its checks then wait too)
+   */
+  static Parallelism parallelism(StepConfig step, ModelSpec spec) {
+    Object raw = step.fields().get(PARALLELISM);
+    if (raw == null) {
+      return Parallelism.DATA;
+    }
+    if (!(raw instanceof Map<?, ?> map)) {
+      throw step.invalid(PARALLELISM, "is not a map (expected e.g. { pipeline: 2, micro_batches: 8, schedule: 1f1b })");
+    }
+    for (Object k : map.keySet()) {
+      if (!PARALLELISM_KEYS.contains(String.valueOf(k))) {
+        throw step.invalid(PARALLELISM + "." + k, "unknown field (expected one of: "
+            + String.join(", ", PARALLELISM_KEYS) + ")");
+      }
+    }
+    String workersRaw = step.string("workers").orElse("1");
+    if (spec == null || workersRaw.contains("${") || map.values().stream().anyMatch(v -> String.valueOf(v)
+        .contains("${"))) {
+      return null;
+    }
+    int pipeline = positive(step, map, "pipeline", 1);
+    int microBatches = positive(step, map, "micro_batches", 1);
+    PipeSchedule schedule;
+    try {
+      schedule = PipeSchedule.parse(String.valueOf(map.containsKey("schedule") ? map.get("schedule") : "1f1b"));
+    } catch (IllegalArgumentException e) {
+      throw step.invalid(PARALLELISM + ".schedule", e.getMessage());
+    }
+    List<List<Integer>> stages = stages(step, map.get("stages"));
+    int workers = step.intValue("workers", 1);
+    if (pipeline > 1 && spec.type() != ModelSpec.Type.MLP) {
+      throw step.invalid(PARALLELISM + ".pipeline", pipeline + " stages, but model.type '" + spec.type().label()
+          + "' is one layer, not a sequential stack of layers to split (expected pipeline: 1, or model.type: mlp)");
+    }
+    if (workers % pipeline != 0) {
+      throw step.invalid(PARALLELISM + ".pipeline", pipeline + " does not divide workers: " + workers
+          + " (expected workers = pipeline × data-parallel replicas, e.g. workers: " + pipeline * Math.max(1,
+          workers / pipeline) + ")");
+    }
+    int layers = StageSplit.numLayers(spec);
+    if (pipeline > layers) {
+      throw step.invalid(PARALLELISM + ".pipeline", pipeline + " stages, but the model has only " + layers
+          + " layers (" + spec.hidden().size() + " hidden + the output layer; expected at most " + layers + ")");
+    }
+    if (pipeline > 1 && microBatches < pipeline) {
+      throw step.invalid(PARALLELISM + ".micro_batches", microBatches + " (expected at least pipeline: " + pipeline
+          + "; with fewer micro-batches than stages some stages only wait)");
+    }
+    int perReplica = (spec.batchSize() + workers / pipeline - 1) / (workers / pipeline);
+    if (microBatches > perReplica) {
+      throw step.invalid(PARALLELISM + ".micro_batches", microBatches + " micro-batches, but each of the "
+          + workers / pipeline + " replica(s) gets " + perReplica + " rows of model.batch_size " + spec.batchSize()
+          + " per step (expected at most " + perReplica + ")");
+    }
+    if (stages != null) {
+      if (stages.size() != pipeline) {
+        throw step.invalid(PARALLELISM + ".stages", stages.size() + " stages listed (expected pipeline: " + pipeline
+            + ")");
+      }
+      try {
+        // Widths do not matter to the shape of the split: 1 feature and 1 output stand in for the real ones.
+        StageSplit.given(StageSplit.layers(spec, 1, 1), stages);
+      } catch (IllegalArgumentException e) {
+        throw step.invalid(PARALLELISM + ".stages", e.getMessage());
+      }
+    }
+    return new Parallelism(pipeline, microBatches, schedule, stages);
+  }
+
+  private static int positive(StepConfig step, Map<?, ?> map, String key, int defaultValue) {
+    Object v = map.get(key);
+    if (v == null) {
+      return defaultValue;
+    }
+    if (!(v instanceof Integer i) || i < 1) {
+      throw step.invalid(PARALLELISM + "." + key, "'" + v + "' (expected a whole number of at least 1)");
+    }
+    return i;
+  }
+
+  private static List<List<Integer>> stages(StepConfig step, Object raw) {
+    if (raw == null) {
+      return null;
+    }
+    String expected = " (expected a list of layer lists, e.g. [[0, 1], [2, 3]])";
+    if (!(raw instanceof List<?> outer)) {
+      throw step.invalid(PARALLELISM + ".stages", "'" + raw + "'" + expected);
+    }
+    List<List<Integer>> stages = new ArrayList<>();
+    for (Object o : outer) {
+      if (!(o instanceof List<?> inner) || inner.stream().anyMatch(i -> !(i instanceof Integer))) {
+        throw step.invalid(PARALLELISM + ".stages", "item '" + o + "'" + expected);
+      }
+      stages.add(inner.stream().map(i -> (Integer) i).toList());
+    }
+    return stages;
   }
 
   static ModelSpec modelSpec(StepConfig step) {

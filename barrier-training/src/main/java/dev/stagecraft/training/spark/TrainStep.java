@@ -26,6 +26,7 @@ import dev.stagecraft.training.collective.FrameIntegrity;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.ModelSpec;
 import dev.stagecraft.training.model.Task;
+import dev.stagecraft.training.pipeline.Parallelism;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.time.Duration;
@@ -91,6 +92,9 @@ public final class TrainStep implements StepKind {
         FieldSpec.optional("timeout_seconds", INTEGER, "how long a worker waits for its peers (default 120)"),
         FieldSpec.optional("checkpoint", MAP, "a map with every_steps and/or every_seconds, keep, when_busy "
             + "(wait, skip), resume (latest, fresh), write_timeout_seconds (default: half of timeout_seconds)"),
+        FieldSpec.optional("parallelism", MAP, "pipeline parallelism: { pipeline: stages (default 1), micro_batches "
+            + "(default 1), schedule: gpipe or 1f1b (default), stages: [[layers], …] (default: balanced) }; workers = "
+            + "pipeline × data-parallel replicas"),
         FieldSpec.optional("max_attempts", INTEGER, "how many times the barrier stage may run when workers are lost "
             + "(default " + DEFAULT_MAX_ATTEMPTS + "); each retry resumes from the latest checkpoint"));
   }
@@ -136,6 +140,7 @@ public final class TrainStep implements StepKind {
     }
     step.string("task").filter(t -> !t.contains("${")).ifPresent(t -> TrainConfig.task(step, t));
     TrainConfig.checkpointPolicy(step);
+    TrainConfig.parallelism(step, TrainConfig.modelSpec(step));
     if (!step.string("max_attempts").orElse("1").contains("${") && step.intValue("max_attempts", 1) < 1) {
       throw step.invalid("max_attempts", step.intValue("max_attempts", 1) + " (expected at least 1)");
     }
@@ -157,7 +162,7 @@ public final class TrainStep implements StepKind {
       TrainingInput.Stats stats = TrainingInput.stats(step, selected, in.features(), in.label());
       Map<String, Object> prepared = new LinkedHashMap<>();
       prepared.put(PREPARED_STATS, stats.toMap());
-      int workers = step.intValue("workers", 1);
+      int workers = shardCount(step);
       if (workers < 1 || stats.rows() < workers) {
         return prepared; // the training application reports it, as it would without prepare
       }
@@ -208,7 +213,8 @@ public final class TrainStep implements StepKind {
       Shards shards = ctx.prepared().get(PREPARED_SHARDS) instanceof Map<?, ?> m
           ? Shards.fromMap(m, ctx.hadoopConf()) : null;
       runOn(ctx, step, spec, shuffle, schedule, workers, in.label(), in.ref(), in.features(), in.selected(),
-          TrainingInput.Stats.fromMap(stats), shards != null && shards.workers() == workers ? shards : null);
+          TrainingInput.Stats.fromMap(stats), shards != null && shards.workers() == shardCount(step) ? shards
+              : null);
       return;
     }
     // Read twice (statistics, training): keep it after the first read instead of decoding the source again.
@@ -243,13 +249,25 @@ public final class TrainStep implements StepKind {
           + " rows (expected at most one worker per row)");
     }
 
+    Parallelism parallelism = TrainConfig.parallelism(step, spec);
+    PipelineTask.Setup pipeline = null;
+    if (parallelism.pipelined()) {
+      pipeline = PipelineTask.setup(step, parallelism, spec, stats.numFeatures(), task.numOutputs(numClasses));
+      if (shards == null) {
+        // Every stage of a replica reads the replica's rows: staged once, one shard per replica.
+        Input validation = step.has("validation") ? Input.of(ctx, "validation") : null;
+        shards = PipelineTask.stage(ctx, selected, features, stats, parallelism.replicas(workers), validation == null
+            ? null : validation.selected(), validation == null ? null : validation.features());
+      }
+      ctx.detail("pipeline", PipelineTask.plan(pipeline, workers));
+    }
     SparkContext sc = ctx.spark().sparkContext();
     Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", TrainConfig.DEFAULT_TIMEOUT_SECONDS));
     int maxAttempts = step.intValue("max_attempts", DEFAULT_MAX_ATTEMPTS);
     TrainTask.Checkpoints checkpoints = checkpoints(ctx, step, spec, task, numClasses, features, stats, workers,
-        shuffle, label);
+        shuffle, label, pipeline == null ? "" : pipeline.layout());
     TrainTask work = new TrainTask(spec.toMap(), task, numClasses, features, stats.mean(), stats.std(), shuffle,
-        schedule, checkpoints, shards);
+        schedule, checkpoints, shards, pipeline);
     FrameIntegrity integrity = integrity(ctx.collectiveIntegrity(), step.id());
     // Recorded once: the ledger serialises the list as it stands when the step ends, failed or not.
     List<Map<String, Object>> attempts = new ArrayList<>();
@@ -323,23 +341,32 @@ public final class TrainStep implements StepKind {
           o.gpu().orElse("none"), o.rows());
     }
 
-    // Who waited on whom in the all-reduce, and which rank's links held the ring back (three or more ranks).
-    ctx.detail("allreduce_waits", RingWaits.perRank(outcomes));
-    Map<String, Object> slowest = RingWaits.slowest(outcomes);
-    if (!slowest.isEmpty()) {
-      ctx.detail("allreduce_slowest_rank", slowest);
-    }
+    float[] parameters = pipeline == null ? lead.parameters()
+        : PipelineTask.assemble(outcomes, parallelism.pipeline());
+    Map<String, Double> metrics = new LinkedHashMap<>();
     ctx.progress("evaluating");
-    // The training metrics came back with the workers (each summarised its own rows), and so did the validation
-    // metrics when the validation set was staged; otherwise validation takes a job.
-    Map<String, Double> metrics = new LinkedHashMap<>(Evaluator.metrics(merged(outcomes,
-        TrainTask.Outcome::trainSummary), task, "train_"));
-    if (shards != null && shards.hasValidation()) {
+    if (pipeline != null) {
+      ctx.detail("pipeline", PipelineTask.measured(pipeline, workers, outcomes));
+      // No stage holds the whole model: the put-together model scores the rows in a job, as infer would.
+      metrics.putAll(Evaluator.evaluate(selected, features, stats.mean(), stats.std(), spec.toMap(), task,
+          numClasses, parameters, "train_"));
+    } else {
+      // Who waited on whom in the all-reduce, and which rank's links held the ring back (three or more ranks).
+      ctx.detail("allreduce_waits", RingWaits.perRank(outcomes));
+      Map<String, Object> slowest = RingWaits.slowest(outcomes);
+      if (!slowest.isEmpty()) {
+        ctx.detail("allreduce_slowest_rank", slowest);
+      }
+      // The training metrics came back with the workers (each summarised its own rows), and so did the validation
+      // metrics when the validation set was staged; otherwise validation takes a job.
+      metrics.putAll(Evaluator.metrics(merged(outcomes, TrainTask.Outcome::trainSummary), task, "train_"));
+    }
+    if (pipeline == null && shards != null && shards.hasValidation()) {
       metrics.putAll(Evaluator.metrics(merged(outcomes, TrainTask.Outcome::validationSummary), task, "validation_"));
     } else if (step.has("validation")) {
       Input validation = Input.of(ctx, "validation");
       metrics.putAll(Evaluator.evaluate(validation.selected(), validation.features(), stats.mean(), stats.std(),
-          spec.toMap(), task, numClasses, lead.parameters(), "validation_"));
+          spec.toMap(), task, numClasses, parameters, "validation_"));
     }
     metrics.put("samples_per_second", lead.samples() / Math.max(1e-9, lead.seconds()));
     metrics.put("training_seconds", seconds);
@@ -374,8 +401,16 @@ public final class TrainStep implements StepKind {
 
     String modelName = step.string("name").orElse(step.id());
     String uri = ctx.modelLocation("model", modelName);
-    writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, outcomes, shuffle,
+    writeBundle(ctx, uri, modelName, spec, task, numClasses, features, stats, metrics, lead, parameters, outcomes,
+        shuffle,
         workers);
+  }
+
+  /** One shard per data-parallel worker, or per replica of a pipeline (all its stages read the replica's rows). */
+  private static int shardCount(StepConfig step) {
+    int workers = step.intValue("workers", 1);
+    Parallelism p = TrainConfig.parallelism(step, TrainConfig.modelSpec(step));
+    return p == null ? workers : p.replicas(workers);
   }
 
   /**
@@ -403,12 +438,12 @@ public final class TrainStep implements StepKind {
    */
   private static TrainTask.Checkpoints checkpoints(StepContext ctx, StepConfig step, ModelSpec spec, Task task,
       int numClasses, TrainingInput.Features features, TrainingInput.Stats stats, int workers, boolean shuffle,
-      String label) throws IOException {
+      String label, String layout) throws IOException {
     java.util.Optional<CheckpointPolicy> policy = TrainConfig.checkpointPolicy(step);
     if (policy.isEmpty()) {
       return null;
     }
-    String fingerprint = fingerprint(spec, task, numClasses, features, stats, workers, shuffle, label);
+    String fingerprint = fingerprint(spec, task, numClasses, features, stats, workers, shuffle, label) + layout;
     CheckpointLocation location = new CheckpointLocation(ctx.checkpointLocation(), policy.get().keep(),
         ctx.hadoopConf());
     CheckpointStore store = location.open();
@@ -468,7 +503,8 @@ public final class TrainStep implements StepKind {
 
   private static void writeBundle(StepContext ctx, String uri, String modelName, ModelSpec spec, Task task,
       int numClasses, TrainingInput.Features features, TrainingInput.Stats stats, Map<String, Double> metrics,
-      TrainTask.Outcome lead, List<TrainTask.Outcome> outcomes, boolean shuffle, int workers) throws IOException {
+      TrainTask.Outcome lead, float[] parameters, List<TrainTask.Outcome> outcomes, boolean shuffle, int workers)
+      throws IOException {
     Map<String, Object> model = new LinkedHashMap<>(spec.toMap());
     model.put("task", task.label());
     model.put("num_features", stats.numFeatures());
@@ -492,7 +528,7 @@ public final class TrainStep implements StepKind {
       labels.add((double) c);
     }
     ByteArrayOutputStream weights = new ByteArrayOutputStream();
-    ParameterFile.write(lead.parameters(), weights);
+    ParameterFile.write(parameters, weights);
     StringBuilder csv = new StringBuilder("step,epoch,loss\n");
     double[] xs = new double[lead.lossCurve().size()];
     double[] ys = new double[xs.length];

@@ -9,6 +9,7 @@ import dev.stagecraft.training.checkpoint.Checkpointer;
 import dev.stagecraft.training.checkpoint.Checkpointing;
 import dev.stagecraft.training.checkpoint.TrainingState;
 import dev.stagecraft.training.collective.Communicator;
+import dev.stagecraft.training.collective.Subgroups;
 import dev.stagecraft.training.collective.WaitTimes;
 import dev.stagecraft.training.loop.WorkerLoop;
 import dev.stagecraft.training.model.FlatModel;
@@ -55,7 +56,8 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
   record Outcome(int rank, String host, String gpuAddress, String device, int rows, float[] parameters,
       List<double[]> lossCurve, long steps, long samples, double seconds, double computeSeconds,
       double exchangeSeconds, long resumedFromStep, double pauseSeconds, CheckpointWriter.Stats checkpoints,
-      Evaluator.Summary trainSummary, Evaluator.Summary validationSummary, WaitTimes waits) implements Serializable {
+      Evaluator.Summary trainSummary, Evaluator.Summary validationSummary, WaitTimes waits,
+      PipelineTask.Figures pipeline) implements Serializable {
     /** The GPU address Spark assigned the task, if any. */
     Optional<String> gpu() {
       return Optional.ofNullable(gpuAddress);
@@ -72,15 +74,19 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
   private final WorkerLoop.Schedule schedule;
   private final Checkpoints checkpoints;
   private final Shards shards;
+  private final PipelineTask.Setup pipeline;
 
   /**
    * @param checkpoints null: no checkpoints
    * @param shards null: each task reads the rows of its partition; otherwise the staged data of its rank (the
    *     partitions carry nothing), and the validation shard too if there is one
+   * @param pipeline null: data-parallel; otherwise the pipeline's shape (the shards then hold one per replica)
    */
   TrainTask(Map<String, Object> modelSpec, Task task, int numClasses, TrainingInput.Features features, double[] mean,
-      double[] std, boolean shuffle, WorkerLoop.Schedule schedule, Checkpoints checkpoints, Shards shards) {
+      double[] std, boolean shuffle, WorkerLoop.Schedule schedule, Checkpoints checkpoints, Shards shards,
+      PipelineTask.Setup pipeline) {
     this.shards = shards;
+    this.pipeline = pipeline;
     this.schedule = schedule;
     this.checkpoints = checkpoints;
     this.modelSpec = modelSpec;
@@ -92,14 +98,43 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
     this.shuffle = shuffle;
   }
 
+  Map<String, Object> modelSpec() {
+    return modelSpec;
+  }
+
+  Task task() {
+    return task;
+  }
+
+  int numClasses() {
+    return numClasses;
+  }
+
+  double[] mean() {
+    return mean;
+  }
+
+  boolean shuffle() {
+    return shuffle;
+  }
+
+  WorkerLoop.Schedule schedule() {
+    return schedule;
+  }
+
+  Shards shards() {
+    return shards;
+  }
+
+  Checkpoints checkpoints() {
+    return checkpoints;
+  }
+
   @Override
-  public Outcome run(Communicator comm, Iterator<Object> rows, Rendezvous.Reporter reporter) throws IOException {
+  public Outcome run(Communicator comm, Subgroups subgroups, Iterator<Object> rows, Rendezvous.Reporter reporter)
+      throws IOException {
     BarrierTaskContext ctx = BarrierTaskContext.get();
     int rank = comm.rank();
-    @SuppressWarnings("unchecked")
-    WorkerLoop.LocalData data = shards != null ? shards.read(Shards.TRAIN, rank)
-        : materialise((Iterator<Row>) (Iterator<?>) rows, features, mean, std);
-
     // GPU binding: exactly the address Spark assigned this task; CPU (logged once) when no CUDA device exists.
     scala.Option<ResourceInformation> gpus = ctx.resources().get("gpu");
     Optional<String> gpu = gpus.isDefined() && gpus.get().addresses().length > 0
@@ -108,6 +143,12 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
     // (set on this thread: the one that runs the model).
     Devices.setIntraOpThreads(Math.max(1, ctx.cpus()));
     String host = SparkEnv.get().blockManager().blockManagerId().host();
+    if (pipeline != null) {
+      return PipelineTask.run(this, pipeline, comm, subgroups, reporter, host, gpu);
+    }
+    @SuppressWarnings("unchecked")
+    WorkerLoop.LocalData data = shards != null ? shards.read(Shards.TRAIN, rank)
+        : materialise((Iterator<Row>) (Iterator<?>) rows, features, mean, std);
     ModelSpec spec = ModelSpec.fromMap(modelSpec);
     try (FlatModel model = FlatModel.create(spec, task, mean.length, numClasses, Devices.select(gpu))) {
       model.setRandomStream(rank);
@@ -150,10 +191,10 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
           ? new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), r.parameters(),
               new java.util.ArrayList<>(r.lossCurve()), r.steps(), r.samples(), r.seconds(), r.computeSeconds(),
               r.exchangeSeconds(), r.resumedFromStep(), r.pauseSeconds(),
-              checkpointer == null ? null : checkpointer.stats(), summary, validation, comm.waits())
+              checkpointer == null ? null : checkpointer.stats(), summary, validation, comm.waits(), null)
           : new Outcome(rank, host, gpu.orElse(null), model.device().toString(), data.rows(), null, List.of(),
               r.steps(), r.samples(), r.seconds(), r.computeSeconds(), r.exchangeSeconds(), r.resumedFromStep(),
-              r.pauseSeconds(), null, summary, validation, comm.waits());
+              r.pauseSeconds(), null, summary, validation, comm.waits(), null);
     }
   }
 
@@ -211,7 +252,7 @@ final class TrainTask implements BarrierGroup.Work<Object, TrainTask.Outcome> {
   }
 
   /** Sends rank 0's progress to the driver about once a second, and the last step. */
-  private static final class ProgressReporter implements WorkerLoop.Listener {
+  static final class ProgressReporter implements WorkerLoop.Listener {
     private final Rendezvous.Reporter reporter;
     private final int epochs;
     private long lastSent;

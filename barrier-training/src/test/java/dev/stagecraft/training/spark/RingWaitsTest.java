@@ -10,7 +10,7 @@ class RingWaitsTest {
   static TrainTask.Outcome outcome(int rank, int world, double inFrame, double sending) {
     WaitTimes w = new WaitTimes((rank + world - 1) % world, (rank + 1) % world, 5.0, inFrame, sending);
     return new TrainTask.Outcome(rank, "10.0.0." + rank, null, "cpu()", 10, null, List.of(), 1, 1, 1, 1, 1, 0, 0,
-        null, null, null, w);
+        null, null, null, w, null);
   }
 
   @Test

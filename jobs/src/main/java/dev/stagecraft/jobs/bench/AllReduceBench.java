@@ -101,7 +101,7 @@ final class AllReduceBench {
     }
     JavaRDD<Integer> rdd = jsc.parallelize(ranks, workers);
     List<double[]> times = BarrierGroup.run(rdd, "bench-allreduce-" + System.nanoTime(), Duration.ofSeconds(300),
-        mode, line -> {}, (comm, rows, reporter) -> {
+        mode, line -> {}, (comm, subgroups, rows, reporter) -> {
           float[] data = new float[floats];
           double[] t = new double[reps];
           for (int r = -1; r < reps; r++) {
