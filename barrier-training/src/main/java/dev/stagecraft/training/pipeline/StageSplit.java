@@ -1,6 +1,7 @@
 package dev.stagecraft.training.pipeline;
 
 import dev.stagecraft.training.model.ModelSpec;
+import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -15,9 +16,9 @@ import java.util.Map;
  * about {@code 6 · in · out} forward and backward), and picks the contiguous split whose most expensive stage is
  * cheapest: the pipeline runs at the pace of that stage.
  */
-public record StageSplit(List<Stage> stages) {
+public record StageSplit(List<Stage> stages) implements Serializable {
   /** One layer: its widths, parameters and FLOPs per row (forward and backward). */
-  public record Layer(int index, int inputs, int outputs) {
+  public record Layer(int index, int inputs, int outputs) implements Serializable {
     public long parameters() {
       return (long) inputs * outputs + outputs;
     }
@@ -28,7 +29,7 @@ public record StageSplit(List<Stage> stages) {
   }
 
   /** A stage: layers {@code first..last}, inclusive. */
-  public record Stage(int index, int first, int last, long parameters, long flopsPerRow) {
+  public record Stage(int index, int first, int last, long parameters, long flopsPerRow) implements Serializable {
     public List<Integer> layers() {
       List<Integer> l = new ArrayList<>();
       for (int i = first; i <= last; i++) {

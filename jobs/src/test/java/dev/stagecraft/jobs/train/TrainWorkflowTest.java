@@ -140,15 +140,7 @@ class TrainWorkflowTest {
 
   @Test
   void anMlpLearnsThreeClassesFromNumericColumns() throws Exception {
-    StringBuilder csv = new StringBuilder("x,y,noise,cls\n");
-    java.util.Random r = new java.util.Random(5);
-    for (int i = 0; i < 900; i++) {
-      int c = i % 3;
-      double angle = 2 * Math.PI * c / 3;
-      csv.append(String.format(java.util.Locale.ROOT, "%.4f,%.4f,%.4f,%d%n", 3 * Math.cos(angle) + r.nextGaussian(),
-          3 * Math.sin(angle) + r.nextGaussian(), r.nextGaussian(), c));
-    }
-    Files.writeString(dir.resolve("blobs.csv"), csv.toString());
+    writeBlobs();
     RunLedger ledger = run("""
         name: blobs
         steps:
@@ -171,6 +163,68 @@ class TrainWorkflowTest {
     assertThat(m.features()).containsExactly("x", "y", "noise");
     assertThat(m.labels()).containsExactly(0.0, 1.0, 2.0);
     assertThat(m.training()).containsEntry("lr_schedule", "cosine");
+  }
+
+  /** Three Gaussian blobs, 900 rows of x, y, noise and the class. */
+  void writeBlobs() throws Exception {
+    StringBuilder csv = new StringBuilder("x,y,noise,cls\n");
+    java.util.Random r = new java.util.Random(5);
+    for (int i = 0; i < 900; i++) {
+      int c = i % 3;
+      double angle = 2 * Math.PI * c / 3;
+      csv.append(String.format(java.util.Locale.ROOT, "%.4f,%.4f,%.4f,%d%n", 3 * Math.cos(angle) + r.nextGaussian(),
+          3 * Math.sin(angle) + r.nextGaussian(), r.nextGaussian(), c));
+    }
+    Files.writeString(dir.resolve("blobs.csv"), csv.toString());
+  }
+
+  static float[] weights(StepRecord fit) throws Exception {
+    org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
+    ModelBundle.open(bundle.getFileSystem(new Configuration()), bundle);
+    try (var in = bundle.getFileSystem(new Configuration())
+        .open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
+      return dev.stagecraft.inference.bundle.ParameterFile.read(in);
+    }
+  }
+
+  /**
+   * The step end to end with {@code parallelism}: a two-stage pipeline (2 barrier tasks, one replica) trains the
+   * parameters one data-parallel worker trains from the same seed and batch, and its bundle is an ordinary one.
+   */
+  @Test
+  void aTwoStagePipelineTrainsWhatOneDataParallelWorkerTrains() throws Exception {
+    writeBlobs();
+    String yaml = """
+        name: blobs
+        steps:
+          - { id: raw, kind: load, path: blobs.csv, options: { header: true, inferSchema: true } }
+          - id: fit
+            kind: train
+            input: raw
+            label: cls
+            workers: %d
+            model: { type: mlp, hidden: [16, 8], epochs: 3, batch_size: 64, optimizer: adam, lr: 0.01, seed: 7 }
+        %s
+        """;
+    StepRecord piped = run(yaml.formatted(2, "    parallelism: { pipeline: 2, micro_batches: 4, schedule: gpipe }"),
+        "pp").step("fit");
+    assertThat(piped.status()).as(String.valueOf(piped.error())).isEqualTo(StepStatus.SUCCEEDED);
+    StepRecord whole = run(yaml.formatted(1, ""), "dp").step("fit");
+    assertThat(whole.status()).as(String.valueOf(whole.error())).isEqualTo(StepStatus.SUCCEEDED);
+
+    float[] a = weights(piped);
+    float[] b = weights(whole);
+    assertThat(a).hasSameSizeAs(b);
+    for (int i = 0; i < a.length; i++) {
+      assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], within(1e-4f));
+    }
+    assertThat(piped.metrics().get("final_loss")).isCloseTo(whole.metrics().get("final_loss"), within(1e-5));
+    assertThat(piped.metrics().get("train_accuracy")).isCloseTo(whole.metrics().get("train_accuracy"), within(1e-9));
+    @SuppressWarnings("unchecked")
+    java.util.Map<String, Object> pipeline = (java.util.Map<String, Object>) piped.details().get("pipeline");
+    assertThat(pipeline).containsEntry("stages", 2).containsEntry("schedule", "gpipe")
+        .containsEntry("micro_batches", 4);
+    assertThat(whole.details()).doesNotContainKey("pipeline");
   }
 
   @Test
