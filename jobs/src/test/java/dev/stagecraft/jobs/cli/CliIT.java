@@ -161,8 +161,10 @@ class CliIT {
     assertThat(invalid.err().strip()).isEqualTo("stagecraft: Cannot read workflow nope.yaml: no such file");
   }
 
-  @Test
-  void aRunKilledMidTrainingResumesFromItsLatestCheckpoint() throws Exception {
+  /** The driver SIGKILLed mid-training, data-parallel and pipelined: {@code run --resume} restores every rank. */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"", "parallelism: { pipeline: 2, micro_batches: 4 }"})
+  void aRunKilledMidTrainingResumesFromItsLatestCheckpoint(String parallelism) throws Exception {
     Path data = Path.of(System.getProperty("stagecraft.repo.root"), "jobs/examples/a9a/data/a9a.t.libsvm");
     Files.writeString(dir.resolve("wf.yaml"), """
         name: killed
@@ -175,9 +177,10 @@ class CliIT {
             workers: 2
             model: { type: mlp, hidden: [64], epochs: 30, batch_size: 128, optimizer: adam, lr: 0.002 }
             checkpoint: { every_steps: 100, keep: 2 }
-        """.formatted(data));
-    String ws = dir.resolve("ws").toString();
-    Path checkpoints = dir.resolve("ws/checkpoints/k1/fit");
+            %s
+        """.formatted(data, parallelism));
+    String ws = dir.resolve(parallelism.isEmpty() ? "ws" : "ws-pp").toString();
+    Path checkpoints = Path.of(ws, "checkpoints/k1/fit");
 
     Started first = start(true, dir, "run", "wf.yaml", "--run-id", "k1", "--workspace", ws);
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(150);
@@ -204,7 +207,7 @@ class CliIT {
     assertThat(resumed.err().lines().filter(l -> l.startsWith("[W") || l.contains("Warning:")).toList())
         .as("no native-library warnings (libtorch's are '[W… Warning: …' lines) in a run that trained")
         .isEmpty();
-    com.fasterxml.jackson.databind.JsonNode fit = Ledgers.newest(dir.resolve("ws"), "k1").path("steps")
+    com.fasterxml.jackson.databind.JsonNode fit = Ledgers.newest(Path.of(ws), "k1").path("steps")
         .path("fit");
     assertThat(fit.path("status").asText()).isEqualTo("SUCCEEDED");
     assertThat(fit.path("attempts").asInt()).isEqualTo(2);
