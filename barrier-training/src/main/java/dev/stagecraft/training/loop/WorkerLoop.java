@@ -139,28 +139,14 @@ public final class WorkerLoop {
     for (int i = 0; i < order.length; i++) {
       order[i] = i;
     }
-    List<double[]> curve = new ArrayList<>();
     float baseLr = optimizer.lr();
-    long step = 0;
-    long samples = 0;
-    double earlierSeconds = 0;
-    int firstEpoch = 1;
-    long firstStep = 0;
-    if (resume != null) {
-      step = resume.globalStep();
-      samples = resume.samples();
-      earlierSeconds = resume.seconds();
-      firstEpoch = resume.epoch();
-      firstStep = resume.nextStepInEpoch();
-      double[] c = resume.curve();
-      for (int i = 0; i < c.length; i += 3) {
-        curve.add(new double[] {c[i], c[i + 1], c[i + 2]});
-      }
-      if (firstStep > stepsPerEpoch || step != (firstEpoch - 1) * stepsPerEpoch + firstStep) {
-        throw new IllegalArgumentException("Cannot resume at step " + step + " (epoch " + firstEpoch + ", step "
-            + firstStep + " of the epoch): this run has " + stepsPerEpoch + " steps per epoch");
-      }
-    }
+    Start begin = Start.of(resume, stepsPerEpoch);
+    List<double[]> curve = begin.curve();
+    long step = begin.step();
+    long samples = begin.samples();
+    double earlierSeconds = begin.earlierSeconds();
+    int firstEpoch = begin.epoch();
+    long firstStep = begin.stepInEpoch();
     long resumedFrom = step;
     long start = System.nanoTime();
     long computeNanos = 0;
@@ -234,8 +220,38 @@ public final class WorkerLoop {
         exchangeNanos / 1e9, resumedFrom, pauseNanos / 1e9);
   }
 
+  /**
+   * Where a loop starts: at the beginning, or where a checkpoint left off (its step, samples, seconds, epoch, step
+   * within the epoch and loss curve so far).
+   */
+  public record Start(long step, long samples, double earlierSeconds, int epoch, long stepInEpoch,
+      List<double[]> curve) {
+    /**
+     * @param resume the checkpoint to continue from, or null to start afresh
+     * @throws IllegalArgumentException when the checkpoint's position does not fit {@code stepsPerEpoch}
+     */
+    public static Start of(TrainingState resume, long stepsPerEpoch) {
+      List<double[]> curve = new ArrayList<>();
+      if (resume == null) {
+        return new Start(0, 0, 0, 1, 0, curve);
+      }
+      double[] c = resume.curve();
+      for (int i = 0; i < c.length; i += 3) {
+        curve.add(new double[] {c[i], c[i + 1], c[i + 2]});
+      }
+      long step = resume.globalStep();
+      int epoch = resume.epoch();
+      long inEpoch = resume.nextStepInEpoch();
+      if (inEpoch > stepsPerEpoch || step != (epoch - 1) * stepsPerEpoch + inEpoch) {
+        throw new IllegalArgumentException("Cannot resume at step " + step + " (epoch " + epoch + ", step "
+            + inEpoch + " of the epoch): this run has " + stepsPerEpoch + " steps per epoch");
+      }
+      return new Start(step, resume.samples(), resume.seconds(), epoch, inEpoch, curve);
+    }
+  }
+
   /** Copies the loop's state when called (not before): the snapshot a checkpoint saves. */
-  private static Supplier<TrainingState> snapshot(long step, int nextEpoch, long nextStep, long samples,
+  public static Supplier<TrainingState> snapshot(long step, int nextEpoch, long nextStep, long samples,
       double earlierSeconds, long start, float[] params, Optimizer optimizer, List<double[]> curve) {
     return () -> {
       double[] c = new double[curve.size() * 3];

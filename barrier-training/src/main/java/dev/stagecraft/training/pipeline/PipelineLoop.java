@@ -11,7 +11,6 @@ import dev.stagecraft.training.model.StageModel;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.function.Supplier;
@@ -159,29 +158,15 @@ public final class PipelineLoop {
       }
       long stepsPerEpoch = (maxRows + localBatch - 1) / localBatch;
       long totalSteps = stepsPerEpoch * config.epochs();
-      List<double[]> curve = new ArrayList<>();
       float[] mean = new float[params.length];
       float baseLr = optimizer.lr();
-      long step = 0;
-      long samples = 0;
-      double earlierSeconds = 0;
-      int firstEpoch = 1;
-      long firstStep = 0;
-      if (resume != null) {
-        step = resume.globalStep();
-        samples = resume.samples();
-        earlierSeconds = resume.seconds();
-        firstEpoch = resume.epoch();
-        firstStep = resume.nextStepInEpoch();
-        double[] c = resume.curve();
-        for (int i = 0; i < c.length; i += 3) {
-          curve.add(new double[] {c[i], c[i + 1], c[i + 2]});
-        }
-        if (firstStep > stepsPerEpoch || step != (firstEpoch - 1) * stepsPerEpoch + firstStep) {
-          throw new IllegalArgumentException("Cannot resume at step " + step + " (epoch " + firstEpoch + ", step "
-              + firstStep + " of the epoch): this run has " + stepsPerEpoch + " steps per epoch");
-        }
-      }
+      WorkerLoop.Start begin = WorkerLoop.Start.of(resume, stepsPerEpoch);
+      List<double[]> curve = begin.curve();
+      long step = begin.step();
+      long samples = begin.samples();
+      double earlierSeconds = begin.earlierSeconds();
+      int firstEpoch = begin.epoch();
+      long firstStep = begin.stepInEpoch();
       long exchangeNanos = 0;
       long waitedBefore = at.links().receiveWaitNanos();
       long start = System.nanoTime();
@@ -238,14 +223,7 @@ public final class PipelineLoop {
     /** The loop's state when called: this stage's parameters and optimizer, and where the loop is. */
     private Supplier<TrainingState> snapshot(long step, int nextEpoch, long nextStep, long samples,
         double earlierSeconds, long start, List<double[]> curve) {
-      return () -> {
-        double[] c = new double[curve.size() * 3];
-        for (int i = 0; i < curve.size(); i++) {
-          System.arraycopy(curve.get(i), 0, c, i * 3, 3);
-        }
-        return new TrainingState(step, nextEpoch, nextStep, samples,
-            earlierSeconds + (System.nanoTime() - start) / 1e9, params.clone(), optimizer.snapshotState(), c);
-      };
+      return WorkerLoop.snapshot(step, nextEpoch, nextStep, samples, earlierSeconds, start, params, optimizer, curve);
     }
 
     /**
