@@ -34,15 +34,15 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = "Benchmarks (JSON lines on stdout): allreduce, train-scaling, train-vs-mllib, checkpoint, inference, "
-        + "inference-peers, train-peers, cost, schedule.")
+        + "inference-peers, train-peers, cost, schedule, pipeline.")
 public final class Bench implements Callable<Integer> {
   static final List<String> NAMES =
       List.of("allreduce", "train-scaling", "train-vs-mllib", "checkpoint", "inference", "inference-peers",
-          "train-peers", "cost", "schedule");
+          "train-peers", "cost", "schedule", "pipeline");
 
   @Parameters(index = "0", paramLabel = "NAME",
       description = "allreduce | train-scaling | train-vs-mllib | checkpoint | inference | inference-peers | "
-          + "train-peers | cost | schedule")
+          + "train-peers | cost | schedule | pipeline")
   String name;
 
   @Option(names = "--size", paramLabel = "X", defaultValue = "1",
@@ -50,14 +50,15 @@ public final class Bench implements Callable<Integer> {
   double size;
 
   @Option(names = "--workers", paramLabel = "N",
-      description = "Workers (barrier tasks; default 2, allreduce: 2, 3 and 4).")
+      description = "Workers (barrier tasks; default 2, allreduce: 2, 3 and 4; pipeline: the stages, at least 2).")
   Integer workersGiven;
 
   @Option(names = "--reps", paramLabel = "N", defaultValue = "5", description = "Timed repetitions per point.")
   int reps;
 
   @Option(names = "--integrity", paramLabel = "MODE", split = ",",
-      description = "allreduce: frame integrity modes to measure, comma-separated (default: none,mac,encrypt).")
+      description = "allreduce: frame integrity modes to measure, comma-separated (default: none,mac,encrypt); "
+          + "pipeline: the mode of its links (default: the default mode).")
   List<String> integrity = new ArrayList<>();
 
   @Option(names = "--trace", paramLabel = "FILE",
@@ -106,15 +107,17 @@ public final class Bench implements Callable<Integer> {
           Results::emit);
       return 0;
     }
-    if (workersGiven != null && workersGiven < (name.equals("allreduce") ? 2 : 1)) {
-      throw StagecraftException.user("Invalid --workers %d (expected at least %d)", workersGiven,
-          name.equals("allreduce") ? 2 : 1);
+    int fewest = name.equals("allreduce") || name.equals("pipeline") ? 2 : 1;
+    if (workersGiven != null && workersGiven < fewest) {
+      throw StagecraftException.user("Invalid --workers %d (expected at least %d)", workersGiven, fewest);
     }
     List<Integer> rings = workersGiven == null ? AllReduceBench.DEFAULT_WORKERS : List.of(workersGiven);
+    int workers = workersGiven == null ? 2 : workersGiven;
     if (name.equals("allreduce")) {
       localSlotsFor(Collections.max(rings));
+    } else if (name.equals("pipeline")) {
+      localSlotsFor(workers);
     }
-    int workers = workersGiven == null ? 2 : workersGiven;
     SparkSession spark = SparkSessions.create("stagecraft bench " + name, Verbosity.of(spec));
     try {
       switch (name) {
@@ -124,12 +127,25 @@ public final class Bench implements Callable<Integer> {
         case "inference" -> InferenceBench.run(spark, size, Results::emit);
         case "inference-peers" -> InferencePeersBench.run(spark, size, Results::emit);
         case "train-peers" -> TrainPeersBench.run(spark, workers, size, Results::emit);
+        case "pipeline" -> PipelineBench.run(spark, workers, pipelineIntegrity(), size, Results::emit);
         default -> MllibBench.run(spark, workers, size, Results::emit);
       }
       return 0;
     } finally {
       spark.stop();
     }
+  }
+
+  /** The pipeline's one mode: the default unless {@code --integrity} names one. */
+  private dev.stagecraft.training.collective.FrameIntegrity pipelineIntegrity() {
+    if (integrity.isEmpty()) {
+      return dev.stagecraft.training.collective.FrameIntegrity.DEFAULT;
+    }
+    if (integrity.size() > 1) {
+      throw StagecraftException.user("Invalid --integrity %s for pipeline (expected one mode: none, mac or encrypt)",
+          String.join(",", integrity));
+    }
+    return integrityModes().get(0);
   }
 
   private List<dev.stagecraft.training.collective.FrameIntegrity> integrityModes() {
