@@ -23,8 +23,13 @@ public record StageSplit(List<Stage> stages) implements Serializable {
       return (long) inputs * outputs + outputs;
     }
 
+    /**
+     * Multiply-adds times two: the forward product, the weights' gradient and the input's gradient, each
+     * {@code inputs × outputs}; the first layer's input is the features, whose gradient nobody needs, so it has one
+     * product fewer.
+     */
     public long flopsPerRow() {
-      return 6L * inputs * outputs;
+      return (index == 0 ? 4L : 6L) * inputs * outputs;
     }
   }
 
