@@ -207,6 +207,37 @@ final class PipelineTask {
     return m;
   }
 
+  /** The plan in one progress line: stages and their layers, replicas, micro-batches, schedule, theoretical bubble. */
+  static String planLine(Setup setup, int workers) {
+    Parallelism par = setup.parallelism();
+    StringBuilder layers = new StringBuilder();
+    for (StageSplit.Stage s : setup.split().stages()) {
+      layers.append(layers.length() == 0 ? "" : " | ").append(s.first()).append("..").append(s.last());
+    }
+    return String.format(java.util.Locale.ROOT, "pipeline: %d stages (layers %s) × %d replica(s), %d micro-batches, "
+        + "%s; the schedule leaves %.3f of each step idle", par.pipeline(), layers, par.replicas(workers),
+        par.microBatches(), par.schedule().label(), PipeSchedule.theoreticalBubble(par.pipeline(),
+            par.microBatches()));
+  }
+
+  /** What each stage measured, in one progress line: its bubble, compute, waiting and bytes sent (replica 0's). */
+  static String measuredLine(Setup setup, List<TrainTask.Outcome> outcomes) {
+    Parallelism par = setup.parallelism();
+    StringBuilder b = new StringBuilder();
+    double bubbles = 0;
+    for (TrainTask.Outcome o : outcomes) {
+      bubbles += o.pipeline().bubbleFraction();
+    }
+    b.append(String.format(java.util.Locale.ROOT, "pipeline: measured bubble %.3f (schedule %.3f)",
+        bubbles / outcomes.size(), PipeSchedule.theoreticalBubble(par.pipeline(), par.microBatches())));
+    for (TrainTask.Outcome o : outcomes.subList(0, Math.min(par.pipeline(), outcomes.size()))) {
+      Figures f = o.pipeline();
+      b.append(String.format(java.util.Locale.ROOT, "; stage %d: compute %.1f s, waiting %.1f s, sent %.1f MB",
+          f.stage(), f.computeSeconds(), f.pipeWaitSeconds(), f.bytesSent() / 1e6));
+    }
+    return b.toString();
+  }
+
   private static double round(double v) {
     return Math.round(v * 10_000) / 10_000.0;
   }

@@ -260,6 +260,7 @@ public final class TrainStep implements StepKind {
             ? null : validation.selected(), validation == null ? null : validation.features());
       }
       ctx.detail("pipeline", PipelineTask.plan(pipeline, workers));
+      ctx.progress(PipelineTask.planLine(pipeline, workers));
     }
     SparkContext sc = ctx.spark().sparkContext();
     Duration timeout = Duration.ofSeconds(step.intValue("timeout_seconds", TrainConfig.DEFAULT_TIMEOUT_SECONDS));
@@ -344,6 +345,9 @@ public final class TrainStep implements StepKind {
     float[] parameters = pipeline == null ? lead.parameters()
         : PipelineTask.assemble(outcomes, parallelism.pipeline());
     Map<String, Double> metrics = new LinkedHashMap<>();
+    if (pipeline != null) {
+      ctx.progress(PipelineTask.measuredLine(pipeline, outcomes));
+    }
     ctx.progress("evaluating");
     if (pipeline != null) {
       ctx.detail("pipeline", PipelineTask.measured(pipeline, workers, outcomes));
@@ -374,6 +378,11 @@ public final class TrainStep implements StepKind {
     metrics.put("compute_seconds", lead.computeSeconds());
     metrics.put("allreduce_seconds", lead.exchangeSeconds());
     metrics.put("loop_seconds", lead.seconds());
+    if (pipeline != null) {
+      Map<String, Object> measured = PipelineTask.measured(pipeline, workers, outcomes);
+      metrics.put("pipeline_bubble", ((Number) measured.get("bubble_measured")).doubleValue());
+      metrics.put("pipeline_bubble_theoretical", ((Number) measured.get("bubble_theoretical")).doubleValue());
+    }
     metrics.put("training_attempts", (double) attempts.size());
     metrics.put("resumed_from_step", (double) lead.resumedFromStep());
     if (lead.checkpoints() != null) {

@@ -225,6 +225,13 @@ class TrainWorkflowTest {
     assertThat(pipeline).containsEntry("stages", 2).containsEntry("schedule", "gpipe")
         .containsEntry("micro_batches", 4);
     assertThat(whole.details()).doesNotContainKey("pipeline");
+    assertThat(piped.metrics()).containsEntry("pipeline_bubble_theoretical", 0.2)
+        .containsEntry("pipeline_bubble", ((Number) pipeline.get("bubble_measured")).doubleValue());
+    assertThat(whole.metrics()).doesNotContainKey("pipeline_bubble");
+    assertThat(progress).anyMatch(l -> l.startsWith("pipeline: 2 stages (layers 0..0 | 1..2) × 1 replica(s), 4 "
+        + "micro-batches, gpipe; the schedule leaves 0.200 of each step idle"));
+    assertThat(progress).anyMatch(l -> l.matches("pipeline: measured bubble 0\\.\\d{3} \\(schedule 0\\.200\\); "
+        + "stage 0: compute \\d+\\.\\d s, waiting \\d+\\.\\d s, sent \\d+\\.\\d MB; stage 1: .*"));
   }
 
   @Test
