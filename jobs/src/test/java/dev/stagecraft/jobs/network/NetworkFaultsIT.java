@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.stagecraft.jobs.infer.ScoringData;
+import dev.stagecraft.jobs.train.TrainedModel;
 import dev.stagecraft.testing.HostNetwork.Host;
 import java.io.IOException;
 import java.nio.file.Files;

@@ -2,8 +2,6 @@ package dev.stagecraft.jobs.pipeline;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.stagecraft.inference.bundle.ModelBundle;
-import dev.stagecraft.inference.bundle.ParameterFile;
 import dev.stagecraft.jobs.engine.Engine;
 import dev.stagecraft.jobs.engine.EngineListener;
 import dev.stagecraft.jobs.ledger.RunLedger;
@@ -11,6 +9,7 @@ import dev.stagecraft.jobs.ledger.StepRecord;
 import dev.stagecraft.jobs.ledger.StepStatus;
 import dev.stagecraft.jobs.spec.StepKinds;
 import dev.stagecraft.jobs.spec.WorkflowLoader;
+import dev.stagecraft.jobs.train.TrainedModel;
 import dev.stagecraft.testing.StandaloneCluster;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,7 +20,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
@@ -156,14 +154,6 @@ class PipelineClusterIT {
     }
   }
 
-  static float[] weights(StepRecord fit) throws Exception {
-    org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
-    ModelBundle.open(bundle.getFileSystem(new Configuration()), bundle); // an ordinary bundle: it opens
-    try (var in = bundle.getFileSystem(new Configuration()).open(new org.apache.hadoop.fs.Path(bundle,
-        "weights.bin"))) {
-      return ParameterFile.read(in);
-    }
-  }
 
   @Test
   void theExecutorOfStageOneKilledCostsAtMostTheStepsSinceTheLastCheckpointOfAllStages() throws Exception {
@@ -191,8 +181,8 @@ class PipelineClusterIT {
     StepRecord cleanFit = clean.step("fit");
     assertThat(cleanFit.status()).isEqualTo(StepStatus.SUCCEEDED);
     assertThat(cleanFit.metrics().get("resumed_from_step")).isZero();
-    float[] a = weights(fit);
-    float[] b = weights(cleanFit);
+    float[] a = TrainedModel.weights(fit);
+    float[] b = TrainedModel.weights(cleanFit);
     assertThat(a).hasSameSizeAs(b);
     for (int i = 0; i < a.length; i++) {
       assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-4f));

@@ -113,12 +113,6 @@ class TrainClusterIT {
     }
   }
 
-  static float[] weights(StepRecord fit) throws Exception {
-    org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
-    try (var in = bundle.getFileSystem(new Configuration()).open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
-      return dev.stagecraft.inference.bundle.ParameterFile.read(in);
-    }
-  }
 
   @Test
   void aKilledExecutorCostsAtMostTheStepsSinceTheLastCheckpoint() throws Exception {
@@ -149,8 +143,8 @@ class TrainClusterIT {
     StepRecord cleanFit = clean.step("fit");
     assertThat(cleanFit.status()).isEqualTo(StepStatus.SUCCEEDED);
     assertThat(cleanFit.metrics().get("resumed_from_step")).isZero();
-    float[] a = weights(fit);
-    float[] b = weights(cleanFit);
+    float[] a = TrainedModel.weights(fit);
+    float[] b = TrainedModel.weights(cleanFit);
     assertThat(a).hasSameSizeAs(b);
     for (int i = 0; i < a.length; i++) {
       assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-4f));

@@ -178,14 +178,6 @@ class TrainWorkflowTest {
     Files.writeString(dir.resolve("blobs.csv"), csv.toString());
   }
 
-  static float[] weights(StepRecord fit) throws Exception {
-    org.apache.hadoop.fs.Path bundle = new org.apache.hadoop.fs.Path(fit.outputs().get("model").uri());
-    ModelBundle.open(bundle.getFileSystem(new Configuration()), bundle);
-    try (var in = bundle.getFileSystem(new Configuration())
-        .open(new org.apache.hadoop.fs.Path(bundle, "weights.bin"))) {
-      return dev.stagecraft.inference.bundle.ParameterFile.read(in);
-    }
-  }
 
   /**
    * The step end to end with {@code parallelism}: a two-stage pipeline (2 barrier tasks, one replica) trains the
@@ -212,8 +204,8 @@ class TrainWorkflowTest {
     StepRecord whole = run(yaml.formatted(1, ""), "dp").step("fit");
     assertThat(whole.status()).as(String.valueOf(whole.error())).isEqualTo(StepStatus.SUCCEEDED);
 
-    float[] a = weights(piped);
-    float[] b = weights(whole);
+    float[] a = TrainedModel.weights(piped);
+    float[] b = TrainedModel.weights(whole);
     assertThat(a).hasSameSizeAs(b);
     for (int i = 0; i < a.length; i++) {
       assertThat(a[i]).as("parameter %d", i).isCloseTo(b[i], within(1e-4f));
