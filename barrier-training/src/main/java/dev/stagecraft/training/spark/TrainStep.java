@@ -345,12 +345,14 @@ public final class TrainStep implements StepKind {
     float[] parameters = pipeline == null ? lead.parameters()
         : PipelineTask.assemble(outcomes, parallelism.pipeline());
     Map<String, Double> metrics = new LinkedHashMap<>();
+    Map<String, Object> measured = null;
     if (pipeline != null) {
+      measured = PipelineTask.measured(pipeline, workers, outcomes);
       ctx.progress(PipelineTask.measuredLine(pipeline, outcomes));
     }
     ctx.progress("evaluating");
     if (pipeline != null) {
-      ctx.detail("pipeline", PipelineTask.measured(pipeline, workers, outcomes));
+      ctx.detail("pipeline", measured);
       // No stage holds the whole model: the put-together model scores the rows in a job, as infer would.
       metrics.putAll(Evaluator.evaluate(selected, features, stats.mean(), stats.std(), spec.toMap(), task,
           numClasses, parameters, "train_"));
@@ -378,8 +380,7 @@ public final class TrainStep implements StepKind {
     metrics.put("compute_seconds", lead.computeSeconds());
     metrics.put("allreduce_seconds", lead.exchangeSeconds());
     metrics.put("loop_seconds", lead.seconds());
-    if (pipeline != null) {
-      Map<String, Object> measured = PipelineTask.measured(pipeline, workers, outcomes);
+    if (measured != null) {
       metrics.put("pipeline_bubble", ((Number) measured.get("bubble_measured")).doubleValue());
       metrics.put("pipeline_bubble_theoretical", ((Number) measured.get("bubble_theoretical")).doubleValue());
     }
