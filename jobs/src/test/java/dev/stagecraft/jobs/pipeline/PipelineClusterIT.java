@@ -121,22 +121,29 @@ class PipelineClusterIT {
 
   /** The newest step with a complete checkpoint (manifest written) of a run's fit step, or -1. */
   static long newestCheckpoint(String runId) throws java.io.IOException {
-    Path root = dir.resolve("ws/checkpoints/" + runId + "/fit");
-    if (!Files.isDirectory(root)) {
-      return -1;
-    }
-    try (Stream<Path> dirs = Files.list(root)) {
-      return dirs.filter(d -> Files.exists(d.resolve("manifest.json")))
-          .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring("step-".length()))).max().orElse(-1);
-    }
+    return TrainedModel.newestCheckpoint(dir.resolve("ws/checkpoints/" + runId + "/fit"));
   }
 
-  /** The executor whose log says it runs stage {@code stage} of the running step. */
-  static ProcessHandle executorOfStage(int stage) throws Exception {
+  /** How long each executor's log is now: what they log afterwards belongs to a step started later. */
+  static Map<Path, Integer> logLengths() throws Exception {
+    Map<Path, Integer> lengths = new java.util.HashMap<>();
+    try (Stream<Path> logs = Files.walk(dir)) {
+      for (Path log : logs.filter(p -> p.getFileName().toString().equals("stderr")).toList()) {
+        lengths.put(log, Files.readString(log).length());
+      }
+    }
+    return lengths;
+  }
+
+  /**
+   * The executor whose log says it runs stage {@code stage} of the running step: in what it logged after {@code
+   * before} (an earlier test's step on the same executors logged the same words).
+   */
+  static ProcessHandle executorOfStage(int stage, Map<Path, Integer> before) throws Exception {
     String mark = ": stage " + stage + " (layers";
     try (Stream<Path> logs = Files.walk(dir)) {
       for (Path log : logs.filter(p -> p.getFileName().toString().equals("stderr")).toList()) {
-        if (Files.readString(log).contains(mark)) {
+        if (Files.readString(log).indexOf(mark, before.getOrDefault(log, 0)) >= 0) {
           String executorId = log.getParent().getFileName().toString();
           return cluster.executors().stream()
               .filter(p -> commandLine(p).contains("--executor-id " + executorId + " ")).findFirst().orElseThrow();
@@ -157,12 +164,13 @@ class PipelineClusterIT {
 
   @Test
   void theExecutorOfStageOneKilledCostsAtMostTheStepsSinceTheLastCheckpointOfAllStages() throws Exception {
+    Map<Path, Integer> before = logLengths();
     CompletableFuture<RunLedger> running = startCheckpointed("k1");
     Awaitility.await().atMost(Duration.ofSeconds(300)).pollInterval(Duration.ofMillis(20))
         .until(() -> newestCheckpoint("k1") > 0 || running.isDone());
     long savedAtKill = newestCheckpoint("k1");
     assertThat(savedAtKill).as("training was still running when the first checkpoint appeared").isPositive();
-    assertThat(executorOfStage(1).destroyForcibly()).isTrue(); // SIGKILL
+    assertThat(executorOfStage(1, before).destroyForcibly()).isTrue(); // SIGKILL
     RunLedger ledger = running.get(300, TimeUnit.SECONDS);
 
     StepRecord fit = ledger.step("fit");

@@ -103,14 +103,7 @@ class TrainClusterIT {
 
   /** The newest step with a complete checkpoint (manifest written) of a run's step, or -1. */
   static long newestCheckpoint(String runId) throws java.io.IOException {
-    Path root = dir.resolve("ws/checkpoints/" + runId + "/fit");
-    if (!Files.isDirectory(root)) {
-      return -1;
-    }
-    try (var dirs = Files.list(root)) {
-      return dirs.filter(d -> Files.exists(d.resolve("manifest.json")))
-          .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring("step-".length()))).max().orElse(-1);
-    }
+    return TrainedModel.newestCheckpoint(dir.resolve("ws/checkpoints/" + runId + "/fit"));
   }
 
 

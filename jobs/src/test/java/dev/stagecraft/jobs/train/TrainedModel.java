@@ -43,6 +43,17 @@ public final class TrainedModel {
     }
   }
 
+  /** The newest step with a complete checkpoint (its manifest written) under a step's checkpoint folder, or -1. */
+  public static long newestCheckpoint(java.nio.file.Path stepCheckpoints) throws IOException {
+    if (!java.nio.file.Files.isDirectory(stepCheckpoints)) {
+      return -1;
+    }
+    try (var dirs = java.nio.file.Files.list(stepCheckpoints)) {
+      return dirs.filter(d -> java.nio.file.Files.exists(d.resolve("manifest.json")))
+          .mapToLong(d -> Long.parseLong(d.getFileName().toString().substring("step-".length()))).max().orElse(-1);
+    }
+  }
+
   private static InputStream open(Path bundle, String file) throws IOException {
     return bundle.getFileSystem(new Configuration()).open(new Path(bundle, file));
   }
